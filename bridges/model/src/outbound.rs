@@ -1,0 +1,140 @@
+//! Outbound operations: what the relay asks a bridge to do.
+//!
+//! Every id inside an [`OutboundOp`] is already the *target* platform's id:
+//! the relay resolves the origin's message ids through its mappings before it
+//! hands the op over, and waits when a target has not been delivered yet.
+
+use crate::call::CallEvent;
+use crate::event::{Message, Origin};
+use crate::ids::{ChannelId, MessageId, OpId};
+use crate::person::{Person, PuppetRef};
+use serde::{Deserialize, Serialize};
+
+/// One operation for one target channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OutboundOp {
+    /// Unique and stable across retries and restarts. Bridges use it to make
+    /// delivery idempotent: delivering the same op twice must not post twice.
+    pub id: OpId,
+    /// The target channel on this bridge.
+    pub channel: ChannelId,
+    /// Where the op comes from (absent for the relay's own notices).
+    pub origin: Option<Origin>,
+    /// The person on whose behalf it is done (absent for the relay's own notices).
+    pub on_behalf_of: Option<Person>,
+    /// How that person appears on this bridge (absent: post as the bridge bot).
+    pub author: Option<PuppetRef>,
+    /// What to do.
+    pub kind: OutboundKind,
+}
+
+impl OutboundOp {
+    /// An op posted by the bridge bot itself.
+    pub fn from_bot(id: OpId, channel: ChannelId, kind: OutboundKind) -> Self {
+        OutboundOp { id, channel, origin: None, on_behalf_of: None, author: None, kind }
+    }
+
+    /// An op done on behalf of a person from `origin`, shown as `author`.
+    pub fn on_behalf(
+        id: OpId,
+        channel: ChannelId,
+        origin: Origin,
+        person: Person,
+        author: Option<PuppetRef>,
+        kind: OutboundKind,
+    ) -> Self {
+        OutboundOp {
+            id,
+            channel,
+            origin: Some(origin),
+            on_behalf_of: Some(person),
+            author,
+            kind,
+        }
+    }
+}
+
+/// What an [`OutboundOp`] does. Ids are the target's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OutboundKind {
+    /// Post a message. `reply_to` and `thread_root` inside are target ids.
+    Send {
+        /// The message.
+        message: Message,
+    },
+    /// Replace the content of a message we posted earlier.
+    Edit {
+        /// Every part the original was posted as (first part first).
+        parts: Vec<MessageId>,
+        /// The new content.
+        message: Message,
+    },
+    /// Delete a message we posted earlier, all of its parts.
+    Delete {
+        /// Every part.
+        parts: Vec<MessageId>,
+    },
+    /// Add a reaction.
+    React {
+        /// The message reacted to.
+        target: MessageId,
+        /// The reaction key (Unicode emoji or `:shortcode:`).
+        key: String,
+    },
+    /// Remove a reaction added earlier.
+    Unreact {
+        /// The message reacted to.
+        target: MessageId,
+        /// The reaction key.
+        key: String,
+        /// The id the reaction got when it was added, where the platform gives
+        /// reactions ids (Matrix).
+        reaction: Option<MessageId>,
+    },
+    /// Show a call invite, or update the one shown before.
+    Call {
+        /// The call's new state.
+        event: CallEvent,
+        /// The invite posted for this call earlier, if any: edit it rather
+        /// than posting again.
+        invite: Vec<MessageId>,
+    },
+}
+
+impl OutboundKind {
+    /// A short, bounded name for logs and metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OutboundKind::Send { .. } => "send",
+            OutboundKind::Edit { .. } => "edit",
+            OutboundKind::Delete { .. } => "delete",
+            OutboundKind::React { .. } => "react",
+            OutboundKind::Unreact { .. } => "unreact",
+            OutboundKind::Call { .. } => "call",
+        }
+    }
+}
+
+/// What a delivery produced on the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The ids of what was created, in order: one per part for a message split
+    /// to fit the platform's length limit; the reaction's id where reactions
+    /// have ids; empty for edits and deletes.
+    pub ids: Vec<MessageId>,
+}
+
+impl Delivered {
+    /// A delivery that created one object.
+    pub fn one(id: MessageId) -> Self {
+        Delivered { ids: vec![id] }
+    }
+
+    /// A delivery that created nothing addressable.
+    pub fn none() -> Self {
+        Delivered::default()
+    }
+}

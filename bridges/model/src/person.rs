@@ -1,0 +1,105 @@
+//! People, senders and puppets.
+
+use crate::ids::{BridgeId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A person (or bot) as their own platform knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Person {
+    /// The bridge the person lives on.
+    pub bridge: BridgeId,
+    /// Their id there.
+    pub user: UserId,
+    /// The name to show for them elsewhere.
+    pub display_name: String,
+    /// An avatar URL the origin bridge can fetch, if any.
+    pub avatar: Option<String>,
+    /// Whether the account is a bot or an app.
+    pub is_bot: bool,
+}
+
+impl Person {
+    /// A human with a display name and no avatar.
+    pub fn new(bridge: BridgeId, user: UserId, display_name: impl Into<String>) -> Self {
+        Person { bridge, user, display_name: display_name.into(), avatar: None, is_bot: false }
+    }
+
+    /// Sets the avatar.
+    pub fn with_avatar(mut self, avatar: impl Into<String>) -> Self {
+        self.avatar = Some(avatar.into());
+        self
+    }
+
+    /// Marks the account as a bot.
+    pub fn bot(mut self) -> Self {
+        self.is_bot = true;
+        self
+    }
+}
+
+/// Who wrote an inbound event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Sender {
+    /// The author.
+    pub person: Person,
+    /// True when our own bot, one of our puppets or a double-puppeted account
+    /// wrote this on our behalf: the first echo guard. Connectors set it from
+    /// whatever the platform tells them (bot id, message metadata, txn id).
+    pub is_ours: bool,
+}
+
+impl Sender {
+    /// A sender that is not one of ours.
+    pub fn new(person: Person) -> Self {
+        Sender { person, is_ours: false }
+    }
+
+    /// A sender that is our own bot or one of our puppets.
+    pub fn ours(person: Person) -> Self {
+        Sender { person, is_ours: true }
+    }
+}
+
+/// How a person from elsewhere appears on a target bridge, as returned by
+/// [`crate::Bridge::ensure_puppet`] and handed back with every operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PuppetRef {
+    /// The puppet's user id on the target bridge. For platforms without ghost
+    /// accounts this is a bridge-chosen handle (the relay still records it, so
+    /// mentions and echoes of it can be recognised).
+    pub user: UserId,
+    /// The name shown on the target.
+    pub display_name: String,
+    /// The avatar shown on the target, in the target's own form (an mxc URI,
+    /// an icon URL…), if any.
+    pub avatar: Option<String>,
+    /// True when this is the person's own linked account (double puppet).
+    pub is_linked_account: bool,
+}
+
+impl PuppetRef {
+    /// A puppet account with a name and no avatar.
+    pub fn new(user: UserId, display_name: impl Into<String>) -> Self {
+        PuppetRef {
+            user,
+            display_name: display_name.into(),
+            avatar: None,
+            is_linked_account: false,
+        }
+    }
+
+    /// Sets the avatar.
+    pub fn with_avatar(mut self, avatar: Option<String>) -> Self {
+        self.avatar = avatar;
+        self
+    }
+
+    /// Marks the puppet as the person's own linked account.
+    pub fn linked(mut self) -> Self {
+        self.is_linked_account = true;
+        self
+    }
+}

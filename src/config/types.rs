@@ -1,0 +1,201 @@
+//! The validated, typed configuration. Built only by [`super::load`] and
+//! [`super::validate`]; everything here has passed validation.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchboard_model::{BridgeId, ChannelId};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[http]`
+    pub http: HttpConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[relay]`
+    pub relay: RelayConfig,
+    /// `[[bridge]]`, in file order.
+    pub bridges: Vec<BridgeConfig>,
+    /// `[[portal]]`, in file order.
+    pub portals: Vec<PortalConfig>,
+}
+
+/// `[store]`: where the sled database lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// Directory of the database (created if missing).
+    pub path: PathBuf,
+    /// How long inbound event ids are remembered for deduplication.
+    pub dedup_retention: Duration,
+    /// Refuse new inbound events while the store's file system has less free
+    /// space than this, in bytes.
+    pub min_free_bytes: u64,
+}
+
+/// `[http]`: the daemon's one HTTP listener (health, readiness, metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Address to listen on; loopback unless the operator knows better.
+    pub listen: SocketAddr,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// A tracing filter directive (`info`, `switchboard=debug,info`).
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines on stderr.
+    #[default]
+    Plain,
+    /// One JSON object per line on stderr.
+    Json,
+    /// Straight to the systemd journal with structured fields.
+    Journald,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "plain" => Ok(LogFormat::Plain),
+            "json" => Ok(LogFormat::Json),
+            "journald" => Ok(LogFormat::Journald),
+            other => Err(format!("unknown log format {other:?} (expected plain, json or journald)")),
+        }
+    }
+}
+
+/// `[relay]`: delivery policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayConfig {
+    /// Failed attempts (transient errors) before an op is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with ±20 % jitter.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// On SIGTERM, how long to keep delivering what is in the outbox.
+    pub drain_grace: Duration,
+    /// How long an edit, delete or reaction waits for a target message that
+    /// the relay has never seen before giving up on it.
+    pub dependency_wait: Duration,
+    /// What a target without reactions gets for a reaction.
+    pub reaction_fallback: ReactionFallback,
+    /// Whether a dead letter posts a notice back in the origin channel.
+    pub dead_letter_notices: bool,
+}
+
+/// What to do with a reaction for a target that has no reactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReactionFallback {
+    /// Post a short notice ("Ann reacted 👍 to: …").
+    #[default]
+    Notice,
+    /// Drop it.
+    Skip,
+}
+
+/// One `[[bridge]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeConfig {
+    /// Its id, `platform:name`.
+    pub id: BridgeId,
+    /// Its platform and settings.
+    pub kind: BridgeKind,
+}
+
+/// The platforms, one variant each (`type = "…"` in the file).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum BridgeKind {
+    /// `type = "memory"`: a file-backed simulated platform for trials and tests.
+    Memory(MemoryBridgeConfig),
+}
+
+impl BridgeKind {
+    /// The `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BridgeKind::Memory(_) => "memory",
+        }
+    }
+}
+
+/// `type = "memory"` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryBridgeConfig {
+    /// Directory holding the simulated platform's state.
+    pub state_dir: PathBuf,
+    /// `full` or `minimal` capabilities.
+    pub capabilities: MemoryCapabilities,
+    /// An access token the simulated platform demands (from `token_file` or `token_env`).
+    pub token: Option<Secret>,
+}
+
+/// Capability presets of the memory bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryCapabilities {
+    /// Edits, threads, reactions, files, calls.
+    #[default]
+    Full,
+    /// Plain messages only.
+    Minimal,
+}
+
+/// One `[[portal]]`: channels on different bridges that form one conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalConfig {
+    /// Its name, unique; also its stored id.
+    pub name: String,
+    /// Its members, each a channel on a configured bridge.
+    pub members: Vec<PortalMember>,
+}
+
+/// One member of a portal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortalMember {
+    /// The bridge.
+    pub bridge: BridgeId,
+    /// The channel on it.
+    pub channel: ChannelId,
+}
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself. Call only where it is sent to the platform.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
