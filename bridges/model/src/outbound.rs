@@ -30,6 +30,24 @@ pub struct OutboundOp {
 }
 
 impl OutboundOp {
+    /// An op with nothing but its id, channel and kind (posted by the bridge bot).
+    pub fn new(id: OpId, channel: ChannelId, kind: OutboundKind) -> Self {
+        OutboundOp { id, channel, origin: None, on_behalf_of: None, author: None, kind }
+    }
+
+    /// Sets where the op comes from and on whose behalf it is done.
+    pub fn with_origin(mut self, origin: Option<Origin>, on_behalf_of: Option<Person>) -> Self {
+        self.origin = origin;
+        self.on_behalf_of = on_behalf_of;
+        self
+    }
+
+    /// Sets how the author appears on the target.
+    pub fn with_author(mut self, author: Option<PuppetRef>) -> Self {
+        self.author = author;
+        self
+    }
+
     /// An op posted by the bridge bot itself.
     pub fn from_bot(id: OpId, channel: ChannelId, kind: OutboundKind) -> Self {
         OutboundOp { id, channel, origin: None, on_behalf_of: None, author: None, kind }

@@ -1,0 +1,202 @@
+//! Stored values. Each is one version byte followed by JSON; [`decode`]
+//! refuses a version it does not know, and [`super::migrate`] is where old
+//! versions are rewritten.
+
+use super::{StoreError, Tree};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use switchboard_model::{
+    BridgeId, CallEvent, ChannelId, Message, MessageId, Origin, Person, PuppetRef,
+};
+
+/// The version byte every value written by this build starts with.
+pub const VALUE_VERSION: u8 = 1;
+
+/// Encodes a value: version byte, then JSON.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![VALUE_VERSION];
+    // Serialising our own plain data types to a Vec cannot fail.
+    serde_json::to_writer(&mut out, value).expect("stored types always serialise");
+    out
+}
+
+/// Decodes a value written by [`encode`].
+pub fn decode<T: DeserializeOwned>(tree: Tree, bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&VALUE_VERSION, json)) => serde_json::from_slice(json)
+            .map_err(|e| StoreError::Corrupt { tree, reason: e.to_string() }),
+        Some((v, _)) => Err(StoreError::Corrupt { tree, reason: format!("unknown value version {v}") }),
+        None => Err(StoreError::Corrupt { tree, reason: "empty value".to_owned() }),
+    }
+}
+
+/// A portal: channels on different bridges that form one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalRecord {
+    /// Its members.
+    pub members: Vec<(BridgeId, ChannelId)>,
+    /// Whether call invites are relayed in this portal.
+    #[serde(default = "yes")]
+    pub relay_calls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a person appears on one target bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PuppetRecord {
+    /// What the target bridge returned from `ensure_puppet`.
+    pub puppet: PuppetRef,
+    /// Hash of the display name it was created with.
+    pub name_hash: u64,
+    /// Hash of the avatar it was created with.
+    pub avatar_hash: u64,
+}
+
+/// A stable 64-bit FNV-1a hash, for change detection of names and avatars.
+pub fn stable_hash(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// One pending delivery to one target channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Where it came from (absent for the relay's own notices).
+    pub origin: Option<Origin>,
+    /// On whose behalf (absent for the relay's own notices).
+    pub sender: Option<Person>,
+    /// What to do, with references still in the origin's ids.
+    pub action: PendingAction,
+    /// Failed attempts so far (rate limits not counted).
+    pub attempts: u32,
+    /// When it was accepted, ms since the epoch (for latency and age).
+    pub enqueued_ms: u64,
+    /// True for notices the relay itself posts (never noticed again on failure).
+    #[serde(default)]
+    pub is_notice: bool,
+}
+
+/// What a pending delivery does. Message ids are the *origin's*: the relay
+/// translates them to the target's at delivery time through the mappings,
+/// and waits while a target has not been delivered yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum PendingAction {
+    /// Post a new message.
+    Send {
+        /// The message's group (shared by its copies on every platform).
+        group: u64,
+        /// The message; `reply_to` and `thread_root` hold origin ids.
+        message: Message,
+    },
+    /// Replace a message's content.
+    Edit {
+        /// The edited message (origin id).
+        target: MessageId,
+        /// The new content.
+        message: Message,
+    },
+    /// Delete a message.
+    Delete {
+        /// The deleted message (origin id).
+        target: MessageId,
+    },
+    /// Add or remove a reaction.
+    Reaction {
+        /// The message reacted to (origin id).
+        target: MessageId,
+        /// The reaction key.
+        key: String,
+        /// Added or removed.
+        added: bool,
+        /// The group that records this reaction's ids on each platform.
+        group: u64,
+    },
+    /// Show or update a call invite.
+    Call {
+        /// The call's state.
+        event: CallEvent,
+    },
+    /// A notice from the relay itself (e.g. "not delivered to …").
+    Notice {
+        /// Its text.
+        text: String,
+    },
+}
+
+impl PendingAction {
+    /// A short, bounded name for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PendingAction::Send { .. } => "send",
+            PendingAction::Edit { .. } => "edit",
+            PendingAction::Delete { .. } => "delete",
+            PendingAction::Reaction { added: true, .. } => "react",
+            PendingAction::Reaction { added: false, .. } => "unreact",
+            PendingAction::Call { .. } => "call",
+            PendingAction::Notice { .. } => "notice",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_carry_their_version_and_round_trip() {
+        let rec = PortalRecord { members: vec![("a:x".into(), "c".into())], relay_calls: true };
+        let bytes = encode(&rec);
+        assert_eq!(bytes[0], VALUE_VERSION);
+        assert_eq!(
+            String::from_utf8_lossy(&bytes[1..]),
+            r#"{"members":[["a:x","c"]],"relay_calls":true}"#
+        );
+        assert_eq!(decode::<PortalRecord>(Tree::PortalidPortal, &bytes).expect("decodes"), rec);
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_errors() {
+        let err = decode::<PortalRecord>(Tree::PortalidPortal, &[9, b'{', b'}']).expect_err("v9");
+        assert!(err.to_string().contains("unknown value version 9"), "{err}");
+        assert!(decode::<PortalRecord>(Tree::PortalidPortal, &[]).is_err());
+        assert!(decode::<PortalRecord>(Tree::PortalidPortal, &[1, b'x']).is_err());
+    }
+
+    #[test]
+    fn outbox_entry_snapshot() {
+        let entry = OutboxEntry {
+            origin: Some(Origin::new("memory:a", "general")),
+            sender: Some(Person::new("memory:a".into(), "u1".into(), "Ann")),
+            action: PendingAction::Send { group: 7, message: Message::text("hi") },
+            attempts: 0,
+            enqueued_ms: 1_700_000_000_000,
+            is_notice: false,
+        };
+        let json = String::from_utf8_lossy(&encode(&entry)[1..]).into_owned();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"origin":{"bridge":"memory:a","channel":"general"},"#,
+                r#""sender":{"bridge":"memory:a","user":"u1","display_name":"Ann","avatar":null,"is_bot":false},"#,
+                r#""action":{"action":"send","group":7,"message":{"body":{"blocks":[{"block":"paragraph","content":[{"inline":"text","text":"hi"}]}]},"style":"normal"}},"#,
+                r#""attempts":0,"enqueued_ms":1700000000000,"is_notice":false}"#
+            )
+        );
+        let back: OutboxEntry = decode(Tree::Outbox, &encode(&entry)).expect("decodes");
+        assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn stable_hash_is_stable() {
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(stable_hash("Ann"), stable_hash("Anne"));
+    }
+}
