@@ -26,7 +26,11 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_BATCH: usize = 1024;
 
 /// Runs the intake until `stop` is cancelled; then refuses what is left.
-pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<InboundEnvelope>, stop: CancellationToken) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<InboundEnvelope>,
+    stop: CancellationToken,
+) {
     loop {
         let first = tokio::select! {
             biased;
@@ -84,11 +88,15 @@ async fn accept(shared: &Arc<Shared>, envelopes: Vec<InboundEnvelope>) {
     let mut batch = Batch::default();
     let mut failed: Option<StoreError> = None;
     for (event, _) in &envelopes {
-        shared.metrics.inbound(event.origin.bridge.as_str(), event.kind.label());
+        shared
+            .metrics
+            .inbound(event.origin.bridge.as_str(), event.kind.label());
         match plan(shared, &mut batch, event) {
             Ok(Ok(())) => {}
             Ok(Err(dropped)) => {
-                shared.metrics.dropped(event.origin.bridge.as_str(), dropped.label());
+                shared
+                    .metrics
+                    .dropped(event.origin.bridge.as_str(), dropped.label());
                 tracing::debug!(bridge = %event.origin.bridge, event = %event.event, reason = dropped.label(), "Inbound event not relayed.");
             }
             Err(e) => {
@@ -126,15 +134,16 @@ async fn commit(shared: &Arc<Shared>, writes: &[IntakeWrite]) -> Result<(), Stor
         return Ok(());
     }
     shared.db.commit_intake(writes)?;
-    let db = shared.db.clone();
-    tokio::task::spawn_blocking(move || db.flush())
-        .await
-        .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+    shared.db.flush_async().await
 }
 
 /// Plans one event into the batch. The outer error is a store failure (the
 /// whole batch is refused); the inner one says why the event is not relayed.
-fn plan(shared: &Shared, batch: &mut Batch, event: &Inbound) -> Result<Result<(), Dropped>, StoreError> {
+fn plan(
+    shared: &Shared,
+    batch: &mut Batch,
+    event: &Inbound,
+) -> Result<Result<(), Dropped>, StoreError> {
     let bridge = &event.origin.bridge;
     let seen_key = (bridge.clone(), event.event.clone());
     if batch.seen.contains(&seen_key) || shared.db.seen(bridge, &event.event)? {
@@ -142,7 +151,11 @@ fn plan(shared: &Shared, batch: &mut Batch, event: &Inbound) -> Result<Result<()
     }
     batch.seen.insert(seen_key);
     let mut write = IntakeWrite {
-        seen: Some((bridge.clone(), event.event.clone(), Timestamp::now().as_millis())),
+        seen: Some((
+            bridge.clone(),
+            event.event.clone(),
+            Timestamp::now().as_millis(),
+        )),
         ..IntakeWrite::default()
     };
 
@@ -165,23 +178,48 @@ fn plan_relay(
         return Ok(Err(Dropped::Echo));
     }
     // Layer 2: written by one of our puppets.
-    if shared.db.person_of_puppet(&origin.bridge, &event.sender.person.user)?.is_some() {
+    if shared
+        .db
+        .person_of_puppet(&origin.bridge, &event.sender.person.user)?
+        .is_some()
+    {
         return Ok(Err(Dropped::Echo));
     }
     let Some((portal, members)) = shared.portals.of(&origin.bridge, &origin.channel) else {
         return Ok(Err(Dropped::NoPortal));
     };
     let lookup = |batch: &Batch, id: &MessageId| -> Result<Option<GroupId>, StoreError> {
-        if let Some(g) = batch.groups.get(&(origin.bridge.clone(), origin.channel.clone(), id.clone())) {
+        if let Some(g) =
+            batch
+                .groups
+                .get(&(origin.bridge.clone(), origin.channel.clone(), id.clone()))
+        {
             return Ok(Some(*g));
         }
         shared.db.group_of(&origin.bridge, &origin.channel, id)
     };
-    let new_group = |batch: &mut Batch, write: &mut IntakeWrite, id: &MessageId| -> Result<GroupId, StoreError> {
+    let new_group = |batch: &mut Batch,
+                     write: &mut IntakeWrite,
+                     id: &MessageId|
+     -> Result<GroupId, StoreError> {
         let group = shared.db.next_id()?;
-        write.messages.push((origin.bridge.clone(), origin.channel.clone(), id.clone(), 0, group));
-        write.copies.push((group, origin.bridge.clone(), origin.channel.clone(), vec![id.clone()]));
-        batch.groups.insert((origin.bridge.clone(), origin.channel.clone(), id.clone()), group);
+        write.messages.push((
+            origin.bridge.clone(),
+            origin.channel.clone(),
+            id.clone(),
+            0,
+            group,
+        ));
+        write.copies.push((
+            group,
+            origin.bridge.clone(),
+            origin.channel.clone(),
+            vec![id.clone()],
+        ));
+        batch.groups.insert(
+            (origin.bridge.clone(), origin.channel.clone(), id.clone()),
+            group,
+        );
         Ok(group)
     };
 
@@ -192,12 +230,18 @@ fn plan_relay(
                 return Ok(Err(Dropped::Echo));
             }
             let group = new_group(batch, write, id)?;
-            PendingAction::Send { group, message: message.clone() }
+            PendingAction::Send {
+                group,
+                message: message.clone(),
+            }
         }
-        InboundKind::Edit { target, message } => {
-            PendingAction::Edit { target: target.clone(), message: message.clone() }
-        }
-        InboundKind::Delete { target } => PendingAction::Delete { target: target.clone() },
+        InboundKind::Edit { target, message } => PendingAction::Edit {
+            target: target.clone(),
+            message: message.clone(),
+        },
+        InboundKind::Delete { target } => PendingAction::Delete {
+            target: target.clone(),
+        },
         InboundKind::Reaction { target, key, added } => {
             let synthetic = reaction_message_id(target, &event.sender.person.user, key);
             let group = if *added {
@@ -208,14 +252,21 @@ fn plan_relay(
                     None => return Ok(Err(Dropped::NotRelayed)),
                 }
             };
-            PendingAction::Reaction { target: target.clone(), key: key.clone(), added: *added, group }
+            PendingAction::Reaction {
+                target: target.clone(),
+                key: key.clone(),
+                added: *added,
+                group,
+            }
         }
         InboundKind::Call(call) => {
             let synthetic = call_message_id(&call.call);
             if lookup(batch, &synthetic)?.is_none() {
                 new_group(batch, write, &synthetic)?;
             }
-            PendingAction::Call { event: call.clone() }
+            PendingAction::Call {
+                event: call.clone(),
+            }
         }
         InboundKind::Member { .. } | InboundKind::Typing | InboundKind::ChannelInfo { .. } => {
             return Ok(Err(Dropped::NotRelayed));
@@ -232,7 +283,12 @@ fn plan_relay(
         if !shared.bridges.contains_key(bridge) {
             continue;
         }
-        let key = OutboxKey { portal: portal.clone(), seq, bridge: bridge.clone(), channel: channel.clone() };
+        let key = OutboxKey {
+            portal: portal.clone(),
+            seq,
+            bridge: bridge.clone(),
+            channel: channel.clone(),
+        };
         let entry = OutboxEntry {
             origin: Some(origin.clone()),
             sender: Some(event.sender.person.clone()),

@@ -11,8 +11,8 @@
 use super::policy::{self, Decision};
 use super::translate::{PrepareError, Prepared, Translator, op_id};
 use super::{LaneKey, Shared};
-use crate::store::OutboxKey;
-use crate::store::records::OutboxEntry;
+use crate::store::records::{OutboxEntry, PendingAction};
+use crate::store::{GroupId, OutboxKey};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,25 +35,53 @@ pub struct Lane {
 impl Lane {
     /// An empty lane.
     pub fn new(key: LaneKey) -> Self {
-        Lane { key, queue: Mutex::new(VecDeque::new()), notify: Notify::new() }
+        Lane {
+            key,
+            queue: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+        }
     }
 
     /// Appends an op.
     pub fn push(&self, key: OutboxKey, entry: OutboxEntry) {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((key, entry));
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((key, entry));
         self.notify.notify_one();
     }
 
     fn head(&self) -> Option<(OutboxKey, OutboxEntry)> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).front().cloned()
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front()
+            .cloned()
+    }
+
+    /// Whether a message of `group` is still queued here.
+    fn has_pending_send(&self, group: GroupId) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, e)| matches!(e.action, PendingAction::Send { group: g, .. } if g == group))
     }
 
     fn pop(&self) {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
     }
 
     fn set_head(&self, entry: OutboxEntry) {
-        if let Some(head) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).front_mut() {
+        if let Some(head) = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .front_mut()
+        {
             head.1 = entry;
         }
     }
@@ -93,10 +121,14 @@ pub async fn run(shared: Arc<Shared>, lane: Arc<Lane>, stop: CancellationToken) 
     let mut parked: Vec<Parked> = Vec::new();
     loop {
         if !parked.is_empty() {
-            retry_parked(&shared, &translator, &mut parked).await;
+            retry_parked(&shared, &translator, &lane, &mut parked).await;
         }
         let Some((key, entry)) = lane.head() else {
-            let recheck = if parked.is_empty() { Duration::from_secs(3600) } else { PARK_RECHECK };
+            let recheck = if parked.is_empty() {
+                Duration::from_secs(3600)
+            } else {
+                PARK_RECHECK
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = lane.notify.notified() => {}
@@ -115,7 +147,11 @@ pub async fn run(shared: Arc<Shared>, lane: Arc<Lane>, stop: CancellationToken) 
             }
             Outcome::Parked => {
                 lane.pop();
-                parked.push(Parked { key, entry, since: Instant::now() });
+                parked.push(Parked {
+                    key,
+                    entry,
+                    since: Instant::now(),
+                });
             }
             Outcome::RetryAt(at) => {
                 tokio::select! {
@@ -129,14 +165,22 @@ pub async fn run(shared: Arc<Shared>, lane: Arc<Lane>, stop: CancellationToken) 
 
 /// Re-checks parked ops; delivers those whose target is now known, and those
 /// that waited too long (degraded or skipped by the translator).
-async fn retry_parked(shared: &Arc<Shared>, translator: &Translator, parked: &mut Vec<Parked>) {
+async fn retry_parked(
+    shared: &Arc<Shared>,
+    translator: &Translator,
+    lane: &Lane,
+    parked: &mut Vec<Parked>,
+) {
     let wait = shared.config().dependency_wait;
     let mut still = Vec::new();
     for p in parked.drain(..) {
         let waited_out = p.since.elapsed() >= wait;
         let mut entry = p.entry.clone();
         loop {
-            match prepare_and_deliver(shared, translator, &p.key, &mut entry, waited_out).await {
+            let pending = |g: GroupId| lane.has_pending_send(g);
+            match prepare_and_deliver(shared, translator, &p.key, &mut entry, waited_out, &pending)
+                .await
+            {
                 Outcome::Done => {
                     shared.finished();
                     break;
@@ -161,7 +205,9 @@ async fn attempt(
     waited_out: bool,
 ) -> Outcome {
     let before = entry.attempts;
-    let outcome = prepare_and_deliver(shared, translator, key, &mut entry, waited_out).await;
+    // The head is the oldest op of the lane: nothing it depends on is queued behind it.
+    let outcome =
+        prepare_and_deliver(shared, translator, key, &mut entry, waited_out, &|_| false).await;
     if entry.attempts != before {
         lane.set_head(entry);
     }
@@ -176,9 +222,10 @@ async fn prepare_and_deliver(
     key: &OutboxKey,
     entry: &mut OutboxEntry,
     waited_out: bool,
+    pending: &(dyn Fn(GroupId) -> bool + Sync),
 ) -> Outcome {
     let bridge = &key.bridge;
-    let prepared = match translator.prepare(key, entry, waited_out).await {
+    let prepared = match translator.prepare(key, entry, waited_out, pending).await {
         Ok(p) => p,
         Err(PrepareError::Store(e)) => {
             tracing::error!(bridge = %bridge, error = %e, "Store failed while preparing a delivery; will retry.");
@@ -206,8 +253,12 @@ async fn prepare_and_deliver(
     match translator.bridge.deliver(&op, shared.as_ref()).await {
         Ok(delivered) => {
             let latency = Timestamp::now().since(Timestamp(entry.enqueued_ms));
-            shared.metrics.delivered(bridge.as_str(), op.kind.label(), latency);
-            let created = record.filter(|_| !delivered.ids.is_empty()).map(|g| (g, delivered.ids));
+            shared
+                .metrics
+                .delivered(bridge.as_str(), op.kind.label(), latency);
+            let created = record
+                .filter(|_| !delivered.ids.is_empty())
+                .map(|g| (g, delivered.ids));
             finish(shared, key, created)
         }
         Err(BridgeError::NotFound { .. }) if op.kind.label() == "delete" => {
@@ -238,7 +289,12 @@ fn finish(
 }
 
 /// Applies the retry policy to a failed delivery.
-fn failed(shared: &Arc<Shared>, key: &OutboxKey, entry: &mut OutboxEntry, error: BridgeError) -> Outcome {
+fn failed(
+    shared: &Arc<Shared>,
+    key: &OutboxKey,
+    entry: &mut OutboxEntry,
+    error: BridgeError,
+) -> Outcome {
     let config = shared.config();
     let bridge = &key.bridge;
     let decision = policy::decide(&config, &error, entry.attempts + 1, policy::jitter());
@@ -308,7 +364,12 @@ fn dead_letter(shared: &Arc<Shared>, key: &OutboxKey, entry: &OutboxEntry, error
         enqueued_ms: Timestamp::now().as_millis(),
         is_notice: true,
     };
-    if let Err(e) = shared.enqueue(key.portal.clone(), origin.bridge.clone(), origin.channel.clone(), notice) {
+    if let Err(e) = shared.enqueue(
+        key.portal.clone(),
+        origin.bridge.clone(),
+        origin.channel.clone(),
+        notice,
+    ) {
         tracing::error!(bridge = %origin.bridge, error = %e, "Could not queue the dead-letter notice.");
     }
 }

@@ -76,7 +76,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn config(&self) -> RelayConfig {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Hands accepted ops to their lanes, starting lanes as needed.
@@ -92,7 +95,11 @@ impl Shared {
                 None => {
                     let lane = Arc::new(Lane::new(lane_key.clone()));
                     lanes.insert(lane_key, lane.clone());
-                    self.tracker.spawn(lane::run(self.clone(), lane.clone(), self.lanes_stop.clone()));
+                    self.tracker.spawn(lane::run(
+                        self.clone(),
+                        lane.clone(),
+                        self.lanes_stop.clone(),
+                    ));
                     lane
                 }
             };
@@ -116,7 +123,12 @@ impl Shared {
         channel: ChannelId,
         entry: OutboxEntry,
     ) -> Result<(), StoreError> {
-        let key = OutboxKey { portal, seq: self.db.next_id()?, bridge, channel };
+        let key = OutboxKey {
+            portal,
+            seq: self.db.next_id()?,
+            bridge,
+            channel,
+        };
         self.db.put_outbox(&key, &entry)?;
         self.dispatch(vec![(key, entry)]);
         Ok(())
@@ -125,10 +137,16 @@ impl Shared {
 
 #[async_trait]
 impl MediaSource for Shared {
-    async fn fetch(&self, origin: &BridgeId, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
+    async fn fetch(
+        &self,
+        origin: &BridgeId,
+        attachment: &Attachment,
+    ) -> Result<Vec<u8>, BridgeError> {
         match self.bridges.get(origin) {
             Some(entry) => entry.bridge.fetch_media(attachment).await,
-            None => Err(BridgeError::not_found(format!("bridge {origin} is not configured"))),
+            None => Err(BridgeError::not_found(format!(
+                "bridge {origin} is not configured"
+            ))),
         }
     }
 }
@@ -162,7 +180,14 @@ impl Relay {
     /// Syncs the portals into the store, reloads the outbox left by the last
     /// run, and starts the intake and the lanes.
     pub fn start(setup: RelaySetup) -> Result<Relay, StoreError> {
-        let RelaySetup { db, bridges, portals, config, dedup_retention, metrics } = setup;
+        let RelaySetup {
+            db,
+            bridges,
+            portals,
+            config,
+            dedup_retention,
+            metrics,
+        } = setup;
         sync_portals(&db, &portals)?;
         let bridges = bridges
             .into_iter()
@@ -189,15 +214,28 @@ impl Relay {
         });
         let pending = shared.db.outbox()?;
         if !pending.is_empty() {
-            tracing::info!(ops = pending.len(), "Resuming deliveries left in the outbox.");
+            tracing::info!(
+                ops = pending.len(),
+                "Resuming deliveries left in the outbox."
+            );
         }
         shared.dispatch(pending);
 
         let (sink, rx) = InboundSink::channel(4096);
         let intake_stop = CancellationToken::new();
-        shared.tracker.spawn(intake::run(shared.clone(), rx, intake_stop.clone()));
-        shared.tracker.spawn(prune_seen(shared.clone(), dedup_retention, shared.lanes_stop.clone()));
-        Ok(Relay { shared, sink, intake_stop })
+        shared
+            .tracker
+            .spawn(intake::run(shared.clone(), rx, intake_stop.clone()));
+        shared.tracker.spawn(prune_seen(
+            shared.clone(),
+            dedup_retention,
+            shared.lanes_stop.clone(),
+        ));
+        Ok(Relay {
+            shared,
+            sink,
+            intake_stop,
+        })
     }
 
     /// Where bridges push inbound events.
@@ -214,8 +252,15 @@ impl Relay {
     pub fn reload(&self, portals: &[PortalConfig], config: RelayConfig) -> Result<(), StoreError> {
         sync_portals(&self.shared.db, portals)?;
         self.shared.portals.replace(portals);
-        *self.shared.config.write().unwrap_or_else(|p| p.into_inner()) = config;
-        tracing::info!(portals = portals.len(), "Portals and relay settings reloaded.");
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config;
+        tracing::info!(
+            portals = portals.len(),
+            "Portals and relay settings reloaded."
+        );
         Ok(())
     }
 
@@ -245,10 +290,7 @@ impl Relay {
         self.shared.lanes_stop.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
-        let db = self.shared.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+        self.shared.db.flush_async().await
     }
 }
 
@@ -256,7 +298,11 @@ impl Relay {
 fn sync_portals(db: &Db, portals: &[PortalConfig]) -> Result<(), StoreError> {
     for portal in portals {
         let record = PortalRecord {
-            members: portal.members.iter().map(|m| (m.bridge.clone(), m.channel.clone())).collect(),
+            members: portal
+                .members
+                .iter()
+                .map(|m| (m.bridge.clone(), m.channel.clone()))
+                .collect(),
             relay_calls: true,
         };
         let id = PortalId::new(&portal.name);

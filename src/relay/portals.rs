@@ -33,8 +33,11 @@ impl Portals {
         let mut map = Map::default();
         for portal in portals {
             let id = PortalId::new(&portal.name);
-            let members: Vec<(BridgeId, ChannelId)> =
-                portal.members.iter().map(|m| (m.bridge.clone(), m.channel.clone())).collect();
+            let members: Vec<(BridgeId, ChannelId)> = portal
+                .members
+                .iter()
+                .map(|m| (m.bridge.clone(), m.channel.clone()))
+                .collect();
             for m in &members {
                 map.by_channel.insert(m.clone(), id.clone());
             }
@@ -58,12 +61,18 @@ impl Portals {
         target: &BridgeId,
     ) -> Option<ChannelId> {
         let (_, members) = self.of(bridge, channel)?;
-        members.iter().find(|(b, _)| b == target).map(|(_, c)| c.clone())
+        members
+            .iter()
+            .find(|(b, _)| b == target)
+            .map(|(_, c)| c.clone())
     }
 
     /// Every portal and its members.
     pub fn all(&self) -> Vec<(PortalId, Members)> {
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-        map.by_id.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        map.by_id
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }

@@ -1,0 +1,740 @@
+//! The relay against two in-memory platforms. Most tests run on paused time,
+//! so retry and rate-limit timings are exact and nothing waits for real.
+
+use super::*;
+use crate::config::{PortalMember, ReactionFallback};
+use crate::store::{MemoryStore, SledStore, Store};
+use std::time::Duration;
+use switchboard_model::testing::{EchoMode, MemoryBridge, MemoryPlatform};
+use switchboard_model::{
+    BridgeContext, BridgeError, BridgeState, Capabilities, EventId, Inbound, InboundKind, Message,
+    MessageId, Origin, Person, RichText, Sender,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+fn relay_config() -> RelayConfig {
+    RelayConfig {
+        max_attempts: 5,
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(30),
+        drain_grace: Duration::from_secs(10),
+        dependency_wait: Duration::from_secs(60),
+        reaction_fallback: ReactionFallback::Notice,
+        dead_letter_notices: true,
+    }
+}
+
+fn portal(name: &str, members: &[(&str, &str)]) -> PortalConfig {
+    PortalConfig {
+        name: name.to_owned(),
+        members: members
+            .iter()
+            .map(|(b, c)| PortalMember {
+                bridge: (*b).into(),
+                channel: (*c).into(),
+            })
+            .collect(),
+    }
+}
+
+struct Harness {
+    relay: Relay,
+    a: MemoryPlatform,
+    b: MemoryPlatform,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+    db: Db,
+}
+
+struct Options {
+    caps_b: Capabilities,
+    config: RelayConfig,
+    portals: Vec<PortalConfig>,
+    store: Arc<dyn Store>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            caps_b: Capabilities::full(),
+            config: relay_config(),
+            portals: vec![portal(
+                "general",
+                &[("mem:a", "general"), ("mem:b", "general")],
+            )],
+            store: Arc::new(MemoryStore::new()),
+        }
+    }
+}
+
+fn start(opts: Options) -> Harness {
+    start_with(
+        opts,
+        MemoryPlatform::new("mem:a"),
+        MemoryPlatform::new("mem:b"),
+    )
+}
+
+fn start_with(opts: Options, a: MemoryPlatform, b: MemoryPlatform) -> Harness {
+    let db = Db::open(opts.store).expect("db");
+    let metrics = Arc::new(Metrics::new());
+    let bridge_a: Arc<dyn Bridge> = Arc::new(MemoryBridge::new(a.clone(), Capabilities::full()));
+    let bridge_b: Arc<dyn Bridge> = Arc::new(MemoryBridge::new(b.clone(), opts.caps_b));
+    let relay = Relay::start(RelaySetup {
+        db: db.clone(),
+        bridges: vec![bridge_a.clone(), bridge_b.clone()],
+        portals: opts.portals,
+        config: opts.config,
+        dedup_retention: Duration::from_secs(3600),
+        metrics: metrics.clone(),
+    })
+    .expect("relay starts");
+    let stop = CancellationToken::new();
+    for bridge in [bridge_a, bridge_b] {
+        let (state, _) = watch::channel(BridgeState::Connecting);
+        let ctx = BridgeContext::new(relay.sink(), stop.clone(), state);
+        tokio::spawn(async move { bridge.run(ctx).await });
+    }
+    Harness {
+        relay,
+        a,
+        b,
+        stop,
+        metrics,
+        db,
+    }
+}
+
+impl Harness {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.relay.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// Polls `cond` every 10 ms (of paused or real time) until it holds.
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn texts(p: &MemoryPlatform, channel: &str) -> Vec<String> {
+    p.messages(channel)
+        .into_iter()
+        .filter(|m| !m.deleted)
+        .map(|m| m.text)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn relays_in_order_per_portal_both_ways() {
+    let h = start(Options {
+        portals: (0..3)
+            .map(|i| {
+                portal(
+                    &format!("p{i}"),
+                    &[("mem:a", &format!("a{i}")), ("mem:b", &format!("b{i}"))],
+                )
+            })
+            .collect(),
+        ..Options::default()
+    });
+    for n in 0..20 {
+        for i in 0..3 {
+            h.a.post(&format!("a{i}"), "ann", "Ann", &format!("a{i}-{n}"))
+                .expect("post");
+        }
+        h.b.post("b1", "bob", "Bob", &format!("b-{n}"))
+            .expect("post");
+    }
+    until("all delivered", Duration::from_secs(30), || {
+        (0..3).all(|i| {
+            h.b.messages(&format!("b{i}"))
+                .iter()
+                .filter(|m| m.by_bridge)
+                .count()
+                == 20
+        }) && h.a.messages("a1").iter().filter(|m| m.by_bridge).count() == 20
+    })
+    .await;
+    for i in 0..3 {
+        let relayed: Vec<String> =
+            h.b.messages(&format!("b{i}"))
+                .into_iter()
+                .filter(|m| m.by_bridge)
+                .map(|m| m.text)
+                .collect();
+        let expected: Vec<String> = (0..20).map(|n| format!("a{i}-{n}")).collect();
+        assert_eq!(relayed, expected, "portal p{i} in order, each once");
+    }
+    let back: Vec<String> =
+        h.a.messages("a1")
+            .into_iter()
+            .filter(|m| m.by_bridge)
+            .map(|m| m.text)
+            .collect();
+    assert_eq!(back, (0..20).map(|n| format!("b-{n}")).collect::<Vec<_>>());
+    // Shown as themselves.
+    let m = &h.b.messages("b0")[0];
+    assert_eq!(m.author_name, "Ann");
+    assert_eq!(h.relay.outbox_depth(), 0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn edit_and_reaction_before_delivery_are_applied_after_it() {
+    let h = start(Options::default());
+    // The target refuses everything for 3 s.
+    h.b.fail_until(
+        Instant::now() + Duration::from_secs(3),
+        BridgeError::transient("down"),
+    );
+    let msg =
+        h.a.post("general", "ann", "Ann", "first draft")
+            .expect("post");
+    let InboundKind::Message { id, .. } = &msg.kind else {
+        panic!("a message")
+    };
+    h.a.edit("general", "ann", id, "final text").expect("edit");
+    h.a.react("general", "ann", id, "👍", true).expect("react");
+    until("edit and reaction applied", Duration::from_secs(60), || {
+        h.b.messages("general")
+            .first()
+            .is_some_and(|m| m.text == "final text" && m.reactions.len() == 1)
+    })
+    .await;
+    let m = &h.b.messages("general")[0];
+    assert!(m.edited);
+    assert_eq!(m.reactions[0].0, "👍");
+    // Nothing was attempted out of order: every edit/react attempt came after the send succeeded.
+    let attempts = h.b.attempts();
+    let sent_at = attempts
+        .iter()
+        .find(|a| a.kind == "send" && a.is_ok())
+        .expect("send succeeded")
+        .at;
+    assert!(
+        attempts
+            .iter()
+            .filter(|a| a.kind != "send")
+            .all(|a| a.at >= sent_at)
+    );
+    assert_eq!(h.b.messages("general").len(), 1, "nothing duplicated");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edit_that_overtakes_its_message_waits_for_it() {
+    let h = start(Options::default());
+    let ann = Person::new("mem:a".into(), "ann".into(), "Ann");
+    let origin = Origin::new("mem:a", "general");
+    let id = MessageId::new("late-1");
+    let edit = Inbound::new(
+        origin.clone(),
+        EventId::new("ev-edit"),
+        Sender::new(ann.clone()),
+        InboundKind::Edit {
+            target: id.clone(),
+            message: Message::text("edited"),
+        },
+    );
+    h.a.inject(edit).expect("inject");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.b.messages("general").is_empty(), "nothing to edit yet");
+    let message = Inbound::new(
+        origin,
+        EventId::new("ev-msg"),
+        Sender::new(ann),
+        InboundKind::Message {
+            id,
+            message: Message::text("original"),
+        },
+    );
+    h.a.inject(message).expect("inject");
+    until(
+        "edit applied after the message",
+        Duration::from_secs(10),
+        || {
+            h.b.messages("general")
+                .first()
+                .is_some_and(|m| m.text == "edited")
+        },
+    )
+    .await;
+    assert_eq!(h.b.messages("general").len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_target_gets_everything_afterwards_and_nothing_early() {
+    let h = start(Options {
+        portals: vec![
+            portal("p1", &[("mem:a", "a1"), ("mem:b", "b1")]),
+            portal("p2", &[("mem:a", "a2"), ("mem:b", "b2")]),
+        ],
+        ..Options::default()
+    });
+    let t0 = Instant::now();
+    h.b.fail_until(
+        t0 + Duration::from_secs(10),
+        BridgeError::rate_limited(Duration::from_secs(2)),
+    );
+    for n in 0..25 {
+        h.a.post("a1", "ann", "Ann", &format!("one-{n}"))
+            .expect("post");
+        h.a.post("a2", "ann", "Ann", &format!("two-{n}"))
+            .expect("post");
+    }
+    until("all delivered", Duration::from_secs(60), || {
+        h.b.messages("b1").len() == 25 && h.b.messages("b2").len() == 25
+    })
+    .await;
+    assert_eq!(
+        texts(&h.b, "b1"),
+        (0..25).map(|n| format!("one-{n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        texts(&h.b, "b2"),
+        (0..25).map(|n| format!("two-{n}")).collect::<Vec<_>>()
+    );
+    // After each 429, no request to the bridge before its Retry-After.
+    let attempts = h.b.attempts();
+    let limited: Vec<Instant> = attempts
+        .iter()
+        .filter(|a| a.label() == "rate_limited")
+        .map(|a| a.at)
+        .collect();
+    assert!(
+        limited.len() >= 5,
+        "the target was hit while limited ({} times)",
+        limited.len()
+    );
+    for at in &limited {
+        let early = attempts
+            .iter()
+            .filter(|a| a.at > *at && a.at < *at + Duration::from_secs(2))
+            .count();
+        assert_eq!(early, 0, "an attempt came before Retry-After elapsed");
+    }
+    assert!(
+        attempts
+            .iter()
+            .filter(|a| a.is_ok())
+            .all(|a| a.at >= t0 + Duration::from_secs(10))
+    );
+    assert!(
+        h.metrics
+            .render()
+            .contains("switchboard_retried_total{bridge=\"mem:b\",error=\"rate_limited\"}")
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_dead_letters_with_a_notice_in_the_origin_channel() {
+    let h = start(Options::default());
+    h.b.fail_next(1, BridgeError::permanent("msg_too_long"));
+    h.a.post("general", "ann", "Ann", "doomed").expect("post");
+    h.a.post("general", "ann", "Ann", "fine").expect("post");
+    until("notice posted", Duration::from_secs(10), || {
+        h.a.messages("general")
+            .iter()
+            .any(|m| m.by_bridge && m.text.contains("not delivered"))
+    })
+    .await;
+    let notice =
+        h.a.messages("general")
+            .into_iter()
+            .find(|m| m.by_bridge)
+            .expect("notice");
+    assert_eq!(
+        notice.text,
+        "⚠️ A message was not delivered to mem:b: msg_too_long"
+    );
+    assert_eq!(
+        texts(&h.b, "general"),
+        ["fine"],
+        "the next message still goes through"
+    );
+    assert!(
+        h.metrics
+            .render()
+            .contains("switchboard_dead_lettered_total{bridge=\"mem:b\",error=\"permanent\"} 1")
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_retry_with_backoff_then_dead_letter() {
+    let h = start(Options::default());
+    h.b.fail_next(2, BridgeError::transient("connection reset"));
+    h.a.post("general", "ann", "Ann", "eventually")
+        .expect("post");
+    until("delivered after retries", Duration::from_secs(10), || {
+        texts(&h.b, "general") == ["eventually"]
+    })
+    .await;
+    let attempts = h.b.attempts();
+    assert_eq!(attempts.len(), 3);
+    // Backoff: ~0.5 s then ~1 s, with ±20 % jitter.
+    let gap1 = attempts[1].at - attempts[0].at;
+    let gap2 = attempts[2].at - attempts[1].at;
+    assert!(
+        gap1 >= Duration::from_millis(400) && gap1 <= Duration::from_millis(600),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(800) && gap2 <= Duration::from_millis(1200),
+        "{gap2:?}"
+    );
+
+    // A target that never recovers is dead-lettered after max_attempts.
+    h.b.fail_channel("general", BridgeError::transient("still down"));
+    h.a.post("general", "ann", "Ann", "never").expect("post");
+    until("dead letter notice", Duration::from_secs(120), || {
+        h.a.messages("general")
+            .iter()
+            .any(|m| m.text.contains("not delivered"))
+    })
+    .await;
+    let failures = h.b.attempts().iter().filter(|a| !a.is_ok()).count();
+    assert_eq!(failures, 2 + 5, "five attempts for the second message");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn echoes_cause_no_loop_and_no_duplicate() {
+    for mode in [EchoMode::AsPuppet, EchoMode::AsOurs] {
+        let h = start(Options::default());
+        h.a.set_echo(mode);
+        h.b.set_echo(mode);
+        for n in 0..10 {
+            h.a.post("general", "ann", "Ann", &format!("a{n}"))
+                .expect("post");
+            h.b.post("general", "bob", "Bob", &format!("b{n}"))
+                .expect("post");
+        }
+        until("all delivered", Duration::from_secs(30), || {
+            h.a.messages("general").len() == 20 && h.b.messages("general").len() == 20
+        })
+        .await;
+        // Let any echo loop show itself.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            h.a.messages("general").len(),
+            20,
+            "{mode:?}: no echo relayed back"
+        );
+        assert_eq!(
+            h.b.messages("general").len(),
+            20,
+            "{mode:?}: no echo relayed back"
+        );
+        assert!(
+            h.metrics.render().contains("reason=\"echo\""),
+            "{mode:?}: echoes were seen and dropped"
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn platform_retries_are_deduplicated() {
+    let h = start(Options::default());
+    let ev = h.a.post("general", "ann", "Ann", "once").expect("post");
+    until("delivered", Duration::from_secs(5), || {
+        h.b.messages("general").len() == 1
+    })
+    .await;
+    // The platform redelivers the same event (same event id), twice at once.
+    let sink = h.relay.sink();
+    let (r1, r2) = tokio::join!(sink.push(ev.clone()), sink.push(ev));
+    assert!(
+        r1.is_ok() && r2.is_ok(),
+        "duplicates are acknowledged, not refused"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.b.messages("general").len(), 1);
+    assert!(
+        h.metrics
+            .render()
+            .contains("switchboard_dropped_total{bridge=\"mem:a\",reason=\"duplicate\"} 2")
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn puppets_are_ensured_once_and_refreshed_on_change() {
+    let h = start(Options::default());
+    for n in 0..5 {
+        h.a.post("general", "ann", "Ann", &format!("{n}"))
+            .expect("post");
+        h.a.post("general", "cid", "Cid", &format!("{n}"))
+            .expect("post");
+    }
+    until("delivered", Duration::from_secs(10), || {
+        h.b.messages("general").len() == 10
+    })
+    .await;
+    assert_eq!(h.b.puppet_calls(), 2, "one puppet per person");
+    h.a.post("general", "ann", "Ann Smith", "renamed")
+        .expect("post");
+    until("delivered", Duration::from_secs(10), || {
+        h.b.messages("general").len() == 11
+    })
+    .await;
+    assert_eq!(h.b.puppet_calls(), 3, "a new name refreshes the puppet");
+    assert_eq!(h.b.messages("general")[10].author_name, "Ann Smith");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_capabilities_degrade_visibly() {
+    let h = start(Options {
+        caps_b: Capabilities::minimal(),
+        ..Options::default()
+    });
+    let msg = h.a.post("general", "ann", "Ann", "hello").expect("post");
+    let InboundKind::Message { id, .. } = &msg.kind else {
+        panic!("a message")
+    };
+    h.a.edit("general", "ann", id, "hello again").expect("edit");
+    h.a.react("general", "ann", id, "🎉", true).expect("react");
+    h.a.delete("general", "ann", id).expect("delete");
+    until("degraded forms delivered", Duration::from_secs(10), || {
+        h.b.messages("general").len() == 3
+    })
+    .await;
+    assert_eq!(
+        texts(&h.b, "general"),
+        ["hello", "✏️ edited: hello again", "ann reacted 🎉"],
+        "edit as a follow-up, reaction as a notice, delete skipped"
+    );
+    assert_eq!(h.relay.outbox_depth(), 0);
+    h.stop().await;
+
+    let mut config = relay_config();
+    config.reaction_fallback = ReactionFallback::Skip;
+    let h = start(Options {
+        caps_b: Capabilities::minimal(),
+        config,
+        ..Options::default()
+    });
+    let msg = h.a.post("general", "ann", "Ann", "hello").expect("post");
+    let InboundKind::Message { id, .. } = &msg.kind else {
+        panic!("a message")
+    };
+    h.a.react("general", "ann", id, "🎉", true).expect("react");
+    h.a.post("general", "ann", "Ann", "after").expect("post");
+    until("delivered", Duration::from_secs(10), || {
+        h.b.messages("general").len() == 2
+    })
+    .await;
+    assert_eq!(
+        texts(&h.b, "general"),
+        ["hello", "after"],
+        "reaction skipped per config"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_threads_reactions_and_deletes_map_across() {
+    let h = start(Options::default());
+    let root = h.a.post("general", "ann", "Ann", "root").expect("post");
+    let InboundKind::Message { id: root_id, .. } = &root.kind else {
+        panic!("a message")
+    };
+    let reply = Inbound::new(
+        Origin::new("mem:a", "general"),
+        EventId::new("ev-reply"),
+        Sender::new(Person::new("mem:a".into(), "cid".into(), "Cid")),
+        InboundKind::Message {
+            id: MessageId::new("reply-1"),
+            message: Message::text("in thread")
+                .in_thread(root_id.clone())
+                .in_reply_to(root_id.clone()),
+        },
+    );
+    h.a.inject(reply).expect("inject");
+    until("both delivered", Duration::from_secs(10), || {
+        h.b.messages("general").len() == 2
+    })
+    .await;
+    let on_b = h.b.messages("general");
+    assert_eq!(
+        on_b[1].thread_root.as_ref(),
+        Some(&on_b[0].id),
+        "thread root mapped to b's id"
+    );
+    assert_eq!(on_b[1].reply_to.as_ref(), Some(&on_b[0].id));
+
+    // Bob reacts on b to the relayed copy: it maps back to Ann's original on a.
+    h.b.react("general", "bob", &on_b[0].id, "👀", true)
+        .expect("react");
+    until("reaction on a", Duration::from_secs(10), || {
+        h.a.messages("general")
+            .iter()
+            .any(|m| m.id == *root_id && m.reactions.len() == 1)
+    })
+    .await;
+    h.b.react("general", "bob", &on_b[0].id, "👀", false)
+        .expect("unreact");
+    until("reaction removed on a", Duration::from_secs(10), || {
+        h.a.messages("general")
+            .iter()
+            .any(|m| m.id == *root_id && m.reactions.is_empty())
+    })
+    .await;
+    h.a.delete("general", "ann", root_id).expect("delete");
+    until("deleted on b", Duration::from_secs(10), || {
+        h.b.messages("general")[0].deleted
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn mentions_point_at_the_targets_identity() {
+    let h = start(Options::default());
+    // Bob speaks first on b, so b's Bob has a puppet on a.
+    h.b.post("general", "bob", "Bob", "hi").expect("post");
+    until("bob relayed", Duration::from_secs(10), || {
+        h.a.messages("general").len() == 1
+    })
+    .await;
+    let bob_puppet_on_a = h.a.messages("general")[0].author.clone();
+    // Ann mentions Bob's puppet on a; on b the mention must be Bob himself.
+    let body = RichText::builder()
+        .text("hey ")
+        .mention("mem:a".into(), bob_puppet_on_a, "Bob")
+        .build();
+    let ev = Inbound::new(
+        Origin::new("mem:a", "general"),
+        EventId::new("ev-mention"),
+        Sender::new(Person::new("mem:a".into(), "ann".into(), "Ann")),
+        InboundKind::Message {
+            id: MessageId::new("m-mention"),
+            message: Message::new(body),
+        },
+    );
+    h.a.inject(ev).expect("inject");
+    until("mention relayed", Duration::from_secs(10), || {
+        h.b.messages("general").len() == 2
+    })
+    .await;
+    let ops = h.b.deliveries();
+    let last = ops.last().expect("a delivery");
+    assert_eq!(last.text.as_deref(), Some("hey @Bob"));
+    // The delivered op's body names bob on mem:b: checked through the store's view of the mapping.
+    let bob = Person::new("mem:b".into(), "bob".into(), "Bob");
+    assert!(h.db.puppet(&"mem:a".into(), &bob).expect("store").is_some());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_the_outbox_and_reload_adds_portals() {
+    let h = start(Options::default());
+    h.b.fail_until(
+        Instant::now() + Duration::from_secs(3),
+        BridgeError::rate_limited(Duration::from_secs(1)),
+    );
+    for n in 0..10 {
+        h.a.post("general", "ann", "Ann", &format!("{n}"))
+            .expect("post");
+    }
+    until("accepted", Duration::from_secs(5), || {
+        h.relay.outbox_depth() == 10
+    })
+    .await;
+    h.relay.stop_intake();
+    assert!(
+        h.relay.drain(Duration::from_secs(20)).await,
+        "drained within the grace period"
+    );
+    assert_eq!(h.b.messages("general").len(), 10);
+    h.stop().await;
+
+    // A drain that cannot finish reports it.
+    let h = start(Options::default());
+    h.b.fail_channel(
+        "general",
+        BridgeError::rate_limited(Duration::from_secs(60)),
+    );
+    h.a.post("general", "ann", "Ann", "stuck").expect("post");
+    until("accepted", Duration::from_secs(5), || {
+        h.relay.outbox_depth() == 1
+    })
+    .await;
+    assert!(!h.relay.drain(Duration::from_secs(2)).await);
+    h.stop().await;
+
+    // Reload: a new portal takes effect at once.
+    let h = start(Options::default());
+    h.a.post("sales", "ann", "Ann", "before").expect("post");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.b.messages("sales").is_empty(), "not a portal yet");
+    h.relay
+        .reload(
+            &[
+                portal("general", &[("mem:a", "general"), ("mem:b", "general")]),
+                portal("sales", &[("mem:a", "sales"), ("mem:b", "sales")]),
+            ],
+            relay_config(),
+        )
+        .expect("reload");
+    h.a.post("sales", "ann", "Ann", "after").expect("post");
+    until("new portal relays", Duration::from_secs(5), || {
+        texts(&h.b, "sales") == ["after"]
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn outbox_survives_a_restart_on_sled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = MemoryPlatform::new("mem:a");
+    let b = MemoryPlatform::new("mem:b");
+    {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled"));
+        let h = start_with(
+            Options {
+                store,
+                ..Options::default()
+            },
+            a.clone(),
+            b.clone(),
+        );
+        b.fail_channel("general", BridgeError::transient("down"));
+        for n in 0..5 {
+            a.post("general", "ann", "Ann", &format!("{n}"))
+                .expect("post");
+        }
+        until("accepted", Duration::from_secs(5), || {
+            h.relay.outbox_depth() == 5
+        })
+        .await;
+        h.stop().await;
+    }
+    b.clear_failures();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled reopens"));
+    let h = start_with(
+        Options {
+            store,
+            ..Options::default()
+        },
+        a.clone(),
+        b.clone(),
+    );
+    until("delivered after restart", Duration::from_secs(10), || {
+        b.messages("general").len() == 5
+    })
+    .await;
+    assert_eq!(texts(&b, "general"), ["0", "1", "2", "3", "4"]);
+    h.stop().await;
+}

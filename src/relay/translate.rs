@@ -45,9 +45,10 @@ pub enum PrepareError {
 enum Resolved {
     /// Delivered there, as these parts.
     Parts(Vec<MessageId>),
-    /// Known, but never delivered to this target (dead-lettered, or from
-    /// before the target joined the portal).
-    Missing,
+    /// Known, but not delivered to this target: still queued (when the
+    /// caller says the group is pending), else dead-lettered or from before the
+    /// target joined the portal.
+    Missing(GroupId),
     /// Never seen: it may still arrive.
     Unknown,
 }
@@ -70,13 +71,20 @@ pub fn op_id(key: &OutboxKey) -> OpId {
 
 impl Translator {
     /// Prepares `entry` for delivery. `waited_out` is true once a parked op has
-    /// waited as long as the configuration allows for an unknown target.
+    /// waited as long as the configuration allows for an unknown target;
+    /// `pending` says whether a group's message is still queued on this lane.
     pub async fn prepare(
         &self,
         key: &OutboxKey,
         entry: &OutboxEntry,
         waited_out: bool,
+        pending: &(dyn Fn(GroupId) -> bool + Sync),
     ) -> Result<Prepared, PrepareError> {
+        let wait = |r: &Resolved| match r {
+            Resolved::Unknown => !waited_out,
+            Resolved::Missing(g) => pending(*g),
+            Resolved::Parts(_) => false,
+        };
         let caps = &self.capabilities;
         let id = op_id(key);
         let author = match &entry.sender {
@@ -93,22 +101,29 @@ impl Translator {
         match &entry.action {
             PendingAction::Notice { text } => Ok(Prepared::Deliver {
                 op: make(OutboundKind::Send {
-                    message: Message::text(text).with_style(switchboard_model::MessageStyle::Notice),
+                    message: Message::text(text)
+                        .with_style(switchboard_model::MessageStyle::Notice),
                 }),
                 record: None,
             }),
             PendingAction::Send { group, message } => {
                 let message = self.translate_message(key, origin, message).await?;
-                Ok(Prepared::Deliver { op: make(OutboundKind::Send { message }), record: Some(*group) })
+                Ok(Prepared::Deliver {
+                    op: make(OutboundKind::Send { message }),
+                    record: Some(*group),
+                })
             }
             PendingAction::Edit { target, message } => {
                 let resolved = self.resolve(key, origin, target)?;
+                if wait(&resolved) {
+                    return Ok(Prepared::Park);
+                }
                 let message = self.translate_message(key, origin, message).await?;
                 match resolved {
-                    Resolved::Unknown if !waited_out => Ok(Prepared::Park),
-                    Resolved::Parts(parts) if caps.edits => {
-                        Ok(Prepared::Deliver { op: make(OutboundKind::Edit { parts, message }), record: None })
-                    }
+                    Resolved::Parts(parts) if caps.edits => Ok(Prepared::Deliver {
+                        op: make(OutboundKind::Edit { parts, message }),
+                        record: None,
+                    }),
                     other => {
                         // No edits here, or nothing to edit: show the new text as a follow-up.
                         let mut follow_up = message;
@@ -118,21 +133,30 @@ impl Translator {
                             _ => None,
                         };
                         follow_up.thread_root = None;
-                        Ok(Prepared::Deliver { op: make(OutboundKind::Send { message: follow_up }), record: None })
+                        Ok(Prepared::Deliver {
+                            op: make(OutboundKind::Send { message: follow_up }),
+                            record: None,
+                        })
                     }
                 }
             }
             PendingAction::Delete { target } => match self.resolve(key, origin, target)? {
-                Resolved::Unknown if !waited_out => Ok(Prepared::Park),
+                r if wait(&r) => Ok(Prepared::Park),
                 Resolved::Parts(_) if !caps.deletes => Ok(Prepared::Skip("target cannot delete")),
-                Resolved::Parts(parts) => {
-                    Ok(Prepared::Deliver { op: make(OutboundKind::Delete { parts }), record: None })
-                }
+                Resolved::Parts(parts) => Ok(Prepared::Deliver {
+                    op: make(OutboundKind::Delete { parts }),
+                    record: None,
+                }),
                 _ => Ok(Prepared::Skip("deleted message was never delivered here")),
             },
-            PendingAction::Reaction { target, key: reaction, added, group } => {
+            PendingAction::Reaction {
+                target,
+                key: reaction,
+                added,
+                group,
+            } => {
                 let parts = match self.resolve(key, origin, target)? {
-                    Resolved::Unknown if !waited_out => return Ok(Prepared::Park),
+                    r if wait(&r) => return Ok(Prepared::Park),
                     Resolved::Parts(parts) => parts,
                     _ => return Ok(Prepared::Skip("reacted message was never delivered here")),
                 };
@@ -143,49 +167,84 @@ impl Translator {
                     if !*added || self.reaction_fallback == ReactionFallback::Skip {
                         return Ok(Prepared::Skip("target has no reactions"));
                     }
-                    let name = entry.sender.as_ref().map_or("Someone", |p| p.display_name.as_str());
+                    let name = entry
+                        .sender
+                        .as_ref()
+                        .map_or("Someone", |p| p.display_name.as_str());
                     let mut notice = Message::text(format!("{name} reacted {reaction}"))
                         .with_style(switchboard_model::MessageStyle::Notice);
                     if caps.replies {
                         notice.reply_to = Some(first);
                     }
-                    return Ok(Prepared::Deliver { op: make(OutboundKind::Send { message: notice }), record: None });
+                    return Ok(Prepared::Deliver {
+                        op: make(OutboundKind::Send { message: notice }),
+                        record: None,
+                    });
                 }
                 if *added {
                     Ok(Prepared::Deliver {
-                        op: make(OutboundKind::React { target: first, key: reaction.clone() }),
+                        op: make(OutboundKind::React {
+                            target: first,
+                            key: reaction.clone(),
+                        }),
                         record: Some(*group),
                     })
                 } else {
-                    let reaction_id = self.db.copy(*group, &key.bridge, &key.channel)?.and_then(|ids| ids.into_iter().next());
+                    let reaction_id = self
+                        .db
+                        .copy(*group, &key.bridge, &key.channel)?
+                        .and_then(|ids| ids.into_iter().next());
                     Ok(Prepared::Deliver {
-                        op: make(OutboundKind::Unreact { target: first, key: reaction.clone(), reaction: reaction_id }),
+                        op: make(OutboundKind::Unreact {
+                            target: first,
+                            key: reaction.clone(),
+                            reaction: reaction_id,
+                        }),
                         record: None,
                     })
                 }
             }
             PendingAction::Call { event } => {
                 let group = match origin {
-                    Some(o) => self.db.group_of(&o.bridge, &o.channel, &call_message_id(&event.call))?,
+                    Some(o) => {
+                        self.db
+                            .group_of(&o.bridge, &o.channel, &call_message_id(&event.call))?
+                    }
                     None => None,
                 };
                 let invite = match group {
-                    Some(g) => self.db.copy(g, &key.bridge, &key.channel)?.unwrap_or_default(),
+                    Some(g) => self
+                        .db
+                        .copy(g, &key.bridge, &key.channel)?
+                        .unwrap_or_default(),
                     None => Vec::new(),
                 };
                 if caps.native_calls {
                     return Ok(Prepared::Deliver {
-                        op: make(OutboundKind::Call { event: event.clone(), invite }),
+                        op: make(OutboundKind::Call {
+                            event: event.clone(),
+                            invite,
+                        }),
                         record: group,
                     });
                 }
                 // No native form: a notice with the link, edited as the call moves on.
-                let text = Message::text(event.describe()).with_style(switchboard_model::MessageStyle::Notice);
+                let text = Message::text(event.describe())
+                    .with_style(switchboard_model::MessageStyle::Notice);
                 let ended = matches!(event.state, CallState::Ended { .. });
                 if !invite.is_empty() && caps.edits {
-                    Ok(Prepared::Deliver { op: make(OutboundKind::Edit { parts: invite, message: text }), record: None })
+                    Ok(Prepared::Deliver {
+                        op: make(OutboundKind::Edit {
+                            parts: invite,
+                            message: text,
+                        }),
+                        record: None,
+                    })
                 } else if invite.is_empty() || ended {
-                    Ok(Prepared::Deliver { op: make(OutboundKind::Send { message: text }), record: group })
+                    Ok(Prepared::Deliver {
+                        op: make(OutboundKind::Send { message: text }),
+                        record: group,
+                    })
                 } else {
                     Ok(Prepared::Skip("call update on a target without edits"))
                 }
@@ -194,14 +253,21 @@ impl Translator {
     }
 
     /// Resolves an origin message id to its parts on this lane's target.
-    fn resolve(&self, key: &OutboxKey, origin: Option<&Origin>, msg: &MessageId) -> Result<Resolved, StoreError> {
-        let Some(origin) = origin else { return Ok(Resolved::Unknown) };
+    fn resolve(
+        &self,
+        key: &OutboxKey,
+        origin: Option<&Origin>,
+        msg: &MessageId,
+    ) -> Result<Resolved, StoreError> {
+        let Some(origin) = origin else {
+            return Ok(Resolved::Unknown);
+        };
         let Some(group) = self.db.group_of(&origin.bridge, &origin.channel, msg)? else {
             return Ok(Resolved::Unknown);
         };
         Ok(match self.db.copy(group, &key.bridge, &key.channel)? {
             Some(parts) => Resolved::Parts(parts),
-            None => Resolved::Missing,
+            None => Resolved::Missing(group),
         })
     }
 
@@ -233,9 +299,10 @@ impl Translator {
             }
             out.thread_root = None;
         }
-        let (kept, dropped): (Vec<_>, Vec<_>) = out.attachments.drain(..).partition(|a| {
-            caps.attachments && a.size.is_none_or(|s| s <= caps.max_upload)
-        });
+        let (kept, dropped): (Vec<_>, Vec<_>) = out
+            .attachments
+            .drain(..)
+            .partition(|a| caps.attachments && a.size.is_none_or(|s| s <= caps.max_upload));
         out.attachments = kept;
         if !dropped.is_empty() {
             let mut body = RichText::builder();
@@ -276,7 +343,9 @@ impl Translator {
                     Err(e) => failure = Some(e),
                 }
             }
-            Inline::ChannelMention { bridge, channel, .. } if *bridge != target => {
+            Inline::ChannelMention {
+                bridge, channel, ..
+            } if *bridge != target => {
                 if let Some(there) = self.portals.counterpart(bridge, channel, &target) {
                     *bridge = target.clone();
                     *channel = there;
@@ -299,7 +368,15 @@ impl Translator {
             }
         }
         let puppet = self.bridge.ensure_puppet(person).await?;
-        self.db.put_puppet(target, person, &PuppetRecord { puppet: puppet.clone(), name_hash, avatar_hash })?;
+        self.db.put_puppet(
+            target,
+            person,
+            &PuppetRecord {
+                puppet: puppet.clone(),
+                name_hash,
+                avatar_hash,
+            },
+        )?;
         Ok(puppet)
     }
 }
@@ -310,6 +387,10 @@ pub fn call_message_id(call: &switchboard_model::CallId) -> MessageId {
 }
 
 /// The synthetic origin message id under which one person's reaction is grouped.
-pub fn reaction_message_id(target: &MessageId, user: &switchboard_model::UserId, key: &str) -> MessageId {
+pub fn reaction_message_id(
+    target: &MessageId,
+    user: &switchboard_model::UserId,
+    key: &str,
+) -> MessageId {
     MessageId::new(format!("\u{1}react\u{1f}{target}\u{1f}{user}\u{1f}{key}"))
 }

@@ -108,19 +108,35 @@ fn seen_key(bridge: &BridgeId, event: &EventId) -> Vec<u8> {
 }
 
 fn msg_key(bridge: &BridgeId, channel: &ChannelId, msg: &MessageId, part: u32) -> Vec<u8> {
-    Key::new().str(bridge.as_str()).str(channel.as_str()).str(msg.as_str()).u32(part).build()
+    Key::new()
+        .str(bridge.as_str())
+        .str(channel.as_str())
+        .str(msg.as_str())
+        .u32(part)
+        .build()
 }
 
 fn copy_key(group: GroupId, bridge: &BridgeId, channel: &ChannelId) -> Vec<u8> {
-    Key::new().u64(group).str(bridge.as_str()).str(channel.as_str()).build()
+    Key::new()
+        .u64(group)
+        .str(bridge.as_str())
+        .str(channel.as_str())
+        .build()
 }
 
 fn channel_key(bridge: &BridgeId, channel: &ChannelId) -> Vec<u8> {
-    Key::new().str(bridge.as_str()).str(channel.as_str()).build()
+    Key::new()
+        .str(bridge.as_str())
+        .str(channel.as_str())
+        .build()
 }
 
 fn puppet_key(target: &BridgeId, origin: &BridgeId, user: &UserId) -> Vec<u8> {
-    Key::new().str(target.as_str()).str(origin.as_str()).str(user.as_str()).build()
+    Key::new()
+        .str(target.as_str())
+        .str(origin.as_str())
+        .str(user.as_str())
+        .build()
 }
 
 fn reverse_puppet_key(bridge: &BridgeId, user: &UserId) -> Vec<u8> {
@@ -149,6 +165,18 @@ impl Db {
         self.store.flush()
     }
 
+    /// [`Db::flush`] for async callers: on a blocking thread when the store's
+    /// flush does I/O, so the runtime's workers keep running.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        if !self.store.flush_blocks() {
+            return self.store.flush();
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+    }
+
     // ----- portals -----
 
     /// Creates or replaces a portal and its channel index, in one transaction.
@@ -165,13 +193,19 @@ impl Db {
         for (b, c) in &record.members {
             batch.put(Tree::ChannelPortalid, channel_key(b, c), encode(id));
         }
-        batch.put(Tree::PortalidPortal, Key::new().str(id.as_str()).build(), encode(record));
+        batch.put(
+            Tree::PortalidPortal,
+            Key::new().str(id.as_str()).build(),
+            encode(record),
+        );
         self.store.apply(batch)
     }
 
     /// Removes a portal and its channel index (its message mappings stay).
     pub fn remove_portal(&self, id: &PortalId) -> Result<(), StoreError> {
-        let Some(old) = self.portal(id)? else { return Ok(()) };
+        let Some(old) = self.portal(id)? else {
+            return Ok(());
+        };
         let mut batch = WriteBatch::new();
         for (b, c) in &old.members {
             batch.delete(Tree::ChannelPortalid, channel_key(b, c));
@@ -192,17 +226,21 @@ impl Db {
     pub fn portals(&self) -> Result<Vec<(PortalId, PortalRecord)>, StoreError> {
         let mut out = Vec::new();
         let mut err = None;
-        self.store.scan_prefix(Tree::PortalidPortal, &[], &mut |k, v| {
-            let id = KeyReader::new(k).str().map(|s| PortalId::new(s));
-            match (id, decode(Tree::PortalidPortal, v)) {
-                (Ok(id), Ok(rec)) => out.push((id, rec)),
-                (Err(e), _) => {
-                    err = Some(StoreError::Corrupt { tree: Tree::PortalidPortal, reason: e.to_string() })
+        self.store
+            .scan_prefix(Tree::PortalidPortal, &[], &mut |k, v| {
+                let id = KeyReader::new(k).str().map(|s| PortalId::new(s));
+                match (id, decode(Tree::PortalidPortal, v)) {
+                    (Ok(id), Ok(rec)) => out.push((id, rec)),
+                    (Err(e), _) => {
+                        err = Some(StoreError::Corrupt {
+                            tree: Tree::PortalidPortal,
+                            reason: e.to_string(),
+                        })
+                    }
+                    (_, Err(e)) => err = Some(e),
                 }
-                (_, Err(e)) => err = Some(e),
-            }
-            err.is_none()
-        })?;
+                err.is_none()
+            })?;
         err.map_or(Ok(out), Err)
     }
 
@@ -222,7 +260,10 @@ impl Db {
 
     /// Whether an inbound event id was seen before.
     pub fn seen(&self, bridge: &BridgeId, event: &EventId) -> Result<bool, StoreError> {
-        Ok(self.store.get(Tree::EventidSeen, &seen_key(bridge, event))?.is_some())
+        Ok(self
+            .store
+            .get(Tree::EventidSeen, &seen_key(bridge, event))?
+            .is_some())
     }
 
     /// Applies the writes of a batch of accepted inbound events in one transaction.
@@ -230,10 +271,18 @@ impl Db {
         let mut batch = WriteBatch::new();
         for w in writes {
             if let Some((bridge, event, at)) = &w.seen {
-                batch.put(Tree::EventidSeen, seen_key(bridge, event), at.to_be_bytes().to_vec());
+                batch.put(
+                    Tree::EventidSeen,
+                    seen_key(bridge, event),
+                    at.to_be_bytes().to_vec(),
+                );
             }
             for (b, c, m, part, group) in &w.messages {
-                batch.put(Tree::MsgGroupid, msg_key(b, c, m, *part), group.to_be_bytes().to_vec());
+                batch.put(
+                    Tree::MsgGroupid,
+                    msg_key(b, c, m, *part),
+                    group.to_be_bytes().to_vec(),
+                );
             }
             for (group, b, c, parts) in &w.copies {
                 batch.put(Tree::GroupidMsgs, copy_key(*group, b, c), encode(parts));
@@ -248,13 +297,14 @@ impl Db {
     /// Forgets seen event ids first seen before `cutoff_ms`. Returns how many.
     pub fn prune_seen(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let mut batch = WriteBatch::new();
-        self.store.scan_prefix(Tree::EventidSeen, &[], &mut |k, v| {
-            let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if at < cutoff_ms {
-                batch.delete(Tree::EventidSeen, k.to_vec());
-            }
-            true
-        })?;
+        self.store
+            .scan_prefix(Tree::EventidSeen, &[], &mut |k, v| {
+                let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+                if at < cutoff_ms {
+                    batch.delete(Tree::EventidSeen, k.to_vec());
+                }
+                true
+            })?;
         let n = batch.writes.len();
         self.store.apply(batch)?;
         Ok(n)
@@ -295,18 +345,29 @@ impl Db {
     ) -> Result<Vec<(BridgeId, ChannelId, Vec<MessageId>)>, StoreError> {
         let mut out = Vec::new();
         let mut err = None;
-        self.store.scan_prefix(Tree::GroupidMsgs, &Key::new().u64(group).prefix(), &mut |k, v| {
-            let mut r = KeyReader::new(k);
-            let parsed = r.u64().and_then(|_| Ok((r.str()?.to_owned(), r.str()?.to_owned())));
-            match (parsed, decode::<Vec<MessageId>>(Tree::GroupidMsgs, v)) {
-                (Ok((b, c)), Ok(parts)) => out.push((BridgeId::new(b), ChannelId::new(c), parts)),
-                (Err(e), _) => {
-                    err = Some(StoreError::Corrupt { tree: Tree::GroupidMsgs, reason: e.to_string() })
+        self.store.scan_prefix(
+            Tree::GroupidMsgs,
+            &Key::new().u64(group).prefix(),
+            &mut |k, v| {
+                let mut r = KeyReader::new(k);
+                let parsed = r
+                    .u64()
+                    .and_then(|_| Ok((r.str()?.to_owned(), r.str()?.to_owned())));
+                match (parsed, decode::<Vec<MessageId>>(Tree::GroupidMsgs, v)) {
+                    (Ok((b, c)), Ok(parts)) => {
+                        out.push((BridgeId::new(b), ChannelId::new(c), parts))
+                    }
+                    (Err(e), _) => {
+                        err = Some(StoreError::Corrupt {
+                            tree: Tree::GroupidMsgs,
+                            reason: e.to_string(),
+                        })
+                    }
+                    (_, Err(e)) => err = Some(e),
                 }
-                (_, Err(e)) => err = Some(e),
-            }
-            err.is_none()
-        })?;
+                err.is_none()
+            },
+        )?;
         err.map_or(Ok(out), Err)
     }
 
@@ -344,7 +405,11 @@ impl Db {
         let mut batch = WriteBatch::new();
         batch.delete(Tree::Outbox, key.encode());
         if let Some((group, parts)) = created {
-            batch.put(Tree::GroupidMsgs, copy_key(group, &key.bridge, &key.channel), encode(&parts));
+            batch.put(
+                Tree::GroupidMsgs,
+                copy_key(group, &key.bridge, &key.channel),
+                encode(&parts),
+            );
             for (i, id) in parts.iter().enumerate() {
                 let part = u32::try_from(i).unwrap_or(u32::MAX);
                 batch.put(
@@ -373,7 +438,10 @@ impl Db {
         person: &Person,
     ) -> Result<Option<PuppetRecord>, StoreError> {
         self.store
-            .get(Tree::PersonPuppet, &puppet_key(target, &person.bridge, &person.user))?
+            .get(
+                Tree::PersonPuppet,
+                &puppet_key(target, &person.bridge, &person.user),
+            )?
             .map(|v| decode(Tree::PersonPuppet, &v))
             .transpose()
     }
@@ -389,11 +457,22 @@ impl Db {
         let mut batch = WriteBatch::new();
         if let Some(old) = self.puppet(target, person)? {
             if old.puppet.user != record.puppet.user {
-                batch.delete(Tree::PuppetPerson, reverse_puppet_key(target, &old.puppet.user));
+                batch.delete(
+                    Tree::PuppetPerson,
+                    reverse_puppet_key(target, &old.puppet.user),
+                );
             }
         }
-        batch.put(Tree::PersonPuppet, puppet_key(target, &person.bridge, &person.user), encode(record));
-        batch.put(Tree::PuppetPerson, reverse_puppet_key(target, &record.puppet.user), encode(person));
+        batch.put(
+            Tree::PersonPuppet,
+            puppet_key(target, &person.bridge, &person.user),
+            encode(record),
+        );
+        batch.put(
+            Tree::PuppetPerson,
+            reverse_puppet_key(target, &record.puppet.user),
+            encode(person),
+        );
         self.store.apply(batch)
     }
 
@@ -412,7 +491,11 @@ impl Db {
     // ----- cursors -----
 
     /// A connector's catch-up position for a channel.
-    pub fn cursor(&self, bridge: &BridgeId, channel: &ChannelId) -> Result<Option<String>, StoreError> {
+    pub fn cursor(
+        &self,
+        bridge: &BridgeId,
+        channel: &ChannelId,
+    ) -> Result<Option<String>, StoreError> {
         self.store
             .get(Tree::Cursor, &channel_key(bridge, channel))?
             .map(|v| decode(Tree::Cursor, &v))

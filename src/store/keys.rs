@@ -74,7 +74,11 @@ impl<'a> KeyReader<'a> {
 
     /// Reads a string part.
     pub fn str(&mut self) -> Result<&'a str, KeyError> {
-        let end = self.rest.iter().position(|b| *b == SEP).ok_or(KeyError("missing separator"))?;
+        let end = self
+            .rest
+            .iter()
+            .position(|b| *b == SEP)
+            .ok_or(KeyError("missing separator"))?;
         let (part, rest) = self.rest.split_at(end);
         self.rest = &rest[1..];
         std::str::from_utf8(part).map_err(|_| KeyError("string part is not UTF-8"))
@@ -82,21 +86,31 @@ impl<'a> KeyReader<'a> {
 
     /// Reads a u64 part.
     pub fn u64(&mut self) -> Result<u64, KeyError> {
-        let (part, rest) = self.rest.split_first_chunk::<8>().ok_or(KeyError("short u64"))?;
+        let (part, rest) = self
+            .rest
+            .split_first_chunk::<8>()
+            .ok_or(KeyError("short u64"))?;
         self.rest = rest;
         Ok(u64::from_be_bytes(*part))
     }
 
     /// Reads a u32 part.
     pub fn u32(&mut self) -> Result<u32, KeyError> {
-        let (part, rest) = self.rest.split_first_chunk::<4>().ok_or(KeyError("short u32"))?;
+        let (part, rest) = self
+            .rest
+            .split_first_chunk::<4>()
+            .ok_or(KeyError("short u32"))?;
         self.rest = rest;
         Ok(u32::from_be_bytes(*part))
     }
 
     /// Fails unless the whole key was read.
     pub fn end(self) -> Result<(), KeyError> {
-        if self.rest.is_empty() { Ok(()) } else { Err(KeyError("trailing bytes")) }
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(KeyError("trailing bytes"))
+        }
     }
 }
 

@@ -85,6 +85,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn flush_blocks(&self) -> bool {
+        false
+    }
+
     fn len(&self, tree: Tree) -> Result<usize, StoreError> {
         Ok(self.lock()[tree.index()].len())
     }

@@ -27,9 +27,14 @@ fn version_key() -> Vec<u8> {
 pub fn version(store: &dyn Store) -> Result<u32, StoreError> {
     match store.get(Tree::Meta, &version_key())? {
         None => Ok(0),
-        Some(v) => v.as_slice().try_into().map(u32::from_be_bytes).map_err(|_| {
-            StoreError::Corrupt { tree: Tree::Meta, reason: "schema_version is not a u32".into() }
-        }),
+        Some(v) => v
+            .as_slice()
+            .try_into()
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                tree: Tree::Meta,
+                reason: "schema_version is not a u32".into(),
+            }),
     }
 }
 
@@ -46,12 +51,19 @@ pub fn run_with(
 ) -> Result<(), StoreError> {
     let mut current = version(store)?;
     if current > target {
-        return Err(StoreError::TooNew { found: current, supported: target });
+        return Err(StoreError::TooNew {
+            found: current,
+            supported: target,
+        });
     }
     while current < target {
-        let (_, migrate) = migrations.iter().find(|(from, _)| *from == current).ok_or_else(|| {
-            StoreError::Corrupt { tree: Tree::Meta, reason: format!("no migration from version {current}") }
-        })?;
+        let (_, migrate) = migrations
+            .iter()
+            .find(|(from, _)| *from == current)
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: Tree::Meta,
+                reason: format!("no migration from version {current}"),
+            })?;
         let mut batch = migrate(store)?;
         current += 1;
         batch.put(Tree::Meta, version_key(), current.to_be_bytes().to_vec());

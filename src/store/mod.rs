@@ -194,6 +194,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Makes everything applied so far durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// True when [`Store::flush`] blocks on I/O (so async callers move it to
+    /// a blocking thread); false when it returns at once.
+    fn flush_blocks(&self) -> bool {
+        true
+    }
+
     /// Number of entries in a tree (for metrics and tests; may be slow).
     fn len(&self, tree: Tree) -> Result<usize, StoreError>;
 }

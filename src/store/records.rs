@@ -22,10 +22,20 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a value written by [`encode`].
 pub fn decode<T: DeserializeOwned>(tree: Tree, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&VALUE_VERSION, json)) => serde_json::from_slice(json)
-            .map_err(|e| StoreError::Corrupt { tree, reason: e.to_string() }),
-        Some((v, _)) => Err(StoreError::Corrupt { tree, reason: format!("unknown value version {v}") }),
-        None => Err(StoreError::Corrupt { tree, reason: "empty value".to_owned() }),
+        Some((&VALUE_VERSION, json)) => {
+            serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
+                tree,
+                reason: e.to_string(),
+            })
+        }
+        Some((v, _)) => Err(StoreError::Corrupt {
+            tree,
+            reason: format!("unknown value version {v}"),
+        }),
+        None => Err(StoreError::Corrupt {
+            tree,
+            reason: "empty value".to_owned(),
+        }),
     }
 }
 
@@ -151,14 +161,20 @@ mod tests {
 
     #[test]
     fn values_carry_their_version_and_round_trip() {
-        let rec = PortalRecord { members: vec![("a:x".into(), "c".into())], relay_calls: true };
+        let rec = PortalRecord {
+            members: vec![("a:x".into(), "c".into())],
+            relay_calls: true,
+        };
         let bytes = encode(&rec);
         assert_eq!(bytes[0], VALUE_VERSION);
         assert_eq!(
             String::from_utf8_lossy(&bytes[1..]),
             r#"{"members":[["a:x","c"]],"relay_calls":true}"#
         );
-        assert_eq!(decode::<PortalRecord>(Tree::PortalidPortal, &bytes).expect("decodes"), rec);
+        assert_eq!(
+            decode::<PortalRecord>(Tree::PortalidPortal, &bytes).expect("decodes"),
+            rec
+        );
     }
 
     #[test]
@@ -174,7 +190,10 @@ mod tests {
         let entry = OutboxEntry {
             origin: Some(Origin::new("memory:a", "general")),
             sender: Some(Person::new("memory:a".into(), "u1".into(), "Ann")),
-            action: PendingAction::Send { group: 7, message: Message::text("hi") },
+            action: PendingAction::Send {
+                group: 7,
+                message: Message::text("hi"),
+            },
             attempts: 0,
             enqueued_ms: 1_700_000_000_000,
             is_notice: false,

@@ -10,7 +10,10 @@ fn entry(text: &str) -> OutboxEntry {
     OutboxEntry {
         origin: Some(Origin::new("m:a", "c1")),
         sender: Some(Person::new("m:a".into(), "u1".into(), "Ann")),
-        action: PendingAction::Send { group: 1, message: Message::text(text) },
+        action: PendingAction::Send {
+            group: 1,
+            message: Message::text(text),
+        },
         attempts: 0,
         enqueued_ms: 0,
         is_notice: false,
@@ -18,7 +21,12 @@ fn entry(text: &str) -> OutboxEntry {
 }
 
 fn key(portal: &str, seq: u64, bridge: &str) -> OutboxKey {
-    OutboxKey { portal: PortalId::new(portal), seq, bridge: bridge.into(), channel: "c".into() }
+    OutboxKey {
+        portal: PortalId::new(portal),
+        seq,
+        bridge: bridge.into(),
+        channel: "c".into(),
+    }
 }
 
 macro_rules! store_suite {
@@ -65,7 +73,10 @@ fn tree_names_are_unique_and_follow_the_convention(_open: Open<'_>) {
     assert_eq!(names.len(), Tree::ALL.len(), "tree names must be unique");
     for (i, t) in Tree::ALL.iter().enumerate() {
         assert_eq!(t.index(), i, "Tree::ALL order must match discriminants");
-        assert!(t.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{t}");
+        assert!(
+            t.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{t}"
+        );
     }
 }
 
@@ -77,9 +88,19 @@ fn batches_are_atomic_across_trees(open: Open<'_>) {
     batch.put(Tree::Outbox, b"k3".to_vec(), b"v3".to_vec());
     batch.delete(Tree::Outbox, b"k3".to_vec());
     store.apply(batch).expect("apply");
-    assert_eq!(store.get(Tree::Outbox, b"k1").expect("get"), Some(b"v1".to_vec()));
-    assert_eq!(store.get(Tree::EventidSeen, b"k2").expect("get"), Some(b"v2".to_vec()));
-    assert_eq!(store.get(Tree::Outbox, b"k3").expect("get"), None, "writes apply in order");
+    assert_eq!(
+        store.get(Tree::Outbox, b"k1").expect("get"),
+        Some(b"v1".to_vec())
+    );
+    assert_eq!(
+        store.get(Tree::EventidSeen, b"k2").expect("get"),
+        Some(b"v2".to_vec())
+    );
+    assert_eq!(
+        store.get(Tree::Outbox, b"k3").expect("get"),
+        None,
+        "writes apply in order"
+    );
     // Trees are separate namespaces.
     assert_eq!(store.get(Tree::Cursor, b"k1").expect("get"), None);
     assert_eq!(store.len(Tree::Outbox).expect("len"), 1);
@@ -90,18 +111,30 @@ fn scan_prefix_is_ordered_and_bounded(open: Open<'_>) {
     let (store, _) = open();
     let mut batch = WriteBatch::new();
     for seq in [3u64, 1, 256, 2] {
-        batch.put(Tree::Outbox, keys::Key::new().str("p").u64(seq).build(), vec![]);
-        batch.put(Tree::Outbox, keys::Key::new().str("pq").u64(seq).build(), vec![]);
+        batch.put(
+            Tree::Outbox,
+            keys::Key::new().str("p").u64(seq).build(),
+            vec![],
+        );
+        batch.put(
+            Tree::Outbox,
+            keys::Key::new().str("pq").u64(seq).build(),
+            vec![],
+        );
     }
     store.apply(batch).expect("apply");
     let mut seen = Vec::new();
     store
-        .scan_prefix(Tree::Outbox, &keys::Key::new().str("p").prefix(), &mut |k, _| {
-            let mut r = keys::KeyReader::new(k);
-            assert_eq!(r.str().expect("str"), "p");
-            seen.push(r.u64().expect("u64"));
-            true
-        })
+        .scan_prefix(
+            Tree::Outbox,
+            &keys::Key::new().str("p").prefix(),
+            &mut |k, _| {
+                let mut r = keys::KeyReader::new(k);
+                assert_eq!(r.str().expect("str"), "p");
+                seen.push(r.u64().expect("u64"));
+                true
+            },
+        )
         .expect("scan");
     assert_eq!(seen, [1, 2, 3, 256]);
     let mut first = Vec::new();
@@ -125,9 +158,16 @@ fn schema_version_written_and_newer_refused(open: Open<'_>) {
     let (store, _) = open();
     assert_eq!(migrate::version(store.as_ref()).expect("version"), 0);
     Db::open(store.clone()).expect("open db");
-    assert_eq!(migrate::version(store.as_ref()).expect("version"), migrate::SCHEMA_VERSION);
+    assert_eq!(
+        migrate::version(store.as_ref()).expect("version"),
+        migrate::SCHEMA_VERSION
+    );
     let mut batch = WriteBatch::new();
-    batch.put(Tree::Meta, keys::Key::new().str("schema_version").build(), 99u32.to_be_bytes().to_vec());
+    batch.put(
+        Tree::Meta,
+        keys::Key::new().str("schema_version").build(),
+        99u32.to_be_bytes().to_vec(),
+    );
     store.apply(batch).expect("apply");
     let err = Db::open(store).expect_err("newer schema refused");
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
@@ -141,7 +181,11 @@ fn migration_hook_runs_in_order(open: Open<'_>) {
             // A migration reads old data and rewrites it.
             let old = s.get(Tree::Cursor, b"x")?.unwrap_or_default();
             let mut b = WriteBatch::new();
-            b.put(Tree::Cursor, b"x".to_vec(), [old.as_slice(), b"+v2"].concat());
+            b.put(
+                Tree::Cursor,
+                b"x".to_vec(),
+                [old.as_slice(), b"+v2"].concat(),
+            );
             Ok(b)
         }),
     ];
@@ -150,12 +194,21 @@ fn migration_hook_runs_in_order(open: Open<'_>) {
     b.put(Tree::Cursor, b"x".to_vec(), b"v1".to_vec());
     store.apply(b).expect("apply");
     migrate::run_with(store.as_ref(), migrations, 2).expect("to v2");
-    assert_eq!(store.get(Tree::Cursor, b"x").expect("get"), Some(b"v1+v2".to_vec()));
+    assert_eq!(
+        store.get(Tree::Cursor, b"x").expect("get"),
+        Some(b"v1+v2".to_vec())
+    );
     assert_eq!(migrate::version(store.as_ref()).expect("version"), 2);
     migrate::run_with(store.as_ref(), migrations, 2).expect("idempotent at target");
-    assert_eq!(store.get(Tree::Cursor, b"x").expect("get"), Some(b"v1+v2".to_vec()));
+    assert_eq!(
+        store.get(Tree::Cursor, b"x").expect("get"),
+        Some(b"v1+v2".to_vec())
+    );
     let err = migrate::run_with(store.as_ref(), migrations, 3).expect_err("missing migration");
-    assert!(err.to_string().contains("no migration from version 2"), "{err}");
+    assert!(
+        err.to_string().contains("no migration from version 2"),
+        "{err}"
+    );
 }
 
 fn portals_and_channel_index(open: Open<'_>) {
@@ -167,18 +220,31 @@ fn portals_and_channel_index(open: Open<'_>) {
         relay_calls: true,
     };
     db.put_portal(&p, &rec).expect("put");
-    assert_eq!(db.portal_of(&"m:a".into(), &"c1".into()).expect("get"), Some(p.clone()));
+    assert_eq!(
+        db.portal_of(&"m:a".into(), &"c1".into()).expect("get"),
+        Some(p.clone())
+    );
     let moved = PortalRecord {
         members: vec![("m:a".into(), "c1".into()), ("m:c".into(), "c3".into())],
         relay_calls: false,
     };
     db.put_portal(&p, &moved).expect("replace");
-    assert_eq!(db.portal_of(&"m:b".into(), &"c2".into()).expect("get"), None, "dropped member unindexed");
-    assert_eq!(db.portal_of(&"m:c".into(), &"c3".into()).expect("get"), Some(p.clone()));
+    assert_eq!(
+        db.portal_of(&"m:b".into(), &"c2".into()).expect("get"),
+        None,
+        "dropped member unindexed"
+    );
+    assert_eq!(
+        db.portal_of(&"m:c".into(), &"c3".into()).expect("get"),
+        Some(p.clone())
+    );
     assert_eq!(db.portals().expect("list"), vec![(p.clone(), moved)]);
     db.remove_portal(&p).expect("remove");
     assert!(db.portals().expect("list").is_empty());
-    assert_eq!(db.portal_of(&"m:a".into(), &"c1".into()).expect("get"), None);
+    assert_eq!(
+        db.portal_of(&"m:a".into(), &"c1".into()).expect("get"),
+        None
+    );
 }
 
 fn intake_and_completion(open: Open<'_>) {
@@ -194,17 +260,34 @@ fn intake_and_completion(open: Open<'_>) {
     }])
     .expect("intake");
     assert!(db.seen(&"m:a".into(), &"ev1".into()).expect("seen"));
-    assert!(!db.seen(&"m:b".into(), &"ev1".into()).expect("seen"), "seen is per bridge");
-    assert_eq!(db.group_of(&"m:a".into(), &"c1".into(), &"msg1".into()).expect("group"), Some(group));
+    assert!(
+        !db.seen(&"m:b".into(), &"ev1".into()).expect("seen"),
+        "seen is per bridge"
+    );
+    assert_eq!(
+        db.group_of(&"m:a".into(), &"c1".into(), &"msg1".into())
+            .expect("group"),
+        Some(group)
+    );
     assert_eq!(db.outbox().expect("outbox"), vec![(k.clone(), entry("hi"))]);
-    assert_eq!(db.copy(group, &"m:b".into(), &"c".into()).expect("copy"), None);
+    assert_eq!(
+        db.copy(group, &"m:b".into(), &"c".into()).expect("copy"),
+        None
+    );
 
     let parts: Vec<MessageId> = vec!["t1".into(), "t2".into()];
     db.complete(&k, Some((group, &parts))).expect("complete");
     assert!(db.outbox().expect("outbox").is_empty());
-    assert_eq!(db.copy(group, &"m:b".into(), &"c".into()).expect("copy"), Some(parts.clone()));
+    assert_eq!(
+        db.copy(group, &"m:b".into(), &"c".into()).expect("copy"),
+        Some(parts.clone())
+    );
     // Both parts map back to the group, so events about them can be routed.
-    assert_eq!(db.group_of(&"m:b".into(), &"c".into(), &"t1".into()).expect("group"), Some(group));
+    assert_eq!(
+        db.group_of(&"m:b".into(), &"c".into(), &"t1".into())
+            .expect("group"),
+        Some(group)
+    );
     let copies = db.copies(group).expect("copies");
     assert_eq!(copies.len(), 2);
     assert!(copies.contains(&("m:a".into(), "c1".into(), vec!["msg1".into()])));
@@ -221,11 +304,17 @@ fn outbox_replays_in_sequence_order(open: Open<'_>) {
         })
         .collect();
     db.commit_intake(&writes).expect("intake");
-    let seqs: Vec<u64> = db.outbox().expect("outbox").iter().map(|(k, _)| k.seq).collect();
+    let seqs: Vec<u64> = db
+        .outbox()
+        .expect("outbox")
+        .iter()
+        .map(|(k, _)| k.seq)
+        .collect();
     assert_eq!(seqs, [1, 2, 300, 70_000]);
     let mut retried = entry("2");
     retried.attempts = 3;
-    db.put_outbox(&key("p", 2, "m:b"), &retried).expect("update");
+    db.put_outbox(&key("p", 2, "m:b"), &retried)
+        .expect("update");
     db.drop_outbox(&key("p", 1, "m:b")).expect("drop");
     let out = db.outbox().expect("outbox");
     assert_eq!(out[0].1.attempts, 3);
@@ -244,19 +333,38 @@ fn puppets_both_ways(open: Open<'_>) {
     db.put_puppet(&"m:b".into(), &ann, &rec).expect("put");
     assert_eq!(db.puppet(&"m:b".into(), &ann).expect("get"), Some(rec));
     assert_eq!(db.puppet(&"m:c".into(), &ann).expect("get"), None);
-    assert_eq!(db.person_of_puppet(&"m:b".into(), &"p-u1".into()).expect("get"), Some(ann.clone()));
+    assert_eq!(
+        db.person_of_puppet(&"m:b".into(), &"p-u1".into())
+            .expect("get"),
+        Some(ann.clone())
+    );
     // A new puppet id replaces the reverse mapping.
-    let rec2 = PuppetRecord { puppet: PuppetRef::new("p-u1-v2".into(), "Ann"), name_hash: 1, avatar_hash: 2 };
+    let rec2 = PuppetRecord {
+        puppet: PuppetRef::new("p-u1-v2".into(), "Ann"),
+        name_hash: 1,
+        avatar_hash: 2,
+    };
     db.put_puppet(&"m:b".into(), &ann, &rec2).expect("put");
-    assert_eq!(db.person_of_puppet(&"m:b".into(), &"p-u1".into()).expect("get"), None);
-    assert_eq!(db.person_of_puppet(&"m:b".into(), &"p-u1-v2".into()).expect("get"), Some(ann));
+    assert_eq!(
+        db.person_of_puppet(&"m:b".into(), &"p-u1".into())
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        db.person_of_puppet(&"m:b".into(), &"p-u1-v2".into())
+            .expect("get"),
+        Some(ann)
+    );
 }
 
 fn seen_pruned_by_age(open: Open<'_>) {
     let (store, _) = open();
     let db = Db::open(store).expect("db");
     let writes: Vec<IntakeWrite> = (0..10u64)
-        .map(|i| IntakeWrite { seen: Some(("m:a".into(), format!("e{i}").into(), i * 100)), ..IntakeWrite::default() })
+        .map(|i| IntakeWrite {
+            seen: Some(("m:a".into(), format!("e{i}").into(), i * 100)),
+            ..IntakeWrite::default()
+        })
         .collect();
     db.commit_intake(&writes).expect("intake");
     assert_eq!(db.prune_seen(500).expect("prune"), 5);
@@ -268,8 +376,14 @@ fn cursors(open: Open<'_>) {
     let (store, _) = open();
     let db = Db::open(store).expect("db");
     assert_eq!(db.cursor(&"m:a".into(), &"c".into()).expect("get"), None);
-    db.put_cursor(&"m:a".into(), &"c".into(), "1700000000.000100").expect("put");
-    assert_eq!(db.cursor(&"m:a".into(), &"c".into()).expect("get").as_deref(), Some("1700000000.000100"));
+    db.put_cursor(&"m:a".into(), &"c".into(), "1700000000.000100")
+        .expect("put");
+    assert_eq!(
+        db.cursor(&"m:a".into(), &"c".into())
+            .expect("get")
+            .as_deref(),
+        Some("1700000000.000100")
+    );
 }
 
 fn survives_reopen(open: Open<'_>) {
@@ -289,5 +403,8 @@ fn survives_reopen(open: Open<'_>) {
     let (store, _) = open();
     let db = Db::open(store).expect("reopen");
     assert!(db.seen(&"m:a".into(), &"ev".into()).expect("seen"));
-    assert_eq!(db.outbox().expect("outbox"), vec![(key("p", 9, "m:b"), entry("kept"))]);
+    assert_eq!(
+        db.outbox().expect("outbox"),
+        vec![(key("p", 9, "m:b"), entry("kept"))]
+    );
 }
