@@ -1,1 +1,218 @@
-fn main() {}
+//! The `switchboard` command: parses arguments, loads the configuration,
+//! installs signal handlers and hands over to [`switchboard::run`].
+
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use switchboard::config::{self, Config, EXIT_BAD_CONFIG, LogFormat};
+use switchboard::daemon::{logging, notify::Notifier};
+use switchboard::{Controls, convert};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a usage error or bad input data (sysexits `EX_DATAERR`).
+const EXIT_BAD_INPUT: u8 = 65;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "One conversation across Slack, Microsoft Teams and Matrix."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Validate a configuration file and report every problem.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "SWITCHBOARD_CONFIG",
+            default_value = "/etc/switchboard/config.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Convert a message read on stdin from one dialect to another.
+    Convert {
+        /// Input dialect (see --list).
+        #[arg(long, required_unless_present = "list")]
+        from: Option<String>,
+        /// Output dialect.
+        #[arg(long, required_unless_present = "list")]
+        to: Option<String>,
+        /// List the dialects.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
+    /// Log format, overriding `log.format`.
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { config }) => check_config(&config),
+        Some(Command::Convert { from, to, list }) => convert_cmd(from, to, list),
+        Some(Command::Run(args)) => run(args),
+        None => run(RunArgs {
+            config: std::env::var_os("SWITCHBOARD_CONFIG").map_or_else(
+                || PathBuf::from("/etc/switchboard/config.toml"),
+                PathBuf::from,
+            ),
+            log_format: None,
+        }),
+    }
+}
+
+fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprintln!(
+            "{}: invalid configuration ({} problems):",
+            path.display(),
+            errors.0.len()
+        );
+        eprintln!("{errors}");
+        ExitCode::from(u8::try_from(EXIT_BAD_CONFIG).unwrap_or(64))
+    })
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load_or_report(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} bridges, {} portals)",
+                path.display(),
+                cfg.bridges.len(),
+                cfg.portals.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn convert_cmd(from: Option<String>, to: Option<String>, list: bool) -> ExitCode {
+    if list {
+        for d in convert::dialects() {
+            println!("{}", d.name());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        eprintln!("convert needs --from and --to");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("cannot read stdin: {e}");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    match convert::convert(&from, &to, &input) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let format = args.log_format.unwrap_or(cfg.log.format);
+    if let Err(e) = logging::init(format, &cfg.log.filter) {
+        eprintln!("cannot set up logging: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the async runtime.");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let (reload_tx, reload) = mpsc::channel(4);
+        tokio::spawn(handle_signals(
+            args.config.clone(),
+            shutdown.clone(),
+            reload_tx,
+        ));
+        let controls = Controls {
+            shutdown,
+            reload,
+            notifier: Notifier::from_env(),
+        };
+        switchboard::run(cfg, controls).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Switchboard failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM and SIGINT stop the daemon; SIGHUP reloads the configuration file.
+async fn handle_signals(path: PathBuf, shutdown: CancellationToken, reload: mpsc::Sender<Config>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stopping.");
+        shutdown.cancel();
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "Stop requested."); shutdown.cancel(); return; }
+            _ = int.recv() => { tracing::info!(signal = "SIGINT", "Stop requested."); shutdown.cancel(); return; }
+            _ = hup.recv() => match config::load(&path) {
+                Ok(cfg) => {
+                    tracing::info!(signal = "SIGHUP", "Configuration reloaded from disk.");
+                    let _ = reload.send(cfg).await;
+                }
+                Err(errors) => {
+                    tracing::error!(problems = errors.0.len(), errors = %errors, "Reload refused: the configuration file is invalid; keeping the running one.");
+                }
+            },
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The validated, typed configuration. Built only by [`super::load`] and
-//! [`super::validate`]; everything here has passed validation.
+//! The validated, typed configuration. Built only by [`super::load`] and its
+//! siblings ([`super::from_toml_str`]); everything here has passed validation.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -72,7 +72,9 @@ impl std::str::FromStr for LogFormat {
             "plain" => Ok(LogFormat::Plain),
             "json" => Ok(LogFormat::Json),
             "journald" => Ok(LogFormat::Journald),
-            other => Err(format!("unknown log format {other:?} (expected plain, json or journald)")),
+            other => Err(format!(
+                "unknown log format {other:?} (expected plain, json or journald)"
+            )),
         }
     }
 }
@@ -142,6 +144,8 @@ pub struct MemoryBridgeConfig {
     pub capabilities: MemoryCapabilities,
     /// An access token the simulated platform demands (from `token_file` or `token_env`).
     pub token: Option<Secret>,
+    /// How long each delivery takes (a slow platform); zero by default.
+    pub latency: Duration,
 }
 
 /// Capability presets of the memory bridge.

@@ -244,10 +244,10 @@ async fn prepare_and_deliver(
     // A rate-limited bridge is paused for every lane.
     if let Some(entry) = shared.bridges.get(bridge) {
         let until = *entry.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(until) = until {
-            if until > Instant::now() {
-                return Outcome::RetryAt(until);
-            }
+        if let Some(until) = until
+            && until > Instant::now()
+        {
+            return Outcome::RetryAt(until);
         }
     }
     match translator.bridge.deliver(&op, shared.as_ref()).await {

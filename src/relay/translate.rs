@@ -19,7 +19,7 @@ pub enum Prepared {
     /// Deliver `op`; on success record the created ids as `group`'s copy on the target.
     Deliver {
         /// The op for the bridge.
-        op: OutboundOp,
+        op: Box<OutboundOp>,
         /// The group whose copy the created ids are.
         record: Option<GroupId>,
     },
@@ -92,9 +92,11 @@ impl Translator {
             None => None,
         };
         let make = |kind: OutboundKind| {
-            OutboundOp::new(id.clone(), key.channel.clone(), kind)
-                .with_origin(entry.origin.clone(), entry.sender.clone())
-                .with_author(author.clone())
+            Box::new(
+                OutboundOp::new(id.clone(), key.channel.clone(), kind)
+                    .with_origin(entry.origin.clone(), entry.sender.clone())
+                    .with_author(author.clone()),
+            )
         };
         let origin = entry.origin.as_ref();
 
@@ -362,10 +364,11 @@ impl Translator {
         let target = self.bridge.id();
         let name_hash = stable_hash(&person.display_name);
         let avatar_hash = stable_hash(person.avatar.as_deref().unwrap_or(""));
-        if let Some(rec) = self.db.puppet(target, person)? {
-            if rec.name_hash == name_hash && rec.avatar_hash == avatar_hash {
-                return Ok(rec.puppet);
-            }
+        if let Some(rec) = self.db.puppet(target, person)?
+            && rec.name_hash == name_hash
+            && rec.avatar_hash == avatar_hash
+        {
+            return Ok(rec.puppet);
         }
         let puppet = self.bridge.ensure_puppet(person).await?;
         self.db.put_puppet(

@@ -228,7 +228,7 @@ impl Db {
         let mut err = None;
         self.store
             .scan_prefix(Tree::PortalidPortal, &[], &mut |k, v| {
-                let id = KeyReader::new(k).str().map(|s| PortalId::new(s));
+                let id = KeyReader::new(k).str().map(PortalId::new);
                 match (id, decode(Tree::PortalidPortal, v)) {
                     (Ok(id), Ok(rec)) => out.push((id, rec)),
                     (Err(e), _) => {
@@ -455,13 +455,13 @@ impl Db {
         record: &PuppetRecord,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::new();
-        if let Some(old) = self.puppet(target, person)? {
-            if old.puppet.user != record.puppet.user {
-                batch.delete(
-                    Tree::PuppetPerson,
-                    reverse_puppet_key(target, &old.puppet.user),
-                );
-            }
+        if let Some(old) = self.puppet(target, person)?
+            && old.puppet.user != record.puppet.user
+        {
+            batch.delete(
+                Tree::PuppetPerson,
+                reverse_puppet_key(target, &old.puppet.user),
+            );
         }
         batch.put(
             Tree::PersonPuppet,

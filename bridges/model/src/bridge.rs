@@ -155,7 +155,10 @@ impl InboundSink {
     /// stored, so a connector can keep several in flight.
     pub async fn submit(&self, event: Inbound) -> Result<Stored, IntakeError> {
         let (ack, rx) = oneshot::channel();
-        self.tx.send((event, ack)).await.map_err(|_| IntakeError::ShuttingDown)?;
+        self.tx
+            .send((event, ack))
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
         Ok(Stored { rx })
     }
 }
@@ -180,8 +183,11 @@ impl Future for Stored {
 #[async_trait]
 pub trait MediaSource: Send + Sync {
     /// Downloads `attachment`, which was reported by `origin`.
-    async fn fetch(&self, origin: &BridgeId, attachment: &Attachment)
-    -> Result<Vec<u8>, BridgeError>;
+    async fn fetch(
+        &self,
+        origin: &BridgeId,
+        attachment: &Attachment,
+    ) -> Result<Vec<u8>, BridgeError>;
 }
 
 /// What a bridge gets when it runs.
@@ -201,7 +207,11 @@ impl BridgeContext {
         shutdown: CancellationToken,
         state: watch::Sender<BridgeState>,
     ) -> Self {
-        BridgeContext { inbound, shutdown, state }
+        BridgeContext {
+            inbound,
+            shutdown,
+            state,
+        }
     }
 
     /// Reports the bridge's connection state.

@@ -103,11 +103,12 @@ impl CallEvent {
             }
             (CallState::Ended { duration: None }, _) => format!("📞 {what} ended"),
         };
-        if !matches!(self.state, CallState::Ended { .. }) {
-            if let Some(url) = &self.join_url {
-                line.push_str(" — join: ");
-                line.push_str(url);
-            }
+        if let (false, Some(url)) = (
+            matches!(self.state, CallState::Ended { .. }),
+            &self.join_url,
+        ) {
+            line.push_str(" — join: ");
+            line.push_str(url);
         }
         line
     }
@@ -150,8 +151,13 @@ mod tests {
     fn describes_each_state() {
         let mut ev = CallEvent::new(CallId::new("c1"), CallProvider::Jitsi, CallState::Started)
             .with_join_url("https://meet.example/x");
-        assert_eq!(ev.describe(), "📞 a call started — join: https://meet.example/x");
-        ev.state = CallState::Ended { duration: Some(Duration::from_secs(3723)) };
+        assert_eq!(
+            ev.describe(),
+            "📞 a call started — join: https://meet.example/x"
+        );
+        ev.state = CallState::Ended {
+            duration: Some(Duration::from_secs(3723)),
+        };
         assert_eq!(ev.describe(), "📞 a call ended after 1h 02m 03s");
     }
 
@@ -160,7 +166,9 @@ mod tests {
         let ev = CallEvent::new(
             CallId::new("c1"),
             CallProvider::Other("zoom".into()),
-            CallState::Ended { duration: Some(Duration::from_secs(65)) },
+            CallState::Ended {
+                duration: Some(Duration::from_secs(65)),
+            },
         );
         let json = serde_json::to_string(&ev).expect("serialises");
         let back: CallEvent = serde_json::from_str(&json).expect("parses");

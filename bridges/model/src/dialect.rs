@@ -35,8 +35,10 @@ impl Dialect for RichTextJson {
     }
 
     fn parse(&self, input: &str) -> Result<RichText, DialectError> {
-        let mut body: RichText = serde_json::from_str(input)
-            .map_err(|e| DialectError { dialect: "richtext-json", reason: e.to_string() })?;
+        let mut body: RichText = serde_json::from_str(input).map_err(|e| DialectError {
+            dialect: "richtext-json",
+            reason: e.to_string(),
+        })?;
         body.normalize();
         Ok(body)
     }
@@ -86,17 +88,27 @@ mod tests {
             Just(Inline::LineBreak),
             Just(Inline::RoomMention),
             ("[a-z]{1,6}", "[A-Z0-9]{1,6}", "[A-Za-z ]{1,8}").prop_map(|(b, u, n)| {
-                Inline::UserMention { bridge: b.as_str().into(), user: u.as_str().into(), name: n }
+                Inline::UserMention {
+                    bridge: b.as_str().into(),
+                    user: u.as_str().into(),
+                    name: n,
+                }
             }),
             ("[a-z_]{1,8}", proptest::option::of(Just("👍".to_owned())))
                 .prop_map(|(name, unicode)| Inline::Emoji { name, unicode }),
         ];
         leaf.prop_recursive(3, 16, 4, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 1..3).prop_map(|content| Inline::Bold { content }),
-                prop::collection::vec(inner.clone(), 1..3).prop_map(|content| Inline::Italic { content }),
-                prop::collection::vec(inner.clone(), 1..3).prop_map(|content| Inline::Strike { content }),
-                ("https://[a-z]{1,8}\\.org", prop::collection::vec(inner, 0..3))
+                prop::collection::vec(inner.clone(), 1..3)
+                    .prop_map(|content| Inline::Bold { content }),
+                prop::collection::vec(inner.clone(), 1..3)
+                    .prop_map(|content| Inline::Italic { content }),
+                prop::collection::vec(inner.clone(), 1..3)
+                    .prop_map(|content| Inline::Strike { content }),
+                (
+                    "https://[a-z]{1,8}\\.org",
+                    prop::collection::vec(inner, 0..3)
+                )
                     .prop_map(|(url, content)| Inline::Link { url, content }),
             ]
         })
@@ -110,8 +122,12 @@ mod tests {
         ];
         let block = block.prop_recursive(2, 8, 3, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 1..3).prop_map(|blocks| Block::Quote { blocks }),
-                (any::<bool>(), prop::collection::vec(prop::collection::vec(inner, 1..2), 1..3))
+                prop::collection::vec(inner.clone(), 1..3)
+                    .prop_map(|blocks| Block::Quote { blocks }),
+                (
+                    any::<bool>(),
+                    prop::collection::vec(prop::collection::vec(inner, 1..2), 1..3)
+                )
                     .prop_map(|(ordered, items)| Block::List { ordered, items }),
             ]
         });
@@ -146,7 +162,12 @@ mod tests {
 
     #[test]
     fn bad_json_is_a_clear_error() {
-        let err = RichTextJson.parse("{\"blocks\": 3}").expect_err("not a tree");
-        assert!(err.to_string().starts_with("cannot parse richtext-json:"), "{err}");
+        let err = RichTextJson
+            .parse("{\"blocks\": 3}")
+            .expect_err("not a tree");
+        assert!(
+            err.to_string().starts_with("cannot parse richtext-json:"),
+            "{err}"
+        );
     }
 }

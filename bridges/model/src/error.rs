@@ -48,12 +48,17 @@ pub enum BridgeError {
 impl BridgeError {
     /// A transient failure with no retry hint.
     pub fn transient(reason: impl Into<String>) -> Self {
-        BridgeError::Transient { reason: reason.into(), retry_after: None }
+        BridgeError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
     }
 
     /// A permanent failure.
     pub fn permanent(reason: impl Into<String>) -> Self {
-        BridgeError::Permanent { reason: reason.into() }
+        BridgeError::Permanent {
+            reason: reason.into(),
+        }
     }
 
     /// A rate limit.
@@ -63,7 +68,9 @@ impl BridgeError {
 
     /// An authentication failure.
     pub fn auth(reason: impl Into<String>) -> Self {
-        BridgeError::Auth { reason: reason.into() }
+        BridgeError::Auth {
+            reason: reason.into(),
+        }
     }
 
     /// A missing target.
@@ -74,12 +81,12 @@ impl BridgeError {
     /// What the relay should do about this error.
     pub fn retry_kind(&self) -> RetryKind {
         match self {
-            BridgeError::Transient { retry_after, .. } => {
-                RetryKind::Transient { retry_after: *retry_after }
-            }
-            BridgeError::RateLimited { retry_after } => {
-                RetryKind::RateLimited { retry_after: *retry_after }
-            }
+            BridgeError::Transient { retry_after, .. } => RetryKind::Transient {
+                retry_after: *retry_after,
+            },
+            BridgeError::RateLimited { retry_after } => RetryKind::RateLimited {
+                retry_after: *retry_after,
+            },
             BridgeError::Auth { .. } => RetryKind::Reauthenticate,
             BridgeError::NotFound { .. } | BridgeError::Permanent { .. } => RetryKind::Permanent,
         }
@@ -127,14 +134,25 @@ mod tests {
     fn kinds_drive_retries() {
         assert_eq!(
             BridgeError::rate_limited(Duration::from_secs(2)).retry_kind(),
-            RetryKind::RateLimited { retry_after: Duration::from_secs(2) }
+            RetryKind::RateLimited {
+                retry_after: Duration::from_secs(2)
+            }
         );
         assert_eq!(
             BridgeError::transient("reset").retry_kind(),
             RetryKind::Transient { retry_after: None }
         );
-        assert_eq!(BridgeError::auth("expired").retry_kind(), RetryKind::Reauthenticate);
-        assert_eq!(BridgeError::not_found("channel").retry_kind(), RetryKind::Permanent);
-        assert_eq!(BridgeError::permanent("too big").retry_kind(), RetryKind::Permanent);
+        assert_eq!(
+            BridgeError::auth("expired").retry_kind(),
+            RetryKind::Reauthenticate
+        );
+        assert_eq!(
+            BridgeError::not_found("channel").retry_kind(),
+            RetryKind::Permanent
+        );
+        assert_eq!(
+            BridgeError::permanent("too big").retry_kind(),
+            RetryKind::Permanent
+        );
     }
 }

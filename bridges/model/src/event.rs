@@ -19,7 +19,10 @@ pub struct Origin {
 impl Origin {
     /// An origin from its parts.
     pub fn new(bridge: impl Into<BridgeId>, channel: impl Into<ChannelId>) -> Self {
-        Origin { bridge: bridge.into(), channel: channel.into() }
+        Origin {
+            bridge: bridge.into(),
+            channel: channel.into(),
+        }
     }
 }
 
@@ -49,7 +52,13 @@ pub struct Inbound {
 impl Inbound {
     /// An inbound event stamped now.
     pub fn new(origin: Origin, event: EventId, sender: Sender, kind: InboundKind) -> Self {
-        Inbound { origin, event, sender, at: Timestamp::now(), kind }
+        Inbound {
+            origin,
+            event,
+            sender,
+            at: Timestamp::now(),
+            kind,
+        }
     }
 
     /// Sets the platform's timestamp.
@@ -177,7 +186,10 @@ pub struct Message {
 impl Message {
     /// A message with a body and nothing else.
     pub fn new(body: RichText) -> Self {
-        Message { body, ..Message::default() }
+        Message {
+            body,
+            ..Message::default()
+        }
     }
 
     /// A plain-text message.

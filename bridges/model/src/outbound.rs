@@ -32,7 +32,14 @@ pub struct OutboundOp {
 impl OutboundOp {
     /// An op with nothing but its id, channel and kind (posted by the bridge bot).
     pub fn new(id: OpId, channel: ChannelId, kind: OutboundKind) -> Self {
-        OutboundOp { id, channel, origin: None, on_behalf_of: None, author: None, kind }
+        OutboundOp {
+            id,
+            channel,
+            origin: None,
+            on_behalf_of: None,
+            author: None,
+            kind,
+        }
     }
 
     /// Sets where the op comes from and on whose behalf it is done.
@@ -50,7 +57,14 @@ impl OutboundOp {
 
     /// An op posted by the bridge bot itself.
     pub fn from_bot(id: OpId, channel: ChannelId, kind: OutboundKind) -> Self {
-        OutboundOp { id, channel, origin: None, on_behalf_of: None, author: None, kind }
+        OutboundOp {
+            id,
+            channel,
+            origin: None,
+            on_behalf_of: None,
+            author: None,
+            kind,
+        }
     }
 
     /// An op done on behalf of a person from `origin`, shown as `author`.

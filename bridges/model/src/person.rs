@@ -22,7 +22,13 @@ pub struct Person {
 impl Person {
     /// A human with a display name and no avatar.
     pub fn new(bridge: BridgeId, user: UserId, display_name: impl Into<String>) -> Self {
-        Person { bridge, user, display_name: display_name.into(), avatar: None, is_bot: false }
+        Person {
+            bridge,
+            user,
+            display_name: display_name.into(),
+            avatar: None,
+            is_bot: false,
+        }
     }
 
     /// Sets the avatar.
@@ -53,12 +59,18 @@ pub struct Sender {
 impl Sender {
     /// A sender that is not one of ours.
     pub fn new(person: Person) -> Self {
-        Sender { person, is_ours: false }
+        Sender {
+            person,
+            is_ours: false,
+        }
     }
 
     /// A sender that is our own bot or one of our puppets.
     pub fn ours(person: Person) -> Self {
-        Sender { person, is_ours: true }
+        Sender {
+            person,
+            is_ours: true,
+        }
     }
 }
 

@@ -264,17 +264,28 @@ impl RichTextBuilder {
     /// Adds a link with a text label (empty label: the URL is shown).
     pub fn link(self, url: impl Into<String>, label: impl AsRef<str>) -> Self {
         let content = inline_text(label.as_ref());
-        self.inline(Inline::Link { url: url.into(), content })
+        self.inline(Inline::Link {
+            url: url.into(),
+            content,
+        })
     }
 
     /// Adds a mention of a person.
     pub fn mention(self, bridge: BridgeId, user: UserId, name: impl Into<String>) -> Self {
-        self.inline(Inline::UserMention { bridge, user, name: name.into() })
+        self.inline(Inline::UserMention {
+            bridge,
+            user,
+            name: name.into(),
+        })
     }
 
     /// Adds a mention of a channel.
     pub fn channel(self, bridge: BridgeId, channel: ChannelId, name: impl Into<String>) -> Self {
-        self.inline(Inline::ChannelMention { bridge, channel, name: name.into() })
+        self.inline(Inline::ChannelMention {
+            bridge,
+            channel,
+            name: name.into(),
+        })
     }
 
     /// Adds a mention of everyone in the room.
@@ -284,7 +295,10 @@ impl RichTextBuilder {
 
     /// Adds an emoji.
     pub fn emoji(self, name: impl Into<String>, unicode: Option<&str>) -> Self {
-        self.inline(Inline::Emoji { name: name.into(), unicode: unicode.map(str::to_owned) })
+        self.inline(Inline::Emoji {
+            name: name.into(),
+            unicode: unicode.map(str::to_owned),
+        })
     }
 
     /// Adds a line break.
@@ -317,21 +331,28 @@ impl RichTextBuilder {
     /// Adds a quotation of another body.
     pub fn quote(mut self, quoted: RichText) -> Self {
         self.flush();
-        self.blocks.push(Block::Quote { blocks: quoted.blocks });
+        self.blocks.push(Block::Quote {
+            blocks: quoted.blocks,
+        });
         self
     }
 
     /// Adds a list whose items are bodies of their own.
     pub fn list(mut self, ordered: bool, items: Vec<RichText>) -> Self {
         self.flush();
-        self.blocks.push(Block::List { ordered, items: items.into_iter().map(|i| i.blocks).collect() });
+        self.blocks.push(Block::List {
+            ordered,
+            items: items.into_iter().map(|i| i.blocks).collect(),
+        });
         self
     }
 
     /// Finishes, in normal form.
     pub fn build(mut self) -> RichText {
         self.flush();
-        let mut out = RichText { blocks: self.blocks };
+        let mut out = RichText {
+            blocks: self.blocks,
+        };
         out.normalize();
         out
     }
@@ -358,7 +379,9 @@ fn push_text(out: &mut Vec<Inline>, text: &str) {
         }
         first = false;
         if !line.is_empty() {
-            out.push(Inline::Text { text: line.to_owned() });
+            out.push(Inline::Text {
+                text: line.to_owned(),
+            });
         }
     }
 }
@@ -417,11 +440,9 @@ fn normalize_inlines(items: &mut Vec<Inline>) {
 }
 
 fn push_merged(out: &mut Vec<Inline>, item: Inline) {
-    if let Inline::Text { text } = &item {
-        if let Some(Inline::Text { text: prev }) = out.last_mut() {
-            prev.push_str(text);
-            return;
-        }
+    if let (Inline::Text { text }, Some(Inline::Text { text: prev })) = (&item, out.last_mut()) {
+        prev.push_str(text);
+        return;
     }
     out.push(item);
 }
@@ -445,7 +466,11 @@ fn render_blocks_plain(blocks: &[Block], out: &mut String) {
                     if n > 0 {
                         out.push('\n');
                     }
-                    let marker = if *ordered { format!("{}. ", n + 1) } else { "• ".to_owned() };
+                    let marker = if *ordered {
+                        format!("{}. ", n + 1)
+                    } else {
+                        "• ".to_owned()
+                    };
                     let mut inner = String::new();
                     render_blocks_plain(item, &mut inner);
                     let indent = " ".repeat(marker.chars().count());
@@ -521,7 +546,10 @@ mod tests {
             .text("\nbye ")
             .emoji("wave", Some("👋"))
             .code_block(Some("rust"), "fn main() {}")
-            .list(false, vec![RichText::plain("one"), RichText::plain("two\nlines")])
+            .list(
+                false,
+                vec![RichText::plain("one"), RichText::plain("two\nlines")],
+            )
             .quote(RichText::plain("quoted"))
             .build();
         assert_eq!(
@@ -529,7 +557,9 @@ mod tests {
             "Hello world, see this (https://example.org)\nbye 👋\n\nfn main() {}\n\n• one\n• two\n  lines\n\n> quoted"
         );
         // Adjacent text merged.
-        let Block::Paragraph { content } = &body.blocks[0] else { panic!("paragraph first") };
+        let Block::Paragraph { content } = &body.blocks[0] else {
+            panic!("paragraph first")
+        };
         assert_eq!(content[0], Inline::text("Hello "));
     }
 
@@ -575,7 +605,11 @@ mod tests {
         let mut body = RichText::builder()
             .bold("x")
             .mention("a:1".into(), "u1".into(), "Ann")
-            .quote(RichText::builder().mention("a:1".into(), "u2".into(), "Bob").build())
+            .quote(
+                RichText::builder()
+                    .mention("a:1".into(), "u2".into(), "Bob")
+                    .build(),
+            )
             .build();
         let mut seen = Vec::new();
         body.for_each_inline_mut(&mut |i| {

@@ -1,0 +1,515 @@
+//! The schema: every key, its default and its rules, and the checks that
+//! span sections (bridge ids are unique, portal members name configured
+//! bridges, a channel belongs to one portal).
+//!
+//! Everything is read before anything is combined, so one run reports every
+//! problem. The only I/O is reading secret files, which must fail here, at
+//! start-up or reload, rather than at the first message.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use config::{Map, Value};
+use switchboard_model::{BridgeId, ChannelId};
+
+use super::defaults::{DEFAULT_DEDUP_RETENTION, DEFAULT_MIN_FREE_BYTES};
+use super::duration::format_duration;
+use super::types::{
+    BridgeConfig, BridgeKind, Config, HttpConfig, LogConfig, LogFormat, MemoryBridgeConfig,
+    MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback, RelayConfig, StoreConfig,
+};
+use super::walk::{Context, SecretKeys, Sink, Table, closest};
+use super::{ConfigError, ConfigErrors};
+
+/// The result of a validation, with the keys it knows (for the tests that
+/// compare them with `config.example.toml`).
+#[derive(Debug)]
+pub(super) struct Outcome {
+    /// The configuration, or every problem found.
+    pub(super) result: Result<Config, ConfigErrors>,
+    /// Schema paths of every key read: `relay.max_attempts`, `bridge[].id`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) known_keys: BTreeSet<String>,
+}
+
+impl Outcome {
+    /// An outcome for problems found before there was a tree to walk.
+    pub(super) fn failed(errors: Vec<ConfigError>) -> Self {
+        Outcome {
+            result: Err(ConfigErrors(errors)),
+            known_keys: BTreeSet::new(),
+        }
+    }
+}
+
+/// The `[[bridge]]` types. A closed set: a new platform is a new variant
+/// here and in [`BridgeKind`], and the compiler finds every `match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BridgeType {
+    Memory,
+}
+
+impl BridgeType {
+    const ALL: &[BridgeType] = &[BridgeType::Memory];
+
+    /// The `type` string; equals [`BridgeKind::type_name`].
+    fn name(self) -> &'static str {
+        match self {
+            BridgeType::Memory => "memory",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        if let Some(found) = Self::ALL.iter().find(|t| t.name() == text) {
+            return Ok(*found);
+        }
+        let names = Self::ALL.iter().map(|t| t.name());
+        Err(match closest(text, names.clone()) {
+            Some(suggestion) => {
+                format!("unknown bridge type {text:?}; did you mean {suggestion:?}?")
+            }
+            None => format!(
+                "unknown bridge type {text:?} (supported: {})",
+                names.collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+/// The bridges' `token`.
+const TOKEN: SecretKeys = SecretKeys {
+    literal: "token",
+    file: "token_file",
+    env: "token_env",
+};
+
+/// Validates the whole tree. `sink` may already hold problems found in the
+/// environment.
+pub(super) fn validate(root: &Map<String, Value>, ctx: Context<'_>, mut sink: Sink) -> Outcome {
+    let sink = &mut sink;
+    let mut top = Table::root(root);
+
+    let store = top.table("store", sink).and_then(|t| store(t, ctx, sink));
+    let http = top.table("http", sink).and_then(|t| http(t, sink));
+    let log = top.table("log", sink).and_then(|t| log(t, sink));
+    let relay = top.table("relay", sink).and_then(|t| relay(t, sink));
+
+    let bridge_tables = top.tables("bridge", sink);
+    let mut bridge_ids: HashMap<&str, String> = HashMap::new();
+    let mut bridges = Vec::new();
+    for table in bridge_tables {
+        let path = table.path().to_owned();
+        let (raw_id, bridge) = bridge(table, ctx, sink);
+        if let Some(raw_id) = raw_id {
+            if let Some(first) = bridge_ids.get(raw_id) {
+                sink.error(
+                    format!("{path}.id"),
+                    format!("duplicate bridge id {raw_id:?} (also {first})"),
+                );
+            } else {
+                bridge_ids.insert(raw_id, path);
+            }
+        }
+        bridges.push(bridge);
+    }
+
+    let portal_tables = top.tables("portal", sink);
+    let portals = portals(portal_tables, &bridge_ids, sink);
+    top.finish(sink);
+
+    let config = assemble(store, http, log, relay, bridges, portals);
+    let known_keys = std::mem::take(&mut sink.known_keys);
+    let errors = std::mem::take(&mut sink.errors);
+    let result = match config {
+        Some(config) if errors.is_empty() => Ok(config),
+        None if errors.is_empty() => Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            problem: "internal error: a value was rejected without a reason; please report this"
+                .to_owned(),
+        }])),
+        _ => Err(ConfigErrors(errors)),
+    };
+    Outcome { result, known_keys }
+}
+
+fn assemble(
+    store: Option<StoreConfig>,
+    http: Option<HttpConfig>,
+    log: Option<LogConfig>,
+    relay: Option<RelayConfig>,
+    bridges: Vec<Option<BridgeConfig>>,
+    portals: Vec<Option<PortalConfig>>,
+) -> Option<Config> {
+    Some(Config {
+        store: store?,
+        http: http?,
+        log: log?,
+        relay: relay?,
+        bridges: bridges.into_iter().collect::<Option<_>>()?,
+        portals: portals.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+fn store(mut t: Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<StoreConfig> {
+    let path = t.path_value("path", ctx, sink).required(sink);
+    let dedup_retention = t
+        .duration("dedup_retention", Duration::ZERO, sink)
+        .or(DEFAULT_DEDUP_RETENTION);
+    let min_free_bytes = t
+        .integer("min_free_bytes", 0, u64::MAX, sink)
+        .or(DEFAULT_MIN_FREE_BYTES);
+    t.finish(sink);
+    Some(StoreConfig {
+        path: path?,
+        dedup_retention: dedup_retention?,
+        min_free_bytes: min_free_bytes?,
+    })
+}
+
+fn http(mut t: Table<'_>, sink: &mut Sink) -> Option<HttpConfig> {
+    let listen = t
+        .parsed("listen", sink, |text| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                format!("expected an IP address and port such as \"127.0.0.1:29340\", got {text:?}")
+            })
+        })
+        .or(HttpConfig::default().listen);
+    t.finish(sink);
+    Some(HttpConfig { listen: listen? })
+}
+
+fn log(mut t: Table<'_>, sink: &mut Sink) -> Option<LogConfig> {
+    let defaults = LogConfig::default();
+    let format = t
+        .parsed("format", sink, str::parse::<LogFormat>)
+        .or(defaults.format);
+    let filter = t
+        .parsed("filter", sink, |text| {
+            if text.trim().is_empty() {
+                return Err("must not be empty".to_owned());
+            }
+            tracing_subscriber::EnvFilter::builder()
+                .parse(text)
+                .map(|_| text.to_owned())
+                .map_err(|e| format!("invalid filter {text:?}: {e}"))
+        })
+        .or(defaults.filter);
+    t.finish(sink);
+    Some(LogConfig {
+        format: format?,
+        filter: filter?,
+    })
+}
+
+fn relay(mut t: Table<'_>, sink: &mut Sink) -> Option<RelayConfig> {
+    let d = RelayConfig::default();
+    let max_attempts = t
+        .integer("max_attempts", 1u32, 100u32, sink)
+        .or(d.max_attempts);
+    // Zero would stay zero however often it is doubled.
+    let initial_backoff = t
+        .duration("initial_backoff", Duration::from_millis(1), sink)
+        .or(d.initial_backoff);
+    let mut max_backoff = t
+        .duration("max_backoff", Duration::ZERO, sink)
+        .or(d.max_backoff);
+    if let (Some(initial), Some(max)) = (initial_backoff, max_backoff)
+        && max < initial
+    {
+        sink.error(
+            t.key_path("max_backoff"),
+            format!(
+                "must be at least initial_backoff ({}), got {}",
+                format_duration(initial),
+                format_duration(max)
+            ),
+        );
+        max_backoff = None;
+    }
+    let drain_grace = t
+        .duration("drain_grace", Duration::ZERO, sink)
+        .or(d.drain_grace);
+    let dependency_wait = t
+        .duration("dependency_wait", Duration::ZERO, sink)
+        .or(d.dependency_wait);
+    let reaction_fallback = t
+        .parsed("reaction_fallback", sink, |text| match text {
+            "notice" => Ok(ReactionFallback::Notice),
+            "skip" => Ok(ReactionFallback::Skip),
+            other => Err(format!(
+                "unknown reaction fallback {other:?} (expected notice or skip)"
+            )),
+        })
+        .or(d.reaction_fallback);
+    let dead_letter_notices = t
+        .boolean("dead_letter_notices", sink)
+        .or(d.dead_letter_notices);
+    t.finish(sink);
+    Some(RelayConfig {
+        max_attempts: max_attempts?,
+        initial_backoff: initial_backoff?,
+        max_backoff: max_backoff?,
+        drain_grace: drain_grace?,
+        dependency_wait: dependency_wait?,
+        reaction_fallback: reaction_fallback?,
+        dead_letter_notices: dead_letter_notices?,
+    })
+}
+
+/// One `[[bridge]]`. Returns its id as written (if it is a string) for the
+/// duplicate and cross-reference checks, even when the bridge is otherwise
+/// invalid, so that one mistake does not cascade into "unknown bridge"
+/// errors in every portal.
+fn bridge<'a>(
+    mut t: Table<'a>,
+    ctx: Context<'_>,
+    sink: &mut Sink,
+) -> (Option<&'a str>, Option<BridgeConfig>) {
+    let raw_id = t.string("id", sink).required(sink);
+    let bridge_type = t.parsed("type", sink, BridgeType::parse).required(sink);
+    let id = raw_id.and_then(|raw| check_bridge_id(raw, bridge_type, &t.key_path("id"), sink));
+    let kind = match bridge_type {
+        Some(BridgeType::Memory) => memory(&mut t, ctx, sink).map(BridgeKind::Memory),
+        None => None,
+    };
+    if bridge_type.is_some() {
+        t.finish(sink);
+    } else {
+        // Without a type the other keys cannot be judged; only flag
+        // obvious misspellings such as `tpye`.
+        t.finish_lenient(sink);
+    }
+    let bridge = id.zip(kind).map(|(id, kind)| BridgeConfig { id, kind });
+    (raw_id, bridge)
+}
+
+/// `platform:name`, the platform being the bridge's type.
+fn check_bridge_id(
+    raw: &str,
+    bridge_type: Option<BridgeType>,
+    path: &str,
+    sink: &mut Sink,
+) -> Option<BridgeId> {
+    let Some((platform, name)) = raw
+        .split_once(':')
+        .filter(|(p, n)| !p.is_empty() && !n.is_empty())
+    else {
+        sink.error(
+            path,
+            format!("expected \"<type>:<name>\" such as \"memory:left\", got {raw:?}"),
+        );
+        return None;
+    };
+    let mut ok = true;
+    if let Some(bridge_type) = bridge_type
+        && platform != bridge_type.name()
+    {
+        sink.error(
+            path,
+            format!(
+                "must start with \"{}:\" to match type = {:?}, got {raw:?}",
+                bridge_type.name(),
+                bridge_type.name()
+            ),
+        );
+        ok = false;
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        sink.error(
+            path,
+            format!("the name after ':' may only contain a-z, 0-9, _ and -, got {raw:?}"),
+        );
+        ok = false;
+    }
+    ok.then(|| BridgeId::new(raw))
+}
+
+/// The keys of a `type = "memory"` bridge.
+fn memory(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<MemoryBridgeConfig> {
+    let state_dir = t.path_value("state_dir", ctx, sink).required(sink);
+    let capabilities = t
+        .parsed("capabilities", sink, |text| match text {
+            "full" => Ok(MemoryCapabilities::Full),
+            "minimal" => Ok(MemoryCapabilities::Minimal),
+            other => Err(format!(
+                "unknown capabilities {other:?} (expected full or minimal)"
+            )),
+        })
+        .or(MemoryCapabilities::default());
+    let token = t.secret(TOKEN, ctx, sink).optional();
+    let latency = t
+        .duration("latency", Duration::ZERO, sink)
+        .or(Duration::ZERO);
+    Some(MemoryBridgeConfig {
+        state_dir: state_dir?,
+        capabilities: capabilities?,
+        token: token?,
+        latency: latency?,
+    })
+}
+
+/// Every `[[portal]]`, with the checks across portals.
+fn portals(
+    tables: Vec<Table<'_>>,
+    bridge_ids: &HashMap<&str, String>,
+    sink: &mut Sink,
+) -> Vec<Option<PortalConfig>> {
+    let mut names: HashMap<String, String> = HashMap::new();
+    // Every member seen so far, with the path of the portal holding it.
+    let mut owners: HashMap<PortalMember, String> = HashMap::new();
+    let mut portals = Vec::new();
+    for mut t in tables {
+        let portal_path = t.path().to_owned();
+        let name = t
+            .parsed("name", sink, |text| {
+                let valid = !text.is_empty()
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if valid {
+                    Ok(text.to_owned())
+                } else {
+                    Err(format!(
+                        "may only contain A-Z, a-z, 0-9, _, . and -, got {text:?}"
+                    ))
+                }
+            })
+            .required(sink);
+        if let Some(name) = &name {
+            if let Some(first) = names.get(name) {
+                sink.error(
+                    t.key_path("name"),
+                    format!("duplicate portal name {name:?} (also {first})"),
+                );
+            } else {
+                names.insert(name.clone(), portal_path.clone());
+            }
+        }
+
+        let members_path = t.key_path("members");
+        let raw_members = t.strings("members", sink).required(sink);
+        let mut members = Some(Vec::new());
+        if let Some(raw_members) = &raw_members {
+            if raw_members.len() < 2 {
+                sink.error(
+                    &members_path,
+                    format!(
+                        "a portal needs at least 2 members, got {}",
+                        raw_members.len()
+                    ),
+                );
+                members = None;
+            }
+            let mut here: HashMap<PortalMember, &str> = HashMap::new();
+            for (path, text) in raw_members {
+                let member = text.and_then(|text| parse_member(text, path, bridge_ids, sink));
+                let Some(member) = member else {
+                    members = None;
+                    continue;
+                };
+                if let Some(first) = here.get(&member) {
+                    sink.error(
+                        path,
+                        format!("duplicate member {:?} (also {first})", display(&member)),
+                    );
+                    members = None;
+                    continue;
+                }
+                here.insert(member.clone(), path);
+                if let Some(owner) = owners.get(&member) {
+                    sink.error(
+                        path,
+                        format!(
+                            "channel {:?} is already in {owner}; a channel can be in only one portal",
+                            display(&member)
+                        ),
+                    );
+                    members = None;
+                    continue;
+                }
+                owners.insert(member.clone(), portal_path.clone());
+                if let Some(members) = &mut members {
+                    members.push(member);
+                }
+            }
+        }
+        t.finish(sink);
+        portals.push(
+            name.zip(raw_members.and(members))
+                .map(|(name, members)| PortalConfig { name, members }),
+        );
+    }
+    portals
+}
+
+/// `bridge-id/channel-id`, split at the first `/` (channel ids may contain
+/// more); the bridge must be configured.
+fn parse_member(
+    text: &str,
+    path: &str,
+    bridge_ids: &HashMap<&str, String>,
+    sink: &mut Sink,
+) -> Option<PortalMember> {
+    let Some((bridge, channel)) = text
+        .split_once('/')
+        .filter(|(b, c)| !b.is_empty() && !c.is_empty())
+    else {
+        sink.error(
+            path,
+            format!("expected \"<bridge-id>/<channel-id>\" such as \"memory:left/general\", got {text:?}"),
+        );
+        return None;
+    };
+    if !bridge_ids.contains_key(bridge) {
+        let problem = match closest(bridge, bridge_ids.keys().copied()) {
+            Some(suggestion) => {
+                format!("unknown bridge {bridge:?}; did you mean {suggestion:?}?")
+            }
+            None => format!("unknown bridge {bridge:?}"),
+        };
+        sink.error(path, problem);
+        return None;
+    }
+    Some(PortalMember {
+        bridge: BridgeId::new(bridge),
+        channel: ChannelId::new(channel),
+    })
+}
+
+fn display(member: &PortalMember) -> String {
+    format!("{}/{}", member.bridge, member.channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn bridge_type_names_match_bridge_kinds() {
+        for bridge_type in BridgeType::ALL {
+            let kind = match bridge_type {
+                BridgeType::Memory => BridgeKind::Memory(MemoryBridgeConfig {
+                    state_dir: PathBuf::from("/x"),
+                    capabilities: MemoryCapabilities::Full,
+                    latency: Duration::ZERO,
+                    token: None,
+                }),
+            };
+            assert_eq!(bridge_type.name(), kind.type_name());
+            assert_eq!(BridgeType::parse(bridge_type.name()), Ok(*bridge_type));
+        }
+        assert_eq!(
+            BridgeType::parse("memroy"),
+            Err("unknown bridge type \"memroy\"; did you mean \"memory\"?".to_owned())
+        );
+        assert_eq!(
+            BridgeType::parse("slack"),
+            Err("unknown bridge type \"slack\" (supported: memory)".to_owned())
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! Bridge supervision: each bridge's receive loop runs in its own task and is
+//! restarted with backoff and jitter when it fails. A failing bridge never
+//! takes the daemon down; its state shows in logs, STATUS and `/ready`.
+
+use super::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_model::{Bridge, BridgeContext, BridgeError, BridgeState, InboundSink};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// First restart delay; doubles per consecutive failure up to [`MAX_RESTART_DELAY`].
+const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// Longest restart delay.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+/// A run that lasted this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs `bridge` until `shutdown` is cancelled, restarting it after failures.
+pub async fn supervise(
+    bridge: Arc<dyn Bridge>,
+    sink: InboundSink,
+    state: watch::Sender<BridgeState>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let id = bridge.id().clone();
+    let mut failures: u32 = 0;
+    loop {
+        state.send_replace(BridgeState::Connecting);
+        let ctx = BridgeContext::new(sink.clone(), shutdown.child_token(), state.clone());
+        let started = tokio::time::Instant::now();
+        let result = tokio::select! {
+            result = bridge.run(ctx) => result,
+            _ = shutdown.cancelled() => Ok(()),
+        };
+        if shutdown.is_cancelled() {
+            state.send_replace(BridgeState::Stopped);
+            return;
+        }
+        let error = match result {
+            Ok(()) => BridgeError::transient("receive loop ended"),
+            Err(e) => e,
+        };
+        if started.elapsed() >= STABLE_AFTER {
+            failures = 0;
+        }
+        failures = failures.saturating_add(1);
+        metrics.bridge_restarted(id.as_str());
+        let reason = error.to_string();
+        state.send_replace(match error {
+            BridgeError::Auth { .. } => BridgeState::BadCredentials(reason.clone()),
+            _ => BridgeState::TransientDisconnect(reason.clone()),
+        });
+        let delay = FIRST_RESTART_DELAY
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(6))
+            .min(MAX_RESTART_DELAY)
+            .mul_f64(0.8 + fastrand::f64() * 0.4);
+        tracing::warn!(bridge = %id, error = %reason, restart_in_ms = delay.as_millis(), "Bridge stopped; restarting it.");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => {
+                state.send_replace(BridgeState::Stopped);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the `switchboard` binary as a real child process, with
+//! file-backed in-memory platforms that the test process shares with it.
+//! One integration-test binary; the modules are its groups.
+
+mod cli;
+mod daemon;
+mod support;
