@@ -1,1 +1,824 @@
-fn main() {}
+//! Benchmark of the relay engine alone: `cargo bench --bench relay [-- SCENARIO…]`.
+//!
+//! What runs: the real [`Relay`] (intake, lanes, translation) on a real
+//! [`SledStore`] in a temporary directory on disk, with two in-memory bridges
+//! (`bench:src` and `bench:dst`) and N two-member portals (`c{i}` on the source,
+//! `d{i}` on the target). No bridge receive loop runs: a load task builds
+//! message events and pushes them straight into [`Relay::sink`], keeping many
+//! in flight (their durable acknowledgements are awaited by a second task, so
+//! the load task never waits on one event). The target is a [`TimingBridge`]:
+//! it parses the sequence number the load task wrote into the message text and
+//! records the instant it was delivered, so
+//!
+//! - *added latency* of a message = instant `bench:dst` got it − instant it was
+//!   pushed into the sink (the push stamp is taken right before `submit`, so a
+//!   full sink channel counts as engine time);
+//! - *messages/s* = messages / (first push → last delivery);
+//! - *RSS* = `VmHWM` (peak) and `VmRSS` (at the end) from `/proc/self/status`.
+//!
+//! Each scenario runs in a fresh child process (the binary re-executes itself
+//! with `--child NAME`), so every RSS figure belongs to that scenario alone.
+//! The runtime is a multi-thread tokio runtime with 2 workers, as on the
+//! 2-core machine the targets are set for. The load task runs on the same two
+//! workers, as a bridge's receive loop would.
+//!
+//! Scenarios (pass names, or prefixes of them, after `--` to run only those):
+//!
+//! - `throughput-1`, `throughput-100`, `throughput-1000`: 100,000 messages as
+//!   fast as the engine takes them (at most 4,096 unacknowledged) over 1, 100
+//!   and 1,000 portals.
+//! - `paced`: 1,000 messages/s for 10 s over 100 portals; added latency.
+//! - `backlog-10k`, `backlog-100k`: the target answers "rate limited" until
+//!   10,000 / 100,000 ops are queued over 100 portals, then recovers; the
+//!   drain rate and the RSS at the deepest outbox.
+//! - `memory`: one message from each of 100,000 distinct senders over 10,000
+//!   portals (maps 100,000 puppets, starts 10,000 lanes); RSS once the outbox
+//!   is empty.
+//!
+//! Flags: `--quick` divides every message count by 10 (for profiling under
+//! callgrind), `--inline` runs the scenarios in this process instead of one
+//! child each. Results and their reading are in BENCHMARKS.md.
+
+use async_trait::async_trait;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use switchboard::config::{PortalConfig, PortalMember, RelayConfig};
+use switchboard::daemon::metrics::Metrics;
+use switchboard::relay::{Relay, RelaySetup};
+use switchboard::store::{Db, SledStore, Store, Tree};
+use switchboard_model::bridge::Stored;
+use switchboard_model::{
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, Delivered, EventId,
+    Inbound, InboundKind, InboundSink, MediaSource, Message, MessageId, Origin, OutboundKind,
+    OutboundOp, Person, PuppetRef, Sender, UserId,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+/// The bridge every event comes from.
+const SRC: &str = "bench:src";
+/// The bridge every op goes to.
+const DST: &str = "bench:dst";
+/// Unacknowledged events the load task keeps in flight at most.
+const IN_FLIGHT: usize = 4096;
+/// How long any one wait in a scenario may take before the run is declared stuck.
+const STUCK: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------- scenarios
+
+/// One benchmark scenario.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// `messages` as fast as possible over `portals`.
+    Throughput { portals: usize, messages: usize },
+    /// `rate` messages/s for `secs` seconds over `portals`.
+    Paced {
+        portals: usize,
+        rate: u32,
+        secs: u32,
+    },
+    /// `backlog` ops queued behind a rate-limited target, then drained.
+    Backlog { portals: usize, backlog: usize },
+    /// One message from each of `senders` senders over `portals`.
+    Memory { portals: usize, senders: usize },
+}
+
+/// Every scenario, in the order they run, with its name.
+fn scenarios(quick: bool) -> Vec<(&'static str, Scenario)> {
+    let div = if quick { 10 } else { 1 };
+    vec![
+        (
+            "throughput-1",
+            Scenario::Throughput {
+                portals: 1,
+                messages: 100_000 / div,
+            },
+        ),
+        (
+            "throughput-100",
+            Scenario::Throughput {
+                portals: 100,
+                messages: 100_000 / div,
+            },
+        ),
+        (
+            "throughput-1000",
+            Scenario::Throughput {
+                portals: 1000,
+                messages: 100_000 / div,
+            },
+        ),
+        (
+            "paced",
+            Scenario::Paced {
+                portals: 100,
+                rate: 1000,
+                secs: if quick { 2 } else { 10 },
+            },
+        ),
+        (
+            "backlog-10k",
+            Scenario::Backlog {
+                portals: 100,
+                backlog: 10_000 / div,
+            },
+        ),
+        (
+            "backlog-100k",
+            Scenario::Backlog {
+                portals: 100,
+                backlog: 100_000 / div,
+            },
+        ),
+        (
+            "memory",
+            Scenario::Memory {
+                portals: 10_000 / div,
+                senders: 100_000 / div,
+            },
+        ),
+    ]
+}
+
+/// One line of the results table.
+#[derive(Debug, Default)]
+struct Row {
+    scenario: String,
+    portals: usize,
+    messages: usize,
+    /// Messages (or drained ops) per second.
+    rate: f64,
+    latency: Option<Latency>,
+    /// Peak RSS of the process, KiB.
+    hwm_kib: u64,
+    /// RSS at the end of the scenario, KiB.
+    rss_kib: u64,
+    notes: String,
+}
+
+impl Row {
+    fn header() -> &'static str {
+        "| scenario | portals | messages | msg/s | p50 | p99 | max | peak RSS (VmHWM) | RSS at end | notes |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    }
+
+    fn markdown(&self) -> String {
+        let (p50, p99, max) = match &self.latency {
+            Some(l) => (ms(l.p50), ms(l.p99), ms(l.max)),
+            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+        };
+        format!(
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            self.scenario,
+            self.portals,
+            self.messages,
+            self.rate,
+            p50,
+            p99,
+            max,
+            mib(self.hwm_kib),
+            mib(self.rss_kib),
+            self.notes
+        )
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    // KiB counts of a process fit an f64 exactly.
+    #[allow(clippy::cast_precision_loss)]
+    let m = kib as f64 / 1024.0;
+    format!("{m:.1} MiB")
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    // `cargo bench` adds `--bench`; everything else is ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let all = scenarios(quick);
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let name = args.get(i + 1).expect("--child needs a scenario name");
+        let (name, scenario) = all
+            .iter()
+            .find(|(n, _)| n == name)
+            .copied()
+            .expect("--child names a known scenario");
+        let row = run_scenario(name, scenario);
+        println!("@row {}", row.markdown());
+        return;
+    }
+    let inline = args.iter().any(|a| a == "--inline");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let selected: Vec<(&str, Scenario)> = all
+        .iter()
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.starts_with(f.as_str())))
+        .copied()
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+        eprintln!(
+            "No scenario matches {filters:?}. Scenarios: {}",
+            names.join(", ")
+        );
+        std::process::exit(2);
+    }
+    println!("{}", machine());
+    println!();
+    println!("{}", Row::header());
+    for (name, scenario) in selected {
+        if inline {
+            println!("{}", run_scenario(name, scenario).markdown());
+        } else {
+            println!("{}", run_child(name, quick));
+        }
+    }
+}
+
+/// Runs one scenario in a fresh child process; returns its table row.
+fn run_child(name: &str, quick: bool) -> String {
+    let exe = std::env::current_exe().expect("the bench knows its own path");
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child").arg(name);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the bench can start itself");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut row = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("child output is text");
+        match line.strip_prefix("@row ") {
+            Some(r) => row = Some(r.to_owned()),
+            None => eprintln!("{line}"),
+        }
+    }
+    let status = child.wait().expect("child runs");
+    match row {
+        Some(r) if status.success() => r,
+        _ => format!("| {name} | failed: {status} | | | | | | | | |"),
+    }
+}
+
+/// The machine, for the record.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = proc_status_kib("/proc/meminfo", "MemTotal:");
+    format!(
+        "Machine: {cpu}, {cores} cores, {} RAM; tokio multi-thread runtime with 2 workers; sled 0.34 in a temporary directory under {}.",
+        mib(mem),
+        std::env::temp_dir().display()
+    )
+}
+
+fn run_scenario(name: &str, scenario: Scenario) -> Row {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut row = rt.block_on(async move {
+        match scenario {
+            Scenario::Throughput { portals, messages } => throughput(portals, messages).await,
+            Scenario::Paced {
+                portals,
+                rate,
+                secs,
+            } => paced(portals, rate, secs).await,
+            Scenario::Backlog { portals, backlog } => backlog_drain(portals, backlog).await,
+            Scenario::Memory { portals, senders } => memory(portals, senders).await,
+        }
+    });
+    row.scenario = name.to_owned();
+    row.hwm_kib = proc_status_kib("/proc/self/status", "VmHWM:");
+    if row.rss_kib == 0 {
+        row.rss_kib = proc_status_kib("/proc/self/status", "VmRSS:");
+    }
+    row
+}
+
+// ---------------------------------------------------------------- measurements
+
+/// Reads a `Name:   123 kB` line.
+fn proc_status_kib(file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    proc_status_kib("/proc/self/status", "VmRSS:")
+}
+
+/// When each message was pushed and delivered, in ns since `base` (+1, so
+/// that 0 means "not yet").
+#[derive(Debug)]
+struct Timeline {
+    base: Instant,
+    pushed: Vec<AtomicU64>,
+    delivered: Vec<AtomicU64>,
+    count: AtomicUsize,
+    duplicates: AtomicUsize,
+    done: Notify,
+}
+
+/// Added-latency percentiles.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Timeline {
+    fn new(messages: usize) -> Arc<Self> {
+        Arc::new(Timeline {
+            base: Instant::now(),
+            pushed: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+            delivered: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
+            done: Notify::new(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn delivered(&self, seq: usize) {
+        let Some(slot) = self.delivered.get(seq) else {
+            return;
+        };
+        if slot
+            .compare_exchange(0, self.now(), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.delivered.len() {
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits until every message was delivered.
+    async fn all_delivered(&self) {
+        if self.count.load(Ordering::Acquire) < self.delivered.len() {
+            tokio::time::timeout(STUCK, self.done.notified())
+                .await
+                .expect("every message is delivered in time");
+        }
+    }
+
+    fn stamps(v: &[AtomicU64]) -> impl Iterator<Item = u64> + '_ {
+        v.iter()
+            .map(|a| a.load(Ordering::Acquire))
+            .filter(|&t| t != 0)
+    }
+
+    fn first_push(&self) -> u64 {
+        Self::stamps(&self.pushed).min().unwrap_or(0)
+    }
+
+    fn first_delivery(&self) -> u64 {
+        Self::stamps(&self.delivered).min().unwrap_or(0)
+    }
+
+    fn last_delivery(&self) -> u64 {
+        Self::stamps(&self.delivered).max().unwrap_or(0)
+    }
+
+    fn latency(&self) -> Latency {
+        let mut added: Vec<u64> = self
+            .pushed
+            .iter()
+            .zip(&self.delivered)
+            .filter_map(|(p, d)| {
+                let (p, d) = (p.load(Ordering::Acquire), d.load(Ordering::Acquire));
+                (p != 0 && d != 0).then(|| d.saturating_sub(p))
+            })
+            .collect();
+        added.sort_unstable();
+        let pick = |q: f64| -> Duration {
+            if added.is_empty() {
+                return Duration::ZERO;
+            }
+            // Index arithmetic on counts far below 2^52.
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let i = ((added.len() - 1) as f64 * q).round() as usize;
+            Duration::from_nanos(added[i])
+        };
+        Latency {
+            p50: pick(0.50),
+            p99: pick(0.99),
+            max: pick(1.0),
+        }
+    }
+}
+
+/// `n` events over the time between two stamps, per second.
+fn per_sec(n: usize, from_ns: u64, to_ns: u64) -> f64 {
+    let secs = Duration::from_nanos(to_ns.saturating_sub(from_ns)).as_secs_f64();
+    // Counts far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    let n = n as f64;
+    if secs > 0.0 { n / secs } else { 0.0 }
+}
+
+// ---------------------------------------------------------------- the bridge
+
+/// An in-memory target that records when each message arrives.
+#[derive(Debug)]
+struct TimingBridge {
+    id: BridgeId,
+    timeline: Arc<Timeline>,
+    /// While set, every delivery is refused as rate limited.
+    rate_limited: AtomicBool,
+    /// Deliveries refused so far.
+    refused: AtomicUsize,
+}
+
+impl TimingBridge {
+    fn new(id: &str, timeline: Arc<Timeline>) -> Arc<Self> {
+        Arc::new(TimingBridge {
+            id: BridgeId::new(id),
+            timeline,
+            rate_limited: AtomicBool::new(false),
+            refused: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl Bridge for TimingBridge {
+    fn id(&self) -> &BridgeId {
+        &self.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::full()
+    }
+
+    async fn health_check(&self) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        op: &OutboundOp,
+        _media: &dyn MediaSource,
+    ) -> Result<Delivered, BridgeError> {
+        if self.rate_limited.load(Ordering::Acquire) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(BridgeError::rate_limited(Duration::from_millis(100)));
+        }
+        if let OutboundKind::Send { message } = &op.kind {
+            let text = message.body.to_plain();
+            if let Some(seq) = text
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<usize>().ok())
+            {
+                self.timeline.delivered(seq);
+            }
+        }
+        // Fresh per op, and the same again for the same op (idempotent).
+        Ok(Delivered::one(MessageId::new(format!(
+            "{}:{}",
+            self.id, op.id
+        ))))
+    }
+
+    async fn ensure_puppet(&self, person: &Person) -> Result<PuppetRef, BridgeError> {
+        Ok(PuppetRef::new(
+            UserId::new(format!("puppet-{}-{}", person.bridge, person.user)),
+            person.display_name.clone(),
+        ))
+    }
+
+    async fn fetch_media(&self, _attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
+        Err(BridgeError::not_found("the bench has no media"))
+    }
+}
+
+// ---------------------------------------------------------------- the engine
+
+/// A running relay on sled, with its bridges and directory.
+struct Engine {
+    relay: Relay,
+    db: Db,
+    target: Arc<TimingBridge>,
+    timeline: Arc<Timeline>,
+    /// Wall time of `Relay::start` (portal sync into the store, outbox reload).
+    startup: Duration,
+    _dir: tempfile::TempDir,
+}
+
+impl Engine {
+    fn start(portals: usize, messages: usize) -> Engine {
+        let dir = tempfile::tempdir().expect("a temporary directory for sled");
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(&dir.path().join("db")).expect("sled opens"));
+        let db = Db::open(store).expect("store opens");
+        let timeline = Timeline::new(messages);
+        let source = TimingBridge::new(SRC, Timeline::new(0));
+        let target = TimingBridge::new(DST, timeline.clone());
+        let portals: Vec<PortalConfig> = (0..portals)
+            .map(|i| PortalConfig {
+                name: format!("p{i}"),
+                members: vec![
+                    PortalMember {
+                        bridge: SRC.into(),
+                        channel: format!("c{i}").into(),
+                    },
+                    PortalMember {
+                        bridge: DST.into(),
+                        channel: format!("d{i}").into(),
+                    },
+                ],
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let relay = Relay::start(RelaySetup {
+            db: db.clone(),
+            bridges: vec![source as Arc<dyn Bridge>, target.clone() as Arc<dyn Bridge>],
+            portals,
+            config: RelayConfig::default(),
+            dedup_retention: Duration::from_secs(24 * 3600),
+            metrics: Arc::new(Metrics::new()),
+        })
+        .expect("relay starts");
+        Engine {
+            relay,
+            db,
+            target,
+            timeline,
+            startup: started.elapsed(),
+            _dir: dir,
+        }
+    }
+
+    /// Waits until the outbox is empty, then stops the relay (flushing sled).
+    async fn stop(self) {
+        assert!(self.relay.drain(STUCK).await, "the outbox drains in time");
+        assert_eq!(
+            self.timeline.duplicates.load(Ordering::Relaxed),
+            0,
+            "no message is delivered twice"
+        );
+        self.relay.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// One message event: sequence number `seq`, from sender `sender`, in portal `portal`.
+fn message_event(seq: usize, portal: usize, sender: usize) -> Inbound {
+    let person = Person::new(
+        BridgeId::new(SRC),
+        UserId::new(format!("u{sender}")),
+        format!("User {sender}"),
+    );
+    Inbound::new(
+        Origin::new(SRC, format!("c{portal}")),
+        EventId::new(format!("e{seq}")),
+        Sender::new(person),
+        InboundKind::Message {
+            id: MessageId::new(format!("m{seq}")),
+            message: Message::text(format!("{seq} hello from the relay benchmark")),
+        },
+    )
+}
+
+/// How the load task pushes.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    portals: usize,
+    senders: usize,
+    messages: usize,
+    /// One message per tick, when paced; as fast as possible otherwise.
+    pace: Option<Duration>,
+}
+
+/// What the load task saw.
+#[derive(Debug, Clone, Copy)]
+struct Pushed {
+    acked: usize,
+    refused: usize,
+    /// When the last acknowledgement arrived (timeline ns).
+    last_ack: u64,
+}
+
+/// Pushes `load.messages` events into the sink, at most [`IN_FLIGHT`]
+/// unacknowledged; returns once every one is acknowledged.
+async fn push(sink: InboundSink, timeline: Arc<Timeline>, load: Load) -> Pushed {
+    let (tx, mut rx) = mpsc::channel::<Stored>(IN_FLIGHT);
+    let acks = timeline.clone();
+    let acker = tokio::spawn(async move {
+        let (mut acked, mut refused) = (0, 0);
+        while let Some(stored) = rx.recv().await {
+            match stored.await {
+                Ok(()) => acked += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        Pushed {
+            acked,
+            refused,
+            last_ack: acks.now(),
+        }
+    });
+    let mut tick = load.pace.map(|every| {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        tick
+    });
+    for seq in 0..load.messages {
+        if let Some(tick) = tick.as_mut() {
+            tick.tick().await;
+        }
+        let slot = tx.reserve().await.expect("the acker runs");
+        let event = message_event(seq, seq % load.portals, seq % load.senders);
+        timeline.pushed[seq].store(timeline.now(), Ordering::Release);
+        let stored = sink.submit(event).await.expect("the relay takes events");
+        slot.send(stored);
+    }
+    drop(tx);
+    acker.await.expect("the acker finishes")
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async fn throughput(portals: usize, messages: usize) -> Row {
+    let engine = Engine::start(portals, messages);
+    let load = Load {
+        portals,
+        senders: 1000,
+        messages,
+        pace: None,
+    };
+    let pusher = tokio::spawn(push(engine.relay.sink(), engine.timeline.clone(), load));
+    engine.timeline.all_delivered().await;
+    let pushed = pusher.await.expect("the load task finishes");
+    assert_eq!(pushed.acked, messages, "every event is acknowledged");
+    let t = &engine.timeline;
+    let row = Row {
+        portals,
+        messages,
+        rate: per_sec(messages, t.first_push(), t.last_delivery()),
+        latency: Some(t.latency()),
+        notes: format!(
+            "acknowledged at {:.0}/s; 1,000 senders; relay start {:.0} ms",
+            per_sec(messages, t.first_push(), pushed.last_ack),
+            engine.startup.as_secs_f64() * 1000.0
+        ),
+        rss_kib: rss_kib(),
+        ..Row::default()
+    };
+    engine.stop().await;
+    row
+}
+
+async fn paced(portals: usize, rate: u32, secs: u32) -> Row {
+    let messages = usize::try_from(rate * secs).expect("fits");
+    let engine = Engine::start(portals, messages);
+    let load = Load {
+        portals,
+        senders: 1000,
+        messages,
+        pace: Some(Duration::from_secs(1) / rate),
+    };
+    let pusher = tokio::spawn(push(engine.relay.sink(), engine.timeline.clone(), load));
+    engine.timeline.all_delivered().await;
+    let pushed = pusher.await.expect("the load task finishes");
+    assert_eq!(pushed.acked, messages, "every event is acknowledged");
+    let t = &engine.timeline;
+    let row = Row {
+        portals,
+        messages,
+        rate: per_sec(messages, t.first_push(), t.last_delivery()),
+        latency: Some(t.latency()),
+        notes: format!("{rate} msg/s offered for {secs} s (one per tokio interval tick)"),
+        rss_kib: rss_kib(),
+        ..Row::default()
+    };
+    engine.stop().await;
+    row
+}
+
+async fn backlog_drain(portals: usize, backlog: usize) -> Row {
+    let engine = Engine::start(portals, backlog);
+    engine.target.rate_limited.store(true, Ordering::Release);
+    let load = Load {
+        portals,
+        senders: 1000,
+        messages: backlog,
+        pace: None,
+    };
+    let pushed = push(engine.relay.sink(), engine.timeline.clone(), load).await;
+    assert_eq!(pushed.acked + pushed.refused, backlog);
+    assert_eq!(pushed.refused, 0, "every event is acknowledged");
+    let t = &engine.timeline;
+    let fill_rate = per_sec(backlog, t.first_push(), pushed.last_ack);
+    let depth = engine.relay.outbox_depth();
+    let rss_at_depth = rss_kib();
+    let opened = t.now();
+    engine.target.rate_limited.store(false, Ordering::Release);
+    t.all_delivered().await;
+    let drain = per_sec(backlog, t.first_delivery(), t.last_delivery());
+    let row = Row {
+        portals,
+        messages: backlog,
+        rate: drain,
+        latency: None,
+        notes: format!(
+            "msg/s = drain rate; filled at {fill_rate:.0}/s (target refusing, {} refusals); \
+             outbox depth {depth} with RSS {}; {:.2} s from recovery to empty",
+            engine.target.refused.load(Ordering::Relaxed),
+            mib(rss_at_depth),
+            Duration::from_nanos(t.last_delivery().saturating_sub(opened)).as_secs_f64()
+        ),
+        rss_kib: rss_kib(),
+        ..Row::default()
+    };
+    engine.stop().await;
+    row
+}
+
+async fn memory(portals: usize, senders: usize) -> Row {
+    let baseline = rss_kib();
+    let engine = Engine::start(portals, senders);
+    let after_start = rss_kib();
+    let load = Load {
+        portals,
+        senders,
+        messages: senders,
+        pace: None,
+    };
+    let pushed = push(engine.relay.sink(), engine.timeline.clone(), load).await;
+    assert_eq!(pushed.acked, senders, "every event is acknowledged");
+    engine.timeline.all_delivered().await;
+    assert!(engine.relay.drain(STUCK).await, "the outbox drains in time");
+    engine.db.flush_async().await.expect("sled flushes");
+    let rss = rss_kib();
+    let puppets = engine
+        .db
+        .store()
+        .len(Tree::PersonPuppet)
+        .expect("puppets counted");
+    let t = &engine.timeline;
+    let row = Row {
+        portals,
+        messages: senders,
+        rate: per_sec(senders, t.first_push(), t.last_delivery()),
+        latency: Some(t.latency()),
+        rss_kib: rss,
+        notes: format!(
+            "RSS at end = outbox empty, {puppets} puppets mapped, {portals} lanes; \
+             RSS {} before start, {} after start ({:.1} s start)",
+            mib(baseline),
+            mib(after_start),
+            engine.startup.as_secs_f64()
+        ),
+        ..Row::default()
+    };
+    engine.stop().await;
+    row
+}

@@ -8,6 +8,7 @@ pub mod bridges;
 pub mod config;
 pub mod convert;
 pub mod daemon;
+pub mod demo;
 pub mod relay;
 pub mod store;
 
@@ -19,6 +20,7 @@ use daemon::notify::{self, Notifier};
 use daemon::status::BridgeStatuses;
 use relay::{Relay, RelaySetup};
 use std::sync::Arc;
+use store::space::SpaceGuard;
 use store::{Db, SledStore, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +71,10 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
             format!("cannot open the store at {}", config.store.path.display())
         })?);
     let db = Db::open(store).context("cannot open the store")?;
+    let space = Arc::new(SpaceGuard::new(
+        &config.store.path,
+        config.store.min_free_bytes,
+    ));
     let metrics = Arc::new(Metrics::new());
     let statuses = Arc::new(BridgeStatuses::with_metrics(metrics.clone()));
     let bridges = config
@@ -87,6 +93,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
         config: config.relay.clone(),
         dedup_retention: config.store.dedup_retention,
         metrics: metrics.clone(),
+        space: Some(space.clone()),
     })
     .context("cannot start the relay")?;
 
@@ -129,6 +136,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
                 if new.bridges != current.bridges {
                     tracing::warn!("Bridge settings changed; they take effect at the next restart.");
                 }
+                space.set_min_free(new.store.min_free_bytes);
                 match relay.reload(&new.portals, new.relay.clone()) {
                     Ok(()) => current = new,
                     Err(e) => tracing::error!(error = %e, "Reload failed; keeping the previous portals."),

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
+    /// Show Switchboard relaying a scripted conversation between two
+    /// simulated platforms, in-process, in a temporary directory.
+    Demo,
     /// Validate a configuration file and report every problem.
     CheckConfig {
         /// The configuration file.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { config }) => check_config(&config),
         Some(Command::Convert { from, to, list }) => convert_cmd(from, to, list),
         Some(Command::Run(args)) => run(args),
+        Some(Command::Demo) => demo(),
         None => run(RunArgs {
             config: std::env::var_os("SWITCHBOARD_CONFIG").map_or_else(
                 || PathBuf::from("/etc/switchboard/config.toml"),
@@ -183,6 +187,24 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "Switchboard failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> ExitCode {
+    if let Err(e) = logging::init(LogFormat::Plain, "warn") {
+        eprintln!("cannot set up logging: {e:#}");
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(switchboard::demo::run()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
             ExitCode::FAILURE
         }
     }

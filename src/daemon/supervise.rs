@@ -66,3 +66,75 @@ pub async fn supervise(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_model::Capabilities;
+    use switchboard_model::testing::{MemoryBridge, MemoryPlatform};
+
+    fn restarts(metrics: &Metrics) -> u64 {
+        metrics
+            .render()
+            .lines()
+            .find(|l| l.starts_with("switchboard_bridge_restarts_total{bridge=\"mem:a\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_bridge_is_restarted_with_backoff_and_reported() {
+        let platform = MemoryPlatform::new("mem:a");
+        platform.require_token("right");
+        let bridge: Arc<dyn Bridge> =
+            Arc::new(MemoryBridge::new(platform.clone(), Capabilities::full()).with_token("wrong"));
+        let (sink, _rx) = InboundSink::channel(8);
+        let (state, mut states) = watch::channel(BridgeState::Connecting);
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(
+            bridge,
+            sink,
+            state,
+            metrics.clone(),
+            stop.clone(),
+        ));
+
+        states
+            .wait_for(|s| matches!(s, BridgeState::BadCredentials(_)))
+            .await
+            .expect("state reported");
+        // Restarts back off: about 1 s, 2 s, 4 s (±20 %), so three within 9 s, not five.
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        let n = restarts(&metrics);
+        assert!((3..=4).contains(&n), "restarts within 9 s: {n}");
+        stop.cancel();
+        task.await.expect("supervisor ends");
+        assert_eq!(*states.borrow(), BridgeState::Stopped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_bridge_connects_and_stops_on_shutdown() {
+        let platform = MemoryPlatform::new("mem:a");
+        let bridge: Arc<dyn Bridge> = Arc::new(MemoryBridge::new(platform, Capabilities::full()));
+        let (sink, _rx) = InboundSink::channel(8);
+        let (state, mut states) = watch::channel(BridgeState::Connecting);
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(
+            bridge,
+            sink,
+            state,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        states
+            .wait_for(|s| *s == BridgeState::Connected)
+            .await
+            .expect("connected");
+        stop.cancel();
+        task.await.expect("supervisor ends");
+        assert_eq!(*states.borrow(), BridgeState::Stopped);
+        assert_eq!(restarts(&metrics), 0);
+    }
+}

@@ -85,6 +85,12 @@ struct Batch {
 }
 
 async fn accept(shared: &Arc<Shared>, envelopes: Vec<InboundEnvelope>) {
+    if let Some(Err(why)) = shared.space.as_ref().map(|g| g.check()) {
+        for (_, ack) in envelopes {
+            let _ = ack.send(Err(IntakeError::NotStored(why.clone())));
+        }
+        return;
+    }
     let mut batch = Batch::default();
     let mut failed: Option<StoreError> = None;
     for (event, _) in &envelopes {

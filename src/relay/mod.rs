@@ -30,6 +30,7 @@ pub mod translate;
 use crate::config::{PortalConfig, RelayConfig};
 use crate::daemon::metrics::Metrics;
 use crate::store::records::{OutboxEntry, PortalRecord};
+use crate::store::space::SpaceGuard;
 use crate::store::{Db, OutboxKey, PortalId, StoreError};
 use async_trait::async_trait;
 use lane::Lane;
@@ -65,6 +66,7 @@ pub(crate) struct Shared {
     pub(crate) portals: Portals,
     pub(crate) config: RwLock<RelayConfig>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) space: Option<Arc<SpaceGuard>>,
     lanes: Mutex<HashMap<LaneKey, Arc<Lane>>>,
     tracker: TaskTracker,
     lanes_stop: CancellationToken,
@@ -174,6 +176,8 @@ pub struct RelaySetup {
     pub dedup_retention: Duration,
     /// Where counters go.
     pub metrics: Arc<Metrics>,
+    /// Refuses intake while the store's disk is nearly full (none: never).
+    pub space: Option<Arc<SpaceGuard>>,
 }
 
 impl Relay {
@@ -187,6 +191,7 @@ impl Relay {
             config,
             dedup_retention,
             metrics,
+            space,
         } = setup;
         sync_portals(&db, &portals)?;
         let bridges = bridges
@@ -206,6 +211,7 @@ impl Relay {
             portals: Portals::from_config(&portals),
             config: RwLock::new(config),
             metrics,
+            space,
             lanes: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             lanes_stop: CancellationToken::new(),

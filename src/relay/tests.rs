@@ -52,6 +52,7 @@ struct Options {
     config: RelayConfig,
     portals: Vec<PortalConfig>,
     store: Arc<dyn Store>,
+    space: Option<Arc<crate::store::space::SpaceGuard>>,
 }
 
 impl Default for Options {
@@ -64,6 +65,7 @@ impl Default for Options {
                 &[("mem:a", "general"), ("mem:b", "general")],
             )],
             store: Arc::new(MemoryStore::new()),
+            space: None,
         }
     }
 }
@@ -88,6 +90,7 @@ fn start_with(opts: Options, a: MemoryPlatform, b: MemoryPlatform) -> Harness {
         config: opts.config,
         dedup_retention: Duration::from_secs(3600),
         metrics: metrics.clone(),
+        space: opts.space,
     })
     .expect("relay starts");
     let stop = CancellationToken::new();
@@ -736,5 +739,41 @@ async fn outbox_survives_a_restart_on_sled() {
     })
     .await;
     assert_eq!(texts(&b, "general"), ["0", "1", "2", "3", "4"]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_disk_refuses_intake_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guard = Arc::new(crate::store::space::SpaceGuard::new(dir.path(), u64::MAX));
+    let h = start(Options {
+        space: Some(guard.clone()),
+        ..Options::default()
+    });
+    let ev = Inbound::new(
+        Origin::new("mem:a", "general"),
+        EventId::new("ev-full"),
+        Sender::new(Person::new("mem:a".into(), "ann".into(), "Ann")),
+        InboundKind::Message {
+            id: MessageId::new("m-full"),
+            message: Message::text("wait for space"),
+        },
+    );
+    let err = h
+        .relay
+        .sink()
+        .push(ev.clone())
+        .await
+        .expect_err("refused while the disk is full");
+    assert!(err.to_string().contains("below the minimum"), "{err}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(h.b.messages("general").is_empty(), "nothing relayed");
+    // Space returns; the platform redelivers the same event.
+    guard.set_min_free(0);
+    h.relay.sink().push(ev).await.expect("accepted now");
+    until("relayed once", Duration::from_secs(5), || {
+        texts(&h.b, "general") == ["wait for space"]
+    })
+    .await;
     h.stop().await;
 }

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod migrate;
 pub mod records;
 pub mod sled_store;
+pub mod space;
 
 pub use db::{Db, GroupId, IntakeWrite, OutboxKey, PortalId};
 pub use memory::MemoryStore;

@@ -169,3 +169,18 @@ fn convert_between_dialects() {
     assert_eq!(code, Some(0));
     assert_eq!(stdout, "richtext-json\nplain\n");
 }
+
+#[test]
+fn the_demo_runs_a_whole_conversation() {
+    let (code, stdout, stderr) = run(&["demo"], "", &[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("8 events relayed, 5 messages on each side"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(the same conversation on both sides)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(edited) 👍"), "{stdout}");
+}

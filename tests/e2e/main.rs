@@ -3,5 +3,6 @@
 //! One integration-test binary; the modules are its groups.
 
 mod cli;
+mod conformance;
 mod daemon;
 mod support;
