@@ -110,9 +110,11 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
             stop_bridges.clone(),
         ));
     }
+    let endpoints = bridges.iter().flat_map(|b| b.http_endpoints()).collect();
     let http_state = HttpState {
         metrics: metrics.clone(),
         statuses: statuses.clone(),
+        endpoints: Arc::new(endpoints),
     };
     let http_task = tokio::spawn(http::serve(listener, http_state, stop_daemon.clone()));
     tasks.spawn(notify::run_status(

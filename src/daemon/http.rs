@@ -7,19 +7,24 @@
 //!   `{"ready":true,"bridges":{"slack:acme":"connected",...}}`.
 //! - `GET /metrics`: the Prometheus text exposition format 0.0.4.
 //!
-//! Anything else is 404 (405 for another method on a known path). No route
-//! reads a body; request bodies are capped anyway, in case one ever does.
-//! The listener carries no secrets and takes no actions, but it should still
-//! bind to loopback (the default in the configuration).
+//! - Bridge endpoints (Slack's Events API, Teams notifications, the Matrix
+//!   application-service API): any path under a prefix a bridge registered
+//!   goes to that bridge's [`HttpEndpoint`], with the body read whole up to
+//!   [`switchboard_model::http::MAX_BODY`] (413 beyond).
+//!
+//! Anything else is 404 (405 for another method on a known path). The
+//! operational routes read no body, and theirs are capped at 4 KiB.
 
 use crate::daemon::metrics::Metrics;
 use crate::daemon::status::BridgeStatuses;
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
+use switchboard_model::{HttpEndpoint, HttpRequest};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -37,6 +42,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Read by `/ready`.
     pub statuses: Arc<BridgeStatuses>,
+    /// Bridge endpoints by path prefix.
+    pub endpoints: Arc<Vec<(String, Arc<dyn HttpEndpoint>)>>,
 }
 
 /// The routes, for [`serve`] (and for tests that want to call them directly).
@@ -46,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .fallback(bridge_endpoint)
         .with_state(state)
 }
 
@@ -86,6 +94,50 @@ async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+/// Anything else: a bridge's endpoint if one claims the path, else 404.
+async fn bridge_endpoint(State(state): State<HttpState>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let endpoint = state
+        .endpoints
+        .iter()
+        .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, endpoint)| endpoint.clone());
+    let Some(endpoint) = endpoint else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, switchboard_model::http::MAX_BODY).await {
+        Ok(body) => body.to_vec(),
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let request = HttpRequest::new(
+        parts.method.as_str(),
+        path,
+        parts.uri.query().unwrap_or_default(),
+        headers,
+        body,
+    );
+    let answer = endpoint.handle(request).await;
+    let mut response = Response::new(axum::body::Body::from(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 /// `GET /metrics`
@@ -182,7 +234,20 @@ mod tests {
     async fn start() -> Running {
         let metrics = Arc::new(Metrics::new());
         let statuses = Arc::new(BridgeStatuses::with_metrics(Arc::clone(&metrics)));
-        let state = HttpState { metrics, statuses };
+        let state = HttpState {
+            metrics,
+            statuses,
+            endpoints: Arc::new(vec![
+                (
+                    "/bridge/".to_owned(),
+                    Arc::new(Echo("short")) as Arc<dyn HttpEndpoint>,
+                ),
+                (
+                    "/bridge/long/".to_owned(),
+                    Arc::new(Echo("long")) as Arc<dyn HttpEndpoint>,
+                ),
+            ]),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local address");
         let shutdown = CancellationToken::new();
@@ -294,5 +359,55 @@ mod tests {
             TcpStream::connect(address).await.is_err(),
             "still accepting after shutdown"
         );
+    }
+
+    /// An endpoint that answers with its name, the method, path, query, a
+    /// header and the body length.
+    #[derive(Debug)]
+    struct Echo(&'static str);
+
+    #[async_trait::async_trait]
+    impl HttpEndpoint for Echo {
+        async fn handle(&self, r: HttpRequest) -> switchboard_model::HttpResponse {
+            let text = format!(
+                "{} {} {} {} {} {}",
+                self.0,
+                r.method,
+                r.path,
+                r.query,
+                r.header("X-Test").unwrap_or("-"),
+                r.body.len()
+            );
+            switchboard_model::HttpResponse::text(202, text).with_header("x-echo", "yes")
+        }
+    }
+
+    #[tokio::test]
+    async fn bridge_endpoints_get_their_prefix_with_the_whole_body() {
+        let running = start().await;
+        let r = request(running.address, "POST", "/bridge/events?a=1", "hello").await;
+        assert_eq!(r.status, 202);
+        assert_eq!(r.body, "short POST /bridge/events a=1 - 5");
+        assert_eq!(r.header("x-echo"), Some("yes"));
+        let r = request(running.address, "PUT", "/bridge/long/x", "").await;
+        assert_eq!(
+            r.body, "long PUT /bridge/long/x  - 0",
+            "the longest prefix wins"
+        );
+        // Bodies above 4 KiB reach endpoints (unlike the operational routes) ...
+        let big = "x".repeat(100_000);
+        let r = request(running.address, "POST", "/bridge/events", &big).await;
+        assert_eq!(r.body, "short POST /bridge/events  - 100000");
+        // ... up to the cap.
+        let huge = "x".repeat(switchboard_model::http::MAX_BODY + 1);
+        let r = request(running.address, "POST", "/bridge/events", &huge).await;
+        assert_eq!(r.status, 413);
+        assert_eq!(
+            request(running.address, "GET", "/elsewhere", "")
+                .await
+                .status,
+            404
+        );
+        running.stop().await;
     }
 }

@@ -257,4 +257,10 @@ pub trait Bridge: Send + Sync + fmt::Debug + 'static {
 
     /// Downloads an attachment this bridge reported.
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError>;
+
+    /// HTTP endpoints this bridge serves on the daemon's listener, each under
+    /// its path prefix (e.g. `/slack/acme/events`). None by default.
+    fn http_endpoints(&self) -> Vec<(String, std::sync::Arc<dyn crate::http::HttpEndpoint>)> {
+        Vec::new()
+    }
 }
