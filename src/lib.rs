@@ -21,8 +21,10 @@ use daemon::status::BridgeStatuses;
 use relay::{Relay, RelaySetup};
 use std::sync::Arc;
 use store::space::SpaceGuard;
-use store::{Db, SledStore, Store};
+use store::{Db, DbCursors, SledStore, Store};
+use switchboard_model::{BridgeId, ChannelId};
 use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -87,7 +89,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
 
     let relay = Relay::start(RelaySetup {
-        db,
+        db: db.clone(),
         bridges: bridges.clone(),
         portals: config.portals.clone(),
         config: config.relay.clone(),
@@ -100,14 +102,20 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     let stop_bridges = CancellationToken::new();
     let stop_daemon = CancellationToken::new();
+    let mut channel_watches = Vec::new();
     for bridge in &bridges {
         let state = statuses.register(bridge.id().clone());
-        tasks.spawn(daemon::supervise::supervise(
+        let (channels_tx, channels) = watch::channel(portal_channels(&config, bridge.id()));
+        channel_watches.push((bridge.id().clone(), channels_tx));
+        let cursors = Arc::new(DbCursors::new(db.clone(), bridge.id().clone()));
+        tasks.spawn(daemon::supervise::supervise_with(
             bridge.clone(),
             relay.sink(),
             state,
             metrics.clone(),
             stop_bridges.clone(),
+            cursors,
+            channels,
         ));
     }
     let endpoints = bridges.iter().flat_map(|b| b.http_endpoints()).collect();
@@ -140,7 +148,12 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
                 }
                 space.set_min_free(new.store.min_free_bytes);
                 match relay.reload(&new.portals, new.relay.clone()) {
-                    Ok(()) => current = new,
+                    Ok(()) => {
+                        for (id, tx) in &channel_watches {
+                            tx.send_replace(portal_channels(&new, id));
+                        }
+                        current = new;
+                    }
                     Err(e) => tracing::error!(error = %e, "Reload failed; keeping the previous portals."),
                 }
             }
@@ -178,4 +191,15 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
     }
     tracing::info!("Switchboard stopped.");
     Ok(())
+}
+
+/// The channels of `bridge` that belong to a portal.
+fn portal_channels(config: &Config, bridge: &BridgeId) -> Vec<ChannelId> {
+    config
+        .portals
+        .iter()
+        .flat_map(|p| p.members.iter())
+        .filter(|m| &m.bridge == bridge)
+        .map(|m| m.channel.clone())
+        .collect()
 }

@@ -5,7 +5,10 @@
 use super::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_model::{Bridge, BridgeContext, BridgeError, BridgeState, InboundSink};
+use switchboard_model::{
+    Bridge, BridgeContext, BridgeError, BridgeState, ChannelId, CursorStore, InboundSink,
+    MemoryCursors,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +27,28 @@ pub async fn supervise(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let (_, channels) = watch::channel(Vec::new());
+    let cursors: Arc<dyn CursorStore> = Arc::new(MemoryCursors::default());
+    supervise_with(bridge, sink, state, metrics, shutdown, cursors, channels).await;
+}
+
+/// [`supervise`] with the bridge's catch-up cursors and portal channels.
+pub async fn supervise_with(
+    bridge: Arc<dyn Bridge>,
+    sink: InboundSink,
+    state: watch::Sender<BridgeState>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    cursors: Arc<dyn CursorStore>,
+    channels: watch::Receiver<Vec<ChannelId>>,
+) {
     let id = bridge.id().clone();
     let mut failures: u32 = 0;
     loop {
         state.send_replace(BridgeState::Connecting);
-        let ctx = BridgeContext::new(sink.clone(), shutdown.child_token(), state.clone());
+        let ctx = BridgeContext::new(sink.clone(), shutdown.child_token(), state.clone())
+            .with_cursors(cursors.clone())
+            .with_channels(channels.clone());
         let started = tokio::time::Instant::now();
         let result = tokio::select! {
             result = bridge.run(ctx) => result,

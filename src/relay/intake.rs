@@ -302,6 +302,7 @@ fn plan_relay(
             attempts: 0,
             enqueued_ms,
             is_notice: false,
+            maybe_delivered: false,
         };
         write.outbox.push((key, entry));
     }

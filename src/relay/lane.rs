@@ -314,6 +314,8 @@ fn failed(
         Decision::RetryAfter(wait) => {
             shared.metrics.retried(bridge.as_str(), error.label());
             entry.attempts += 1;
+            // A timeout or a dropped connection may have been applied anyway.
+            entry.maybe_delivered = true;
             if let Err(e) = shared.db.put_outbox(key, entry) {
                 tracing::error!(bridge = %bridge, error = %e, "Could not record a failed attempt.");
             }
@@ -363,6 +365,7 @@ fn dead_letter(shared: &Arc<Shared>, key: &OutboxKey, entry: &OutboxEntry, error
         attempts: 0,
         enqueued_ms: Timestamp::now().as_millis(),
         is_notice: true,
+        maybe_delivered: false,
     };
     if let Err(e) = shared.enqueue(
         key.portal.clone(),

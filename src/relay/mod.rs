@@ -218,7 +218,16 @@ impl Relay {
             depth: AtomicI64::new(0),
             idle: Notify::new(),
         });
-        let pending = shared.db.outbox()?;
+        // A previous run may have delivered these without recording it.
+        let pending: Vec<_> = shared
+            .db
+            .outbox()?
+            .into_iter()
+            .map(|(k, mut e)| {
+                e.maybe_delivered = true;
+                (k, e)
+            })
+            .collect();
         if !pending.is_empty() {
             tracing::info!(
                 ops = pending.len(),

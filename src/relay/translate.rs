@@ -95,7 +95,8 @@ impl Translator {
             Box::new(
                 OutboundOp::new(id.clone(), key.channel.clone(), kind)
                     .with_origin(entry.origin.clone(), entry.sender.clone())
-                    .with_author(author.clone()),
+                    .with_author(author.clone())
+                    .maybe_delivered(entry.maybe_delivered),
             )
         };
         let origin = entry.origin.as_ref();

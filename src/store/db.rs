@@ -514,3 +514,32 @@ impl Db {
         self.store.apply(batch)
     }
 }
+
+/// A bridge's catch-up positions in the `cursor` tree.
+#[derive(Debug, Clone)]
+pub struct DbCursors {
+    db: Db,
+    bridge: BridgeId,
+}
+
+impl DbCursors {
+    /// The cursors of `bridge`.
+    pub fn new(db: Db, bridge: BridgeId) -> Self {
+        DbCursors { db, bridge }
+    }
+}
+
+impl switchboard_model::CursorStore for DbCursors {
+    fn get(&self, channel: &ChannelId) -> Option<String> {
+        self.db.cursor(&self.bridge, channel).unwrap_or_else(|e| {
+            tracing::warn!(bridge = %self.bridge, error = %e, "Cannot read a catch-up cursor.");
+            None
+        })
+    }
+
+    fn put(&self, channel: &ChannelId, cursor: &str) {
+        if let Err(e) = self.db.put_cursor(&self.bridge, channel, cursor) {
+            tracing::warn!(bridge = %self.bridge, error = %e, "Cannot store a catch-up cursor.");
+        }
+    }
+}

@@ -19,7 +19,7 @@ pub mod records;
 pub mod sled_store;
 pub mod space;
 
-pub use db::{Db, GroupId, IntakeWrite, OutboxKey, PortalId};
+pub use db::{Db, DbCursors, GroupId, IntakeWrite, OutboxKey, PortalId};
 pub use memory::MemoryStore;
 pub use records::{OutboxEntry, PortalRecord, PuppetRecord};
 pub use sled_store::SledStore;

@@ -90,6 +90,10 @@ pub struct OutboxEntry {
     /// True for notices the relay itself posts (never noticed again on failure).
     #[serde(default)]
     pub is_notice: bool,
+    /// True once an attempt may have reached the platform (loaded from a
+    /// previous run's outbox, or failed ambiguously); passed to the bridge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maybe_delivered: bool,
 }
 
 /// What a pending delivery does. Message ids are the *origin's*: the relay
@@ -197,6 +201,7 @@ mod tests {
             attempts: 0,
             enqueued_ms: 1_700_000_000_000,
             is_notice: false,
+            maybe_delivered: false,
         };
         let json = String::from_utf8_lossy(&encode(&entry)[1..]).into_owned();
         assert_eq!(

@@ -17,6 +17,7 @@ fn entry(text: &str) -> OutboxEntry {
         attempts: 0,
         enqueued_ms: 0,
         is_notice: false,
+        maybe_delivered: false,
     }
 }
 

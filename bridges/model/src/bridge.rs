@@ -2,13 +2,14 @@
 
 use crate::error::BridgeError;
 use crate::event::{Attachment, Inbound};
-use crate::ids::BridgeId;
+use crate::ids::{BridgeId, ChannelId};
 use crate::outbound::{Delivered, OutboundOp};
 use crate::person::{Person, PuppetRef};
 use async_trait::async_trait;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -198,6 +199,39 @@ pub struct BridgeContext {
     /// Cancelled when the daemon stops (or the bridge is restarted).
     pub shutdown: CancellationToken,
     state: watch::Sender<BridgeState>,
+    cursors: Arc<dyn CursorStore>,
+    channels: watch::Receiver<Vec<ChannelId>>,
+}
+
+/// Where a connector keeps its per-channel catch-up positions (a Slack ts, a
+/// Graph delta link) across restarts. Backed by the store's `cursor` tree.
+pub trait CursorStore: Send + Sync + fmt::Debug {
+    /// The position stored for `channel`, if any.
+    fn get(&self, channel: &ChannelId) -> Option<String>;
+    /// Stores the position for `channel`. Failures are logged by the store;
+    /// a lost cursor only means a longer catch-up.
+    fn put(&self, channel: &ChannelId, cursor: &str);
+}
+
+/// A [`CursorStore`] in memory (tests, and contexts without a store).
+#[derive(Debug, Default)]
+pub struct MemoryCursors(std::sync::Mutex<std::collections::HashMap<ChannelId, String>>);
+
+impl CursorStore for MemoryCursors {
+    fn get(&self, channel: &ChannelId) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned()
+    }
+
+    fn put(&self, channel: &ChannelId, cursor: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.clone(), cursor.to_owned());
+    }
 }
 
 impl BridgeContext {
@@ -207,11 +241,42 @@ impl BridgeContext {
         shutdown: CancellationToken,
         state: watch::Sender<BridgeState>,
     ) -> Self {
+        let (_, channels) = watch::channel(Vec::new());
         BridgeContext {
             inbound,
             shutdown,
             state,
+            cursors: Arc::new(MemoryCursors::default()),
+            channels,
         }
+    }
+
+    /// Uses `cursors` for catch-up positions.
+    pub fn with_cursors(mut self, cursors: Arc<dyn CursorStore>) -> Self {
+        self.cursors = cursors;
+        self
+    }
+
+    /// Tells the bridge which of its channels belong to portals (and when
+    /// that changes), so it knows what to catch up.
+    pub fn with_channels(mut self, channels: watch::Receiver<Vec<ChannelId>>) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Catch-up positions.
+    pub fn cursors(&self) -> &dyn CursorStore {
+        self.cursors.as_ref()
+    }
+
+    /// The bridge's channels that belong to portals, now.
+    pub fn channels(&self) -> Vec<ChannelId> {
+        self.channels.borrow().clone()
+    }
+
+    /// A receiver that changes whenever the portal channels do.
+    pub fn channels_watch(&self) -> watch::Receiver<Vec<ChannelId>> {
+        self.channels.clone()
     }
 
     /// Reports the bridge's connection state.

@@ -32,7 +32,8 @@ pub mod testing;
 mod time;
 
 pub use bridge::{
-    Bridge, BridgeContext, BridgeState, Capabilities, InboundSink, IntakeError, MediaSource,
+    Bridge, BridgeContext, BridgeState, Capabilities, CursorStore, InboundSink, IntakeError,
+    MediaSource, MemoryCursors,
 };
 pub use call::{CallEvent, CallProvider, CallState};
 pub use dialect::Dialect;

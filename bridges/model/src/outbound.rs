@@ -27,6 +27,12 @@ pub struct OutboundOp {
     pub author: Option<PuppetRef>,
     /// What to do.
     pub kind: OutboundKind,
+    /// True when an earlier attempt may have reached the platform (the op was
+    /// left in the outbox by a previous run, or an attempt failed in a way that
+    /// may have been applied). Connectors whose platform has no idempotency key
+    /// look for the op's own marker before posting again.
+    #[serde(default)]
+    pub maybe_delivered: bool,
 }
 
 impl OutboundOp {
@@ -39,7 +45,14 @@ impl OutboundOp {
             on_behalf_of: None,
             author: None,
             kind,
+            maybe_delivered: false,
         }
+    }
+
+    /// Marks the op as possibly delivered before.
+    pub fn maybe_delivered(mut self, maybe: bool) -> Self {
+        self.maybe_delivered = maybe;
+        self
     }
 
     /// Sets where the op comes from and on whose behalf it is done.
@@ -57,14 +70,7 @@ impl OutboundOp {
 
     /// An op posted by the bridge bot itself.
     pub fn from_bot(id: OpId, channel: ChannelId, kind: OutboundKind) -> Self {
-        OutboundOp {
-            id,
-            channel,
-            origin: None,
-            on_behalf_of: None,
-            author: None,
-            kind,
-        }
+        OutboundOp::new(id, channel, kind)
     }
 
     /// An op done on behalf of a person from `origin`, shown as `author`.
@@ -76,14 +82,9 @@ impl OutboundOp {
         author: Option<PuppetRef>,
         kind: OutboundKind,
     ) -> Self {
-        OutboundOp {
-            id,
-            channel,
-            origin: Some(origin),
-            on_behalf_of: Some(person),
-            author,
-            kind,
-        }
+        OutboundOp::new(id, channel, kind)
+            .with_origin(Some(origin), Some(person))
+            .with_author(author)
     }
 }
 

@@ -1,0 +1,1 @@
+//! A stateful, protocol-faithful Slack server for tests and demos (being written).
