@@ -222,7 +222,14 @@ fn main() {
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let selected: Vec<(&str, Scenario)> = all
         .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.starts_with(f.as_str())))
+        .filter(|(n, _)| {
+            // A filter naming a scenario exactly selects only that one.
+            filters.is_empty()
+                || filters.iter().any(|f| {
+                    *n == f.as_str()
+                        || (n.starts_with(f.as_str()) && !all.iter().any(|(m, _)| *m == f.as_str()))
+                })
+        })
         .copied()
         .collect();
     if selected.is_empty() {
@@ -585,6 +592,7 @@ impl Engine {
             config: RelayConfig::default(),
             dedup_retention: Duration::from_secs(24 * 3600),
             metrics: Arc::new(Metrics::new()),
+            space: None,
         })
         .expect("relay starts");
         Engine {

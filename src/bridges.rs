@@ -1,7 +1,7 @@
 //! Building bridges from configuration: the one place that names each
 //! platform's connector. The relay only ever sees `Arc<dyn Bridge>`.
 
-use crate::config::{BridgeConfig, BridgeKind, MemoryCapabilities};
+use crate::config::{BridgeConfig, BridgeKind, MemoryCapabilities, SlackMode};
 use anyhow::Context;
 use std::sync::Arc;
 use switchboard_model::testing::{MemoryBridge, MemoryPlatform};
@@ -28,6 +28,33 @@ pub fn build(config: &BridgeConfig) -> anyhow::Result<Arc<dyn Bridge>> {
                 bridge = bridge.with_token(token.expose());
             }
             Ok(Arc::new(bridge))
+        }
+        BridgeKind::Slack(slack) => {
+            use switchboard_slack::config::{InboundMode, SlackConfig};
+            use switchboard_slack::web::Token;
+            let mode = match &slack.mode {
+                SlackMode::Socket { app_token } => InboundMode::Socket {
+                    app_token: Token::new(app_token.expose()),
+                },
+                SlackMode::Events {
+                    signing_secret,
+                    path,
+                } => InboundMode::Events {
+                    signing_secret: Token::new(signing_secret.expose()),
+                    path: path.clone(),
+                },
+            };
+            let mut settings = SlackConfig::new(
+                config.id.clone(),
+                slack.api_url.clone(),
+                Token::new(slack.bot_token.expose()),
+                mode,
+            );
+            settings.rate_limits = slack.rate_limits;
+            settings.max_upload = slack.max_upload;
+            let bridge = switchboard_slack::bridge::SlackBridge::new(settings)
+                .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
+            Ok(bridge)
         }
     }
 }

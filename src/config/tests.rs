@@ -170,7 +170,9 @@ fn relative_paths_are_resolved_against_the_config_directory() {
         .replace("\"/srv/left\"", "\"state/left\"");
     let config = parse_ok(&text, &no_env());
     assert_eq!(config.store.path, PathBuf::from("/etc/switchboard/data"));
-    let BridgeKind::Memory(left) = &config.bridges[0].kind;
+    let BridgeKind::Memory(left) = &config.bridges[0].kind else {
+        panic!("a memory bridge")
+    };
     assert_eq!(left.state_dir, PathBuf::from("/etc/switchboard/state/left"));
 }
 
@@ -180,7 +182,9 @@ fn load_reads_a_file_and_resolves_paths_against_its_directory() {
     let file = dir.path().join("config.toml");
     std::fs::write(&file, BASE.replace("\"/srv/left\"", "\"left\"")).expect("write");
     let config = load_with_env(&file, &no_env()).expect("valid");
-    let BridgeKind::Memory(left) = &config.bridges[0].kind;
+    let BridgeKind::Memory(left) = &config.bridges[0].kind else {
+        panic!("a memory bridge")
+    };
     assert_eq!(left.state_dir, dir.path().join("left"));
     assert!(left.state_dir.is_absolute());
 }
@@ -600,7 +604,9 @@ fn secret_from_a_file_has_its_trailing_newline_trimmed() {
         .bridges
         .iter()
         .map(|b| {
-            let BridgeKind::Memory(memory) = &b.kind;
+            let BridgeKind::Memory(memory) = &b.kind else {
+                panic!("a memory bridge")
+            };
             memory.token.as_ref().map(Secret::expose)
         })
         .collect();
@@ -611,7 +617,9 @@ fn secret_from_a_file_has_its_trailing_newline_trimmed() {
 fn secret_from_the_environment() {
     let text = with_left_bridge_keys("token_env = \"LEFT_TOKEN\"");
     let config = parse_ok(&text, &env(&[("LEFT_TOKEN", "from-env")]));
-    let BridgeKind::Memory(left) = &config.bridges[0].kind;
+    let BridgeKind::Memory(left) = &config.bridges[0].kind else {
+        panic!("a memory bridge")
+    };
     assert_eq!(left.token, Some(Secret::new("from-env")));
 }
 
@@ -760,7 +768,7 @@ members = ["teams:y/a", "memory:x/b", "slack:right/c"]
             "bridge[2].id: the name after ':' may only contain a-z, 0-9, _ and -, \
              got \"memory:Mixed Case\"",
             "bridge[3].type: unknown bridge type \"memroy\"; did you mean \"memory\"?",
-            "bridge[4].type: unknown bridge type \"teams\" (supported: memory)",
+            "bridge[4].type: unknown bridge type \"teams\" (supported: memory, slack)",
         ]
     );
 }
@@ -914,15 +922,42 @@ fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The example with its commented-out bridges uncommented (a line `# [[bridge]]`
+/// starts one; its `# key = value` lines follow until a blank line), so that
+/// validating it reads every documented key.
+fn uncommented_example() -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in EXAMPLE.lines() {
+        if line == "# [[bridge]]" {
+            inside = true;
+        } else if line.trim().is_empty() {
+            inside = false;
+        }
+        match line.strip_prefix("# ") {
+            Some(rest) if inside && (rest.starts_with("[[") || rest.contains(" = ")) => {
+                out.push_str(rest)
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[test]
 fn the_example_documents_exactly_the_known_keys() {
     let outcome = parse(
-        EXAMPLE,
+        &uncommented_example(),
         &env(&[("MEMORY_RIGHT_TOKEN", "x")]),
         &example_dir(),
         None,
     );
     assert_eq!(documented_keys(EXAMPLE), outcome.known_keys);
+    assert!(
+        outcome.known_keys.contains("bridge[].bot_token_file"),
+        "the commented Slack bridge was read"
+    );
     // Sanity check of the check itself.
     assert!(outcome.known_keys.contains("relay.max_attempts"));
     assert!(outcome.known_keys.contains("bridge[].token_env"));
@@ -1005,5 +1040,81 @@ fn the_example_with_real_values_validates_fully() {
                 ],
             }],
         }
+    );
+}
+
+const SLACK: &str = r#"
+[store]
+path = "/var/lib/switchboard"
+
+[[bridge]]
+id = "memory:left"
+type = "memory"
+state_dir = "/srv/left"
+
+[[bridge]]
+id = "slack:acme"
+type = "slack"
+bot_token_env = "BOT"
+"#;
+
+#[test]
+fn slack_bridges_in_socket_and_events_mode() {
+    let socket = format!("{SLACK}app_token_env = \"APP\"\n");
+    let config = parse_ok(&socket, &env(&[("BOT", "xoxb-1"), ("APP", "xapp-1")]));
+    let BridgeKind::Slack(slack) = &config.bridges[1].kind else {
+        panic!("a slack bridge")
+    };
+    assert_eq!(slack.api_url, "https://slack.com/api");
+    assert_eq!(slack.bot_token, Secret::new("xoxb-1"));
+    assert_eq!(
+        slack.mode,
+        SlackMode::Socket {
+            app_token: Secret::new("xapp-1")
+        }
+    );
+    assert!(slack.rate_limits);
+
+    let events = format!(
+        "{SLACK}mode = \"events\"\nsigning_secret_env = \"SIG\"\napi_url = \"http://127.0.0.1:9/api/\"\n"
+    );
+    let config = parse_ok(&events, &env(&[("BOT", "xoxb-1"), ("SIG", "s3")]));
+    let BridgeKind::Slack(slack) = &config.bridges[1].kind else {
+        panic!("a slack bridge")
+    };
+    assert_eq!(slack.api_url, "http://127.0.0.1:9/api");
+    assert_eq!(
+        slack.mode,
+        SlackMode::Events {
+            signing_secret: Secret::new("s3"),
+            path: "/slack/acme/events".into()
+        }
+    );
+}
+
+#[test]
+fn slack_bridges_need_their_tokens_and_refuse_inline_secrets() {
+    let text = format!("{SLACK}bot_token = \"xoxb-inline\"\nmode = \"webhooks\"\n");
+    let found = problems(&text, &env(&[("BOT", "xoxb-1")]));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("bridge[1].bot_token: secrets cannot be written")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("bridge[1].mode: unknown mode \"webhooks\"")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().all(|p| !p.contains("xoxb-inline")),
+        "{found:?}"
+    );
+    let found = problems(SLACK, &env(&[("BOT", "xoxb-1")]));
+    assert_eq!(
+        found,
+        ["bridge[1].mode: socket mode needs app_token_file or app_token_env (an xapp- token)"]
     );
 }

@@ -124,6 +124,8 @@ pub struct BridgeConfig {
 pub enum BridgeKind {
     /// `type = "memory"`: a file-backed simulated platform for trials and tests.
     Memory(MemoryBridgeConfig),
+    /// `type = "slack"`: one Slack workspace.
+    Slack(SlackBridgeConfig),
 }
 
 impl BridgeKind {
@@ -131,6 +133,7 @@ impl BridgeKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             BridgeKind::Memory(_) => "memory",
+            BridgeKind::Slack(_) => "slack",
         }
     }
 }
@@ -146,6 +149,38 @@ pub struct MemoryBridgeConfig {
     pub token: Option<Secret>,
     /// How long each delivery takes (a slow platform); zero by default.
     pub latency: Duration,
+}
+
+/// `type = "slack"` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackBridgeConfig {
+    /// The Web API base URL.
+    pub api_url: String,
+    /// The bot token (`xoxb-…`).
+    pub bot_token: Secret,
+    /// How events arrive.
+    pub mode: SlackMode,
+    /// Client-side rate limiting.
+    pub rate_limits: bool,
+    /// The largest file relayed, in bytes.
+    pub max_upload: u64,
+}
+
+/// How Slack events reach the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlackMode {
+    /// Socket Mode, with the app-level token (`xapp-…`).
+    Socket {
+        /// The app-level token.
+        app_token: Secret,
+    },
+    /// The HTTP Events API on the daemon's listener.
+    Events {
+        /// The app's signing secret.
+        signing_secret: Secret,
+        /// The Request URL's path on the listener.
+        path: String,
+    },
 }
 
 /// Capability presets of the memory bridge.

@@ -17,7 +17,8 @@ use super::defaults::{DEFAULT_DEDUP_RETENTION, DEFAULT_MIN_FREE_BYTES};
 use super::duration::format_duration;
 use super::types::{
     BridgeConfig, BridgeKind, Config, HttpConfig, LogConfig, LogFormat, MemoryBridgeConfig,
-    MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback, RelayConfig, StoreConfig,
+    MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback, RelayConfig,
+    SlackBridgeConfig, SlackMode, StoreConfig,
 };
 use super::walk::{Context, SecretKeys, Sink, Table, closest};
 use super::{ConfigError, ConfigErrors};
@@ -48,15 +49,17 @@ impl Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BridgeType {
     Memory,
+    Slack,
 }
 
 impl BridgeType {
-    const ALL: &[BridgeType] = &[BridgeType::Memory];
+    const ALL: &[BridgeType] = &[BridgeType::Memory, BridgeType::Slack];
 
     /// The `type` string; equals [`BridgeKind::type_name`].
     fn name(self) -> &'static str {
         match self {
             BridgeType::Memory => "memory",
+            BridgeType::Slack => "slack",
         }
     }
 
@@ -83,6 +86,94 @@ const TOKEN: SecretKeys = SecretKeys {
     file: "token_file",
     env: "token_env",
 };
+
+/// Slack's secrets.
+const BOT_TOKEN: SecretKeys = SecretKeys {
+    literal: "bot_token",
+    file: "bot_token_file",
+    env: "bot_token_env",
+};
+const APP_TOKEN: SecretKeys = SecretKeys {
+    literal: "app_token",
+    file: "app_token_file",
+    env: "app_token_env",
+};
+const SIGNING_SECRET: SecretKeys = SecretKeys {
+    literal: "signing_secret",
+    file: "signing_secret_file",
+    env: "signing_secret_env",
+};
+
+/// The keys of a `type = "slack"` bridge.
+fn slack(
+    t: &mut Table<'_>,
+    ctx: Context<'_>,
+    name: &str,
+    sink: &mut Sink,
+) -> Option<SlackBridgeConfig> {
+    let api_url = t
+        .parsed("api_url", sink, |url| {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(url.trim_end_matches('/').to_owned())
+            } else {
+                Err(format!("must be an http(s) URL, got {url:?}"))
+            }
+        })
+        .or("https://slack.com/api".to_owned());
+    let bot_token = t.secret(BOT_TOKEN, ctx, sink).required(sink);
+    let mode_path = t.key_path("mode");
+    let mode = t
+        .parsed("mode", sink, |m| match m {
+            "socket" | "events" => Ok(m.to_owned()),
+            other => Err(format!(
+                "unknown mode {other:?} (expected socket or events)"
+            )),
+        })
+        .or("socket".to_owned());
+    let app_token = t.secret(APP_TOKEN, ctx, sink).optional();
+    let signing_secret = t.secret(SIGNING_SECRET, ctx, sink).optional();
+    let events_path = t
+        .parsed("events_path", sink, |p| {
+            if p.starts_with('/') {
+                Ok(p.to_owned())
+            } else {
+                Err(format!("must start with '/', got {p:?}"))
+            }
+        })
+        .or(format!("/slack/{name}/events"));
+    let rate_limits = t.boolean("rate_limits", sink).or(true);
+    let max_upload = t
+        .integer("max_upload", 1, u64::MAX, sink)
+        .or(100 * 1024 * 1024);
+    let mode = match (mode?.as_str(), app_token?, signing_secret?) {
+        ("socket", Some(app_token), _) => SlackMode::Socket { app_token },
+        ("socket", None, _) => {
+            sink.error(
+                &mode_path,
+                "socket mode needs app_token_file or app_token_env (an xapp- token)",
+            );
+            return None;
+        }
+        (_, _, Some(signing_secret)) => SlackMode::Events {
+            signing_secret,
+            path: events_path?,
+        },
+        (_, _, None) => {
+            sink.error(
+                &mode_path,
+                "events mode needs signing_secret_file or signing_secret_env",
+            );
+            return None;
+        }
+    };
+    Some(SlackBridgeConfig {
+        api_url: api_url?,
+        bot_token: bot_token?,
+        mode,
+        rate_limits: rate_limits?,
+        max_upload: max_upload?,
+    })
+}
 
 /// Validates the whole tree. `sink` may already hold problems found in the
 /// environment.
@@ -271,6 +362,12 @@ fn bridge<'a>(
     let id = raw_id.and_then(|raw| check_bridge_id(raw, bridge_type, &t.key_path("id"), sink));
     let kind = match bridge_type {
         Some(BridgeType::Memory) => memory(&mut t, ctx, sink).map(BridgeKind::Memory),
+        Some(BridgeType::Slack) => {
+            let name = raw_id
+                .and_then(|r| r.split_once(':'))
+                .map_or("slack", |(_, n)| n);
+            slack(&mut t, ctx, name, sink).map(BridgeKind::Slack)
+        }
         None => None,
     };
     if bridge_type.is_some() {
@@ -499,6 +596,15 @@ mod tests {
                     latency: Duration::ZERO,
                     token: None,
                 }),
+                BridgeType::Slack => BridgeKind::Slack(SlackBridgeConfig {
+                    api_url: "https://slack.com/api".into(),
+                    bot_token: crate::config::Secret::new("x"),
+                    mode: SlackMode::Socket {
+                        app_token: crate::config::Secret::new("y"),
+                    },
+                    rate_limits: true,
+                    max_upload: 1,
+                }),
             };
             assert_eq!(bridge_type.name(), kind.type_name());
             assert_eq!(BridgeType::parse(bridge_type.name()), Ok(*bridge_type));
@@ -508,8 +614,8 @@ mod tests {
             Err("unknown bridge type \"memroy\"; did you mean \"memory\"?".to_owned())
         );
         assert_eq!(
-            BridgeType::parse("slack"),
-            Err("unknown bridge type \"slack\" (supported: memory)".to_owned())
+            BridgeType::parse("irc"),
+            Err("unknown bridge type \"irc\" (supported: memory, slack)".to_owned())
         );
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod db;
 pub mod keys;
+pub mod login;
 pub mod memory;
 pub mod migrate;
 pub mod records;

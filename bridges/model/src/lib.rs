@@ -42,6 +42,6 @@ pub use event::{Attachment, Inbound, InboundKind, MemberChange, Message, Message
 pub use http::{HttpEndpoint, HttpRequest, HttpResponse};
 pub use ids::{BridgeId, CallId, ChannelId, EventId, MessageId, OpId, UserId};
 pub use outbound::{Delivered, OutboundKind, OutboundOp};
-pub use person::{Person, PuppetRef, Sender};
+pub use person::{LinkedAccount, LinkedAccounts, NoLinkedAccounts, Person, PuppetRef, Sender};
 pub use richtext::{Block, Inline, RichText};
 pub use time::Timestamp;

@@ -115,3 +115,44 @@ impl PuppetRef {
         self
     }
 }
+
+/// A person's own account on a target bridge, linked by them (`switchboard
+/// login`), so that what they write elsewhere appears there as themselves.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkedAccount {
+    /// Their user id on the target bridge.
+    pub user: UserId,
+    /// The token that acts as them there. Never printed.
+    pub token: String,
+}
+
+impl std::fmt::Debug for LinkedAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkedAccount")
+            .field("user", &self.user)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The linked accounts of one target bridge, as the daemon's store holds them
+/// (encrypted at rest).
+pub trait LinkedAccounts: Send + Sync + std::fmt::Debug {
+    /// The account `person` linked on this bridge, if any.
+    fn account_for(&self, person_bridge: &BridgeId, person_user: &UserId) -> Option<LinkedAccount>;
+    /// The token of account `user` on this bridge, if it was linked.
+    fn token_of(&self, user: &UserId) -> Option<String>;
+}
+
+/// No linked accounts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLinkedAccounts;
+
+impl LinkedAccounts for NoLinkedAccounts {
+    fn account_for(&self, _: &BridgeId, _: &UserId) -> Option<LinkedAccount> {
+        None
+    }
+    fn token_of(&self, _: &UserId) -> Option<String> {
+        None
+    }
+}

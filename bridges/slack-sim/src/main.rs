@@ -1,1 +1,2 @@
+//! `slack-sim` — runs the Slack simulator standalone (filled in below).
 fn main() {}

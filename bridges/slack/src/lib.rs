@@ -4,10 +4,19 @@
 //! - [`events`]: Events API payloads (from Socket Mode or HTTP) to canonical events.
 //! - [`signature`]: `v0` request signatures of the HTTP Events API.
 //! - [`names`]: resolving user and channel ids to names for mentions.
+//! - [`bridge`]: the [`bridge::SlackBridge`] itself; [`socket`]: Socket Mode; [`config`]: its settings.
+//! - [`web`]: the Web API client; [`ratelimit`]: client-side rate limits.
 
 pub mod blocks;
+pub mod bridge;
+pub mod config;
 pub mod emoji;
 pub mod events;
+pub mod manifest;
 pub mod mrkdwn;
 pub mod names;
+pub mod names_cache;
+pub mod ratelimit;
 pub mod signature;
+pub mod socket;
+pub mod web;

@@ -1,0 +1,985 @@
+//! [`SlackBridge`]: the [`Bridge`] for one Slack workspace.
+//!
+//! Inbound: Socket Mode ([`crate::socket`]) or the HTTP Events API
+//! ([`EventsEndpoint`]); both parse with [`crate::events`], fill in names
+//! from `users.info`, push into the relay and acknowledge Slack only once the
+//! relay has stored the event. After every (re)connect, [`SlackBridge::catch_up`]
+//! reads `conversations.history` from each portal channel's stored cursor, so
+//! nothing posted while we were away is lost; the relay drops what it already
+//! has by message id.
+//!
+//! Outbound: `chat.postMessage` with `username`/`icon_url` for people from
+//! elsewhere (scope `chat:write.customize`), message `metadata` carrying our
+//! op id (echo detection, and finding an op's message again after a crash),
+//! `chat.update`, `chat.delete`, `reactions.add/remove`, the upload-v2 flow
+//! for files, and the Calls API for call invites.
+
+use crate::config::{InboundMode, SlackConfig};
+use crate::events::{self, ParseContext, Payload};
+use crate::names_cache::NameCache;
+use crate::ratelimit::RateLimiter;
+use crate::web::{ApiError, SlackApi, Token};
+use crate::{blocks, emoji, mrkdwn};
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+use switchboard_model::{
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
+    Delivered, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind, InboundSink, Inline,
+    MediaSource, Message, MessageId, MessageStyle, OpId, OutboundKind, OutboundOp, Person,
+    PuppetRef, RichText, UserId,
+};
+
+/// Who we are in the workspace, from `auth.test` and `bots.info`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The workspace (`T…`).
+    pub team: String,
+    /// Our bot's user id (`U…`).
+    pub bot_user: String,
+    /// Our bot's id (`B…`).
+    pub bot_id: Option<String>,
+    /// Our app's id (`A…`).
+    pub app_id: Option<String>,
+}
+
+/// The Slack connector.
+#[derive(Debug)]
+pub struct SlackBridge {
+    pub(crate) config: SlackConfig,
+    pub(crate) api: SlackApi,
+    pub(crate) names: NameCache,
+    identity: RwLock<Option<Identity>>,
+    /// The relay's sink while `run` is active (the Events API endpoint needs it).
+    sink: Mutex<Option<InboundSink>>,
+    /// Ops posted by this process: a retry returns the same answer.
+    posted: Mutex<HashMap<OpId, Delivered>>,
+    /// Ourselves, for the HTTP endpoint.
+    this: std::sync::Weak<SlackBridge>,
+}
+
+impl SlackBridge {
+    /// A connector for `config`.
+    pub fn new(config: SlackConfig) -> Result<Arc<Self>, BridgeError> {
+        let limiter = Arc::new(RateLimiter::new(config.rate_limits));
+        let api = SlackApi::new(config.api_base.clone(), limiter)?;
+        Ok(Arc::new_cyclic(|this| SlackBridge {
+            config,
+            api,
+            names: NameCache::default(),
+            identity: RwLock::new(None),
+            sink: Mutex::new(None),
+            posted: Mutex::new(HashMap::new()),
+            this: this.clone(),
+        }))
+    }
+
+    fn token(&self) -> &Token {
+        &self.config.bot_token
+    }
+
+    /// Our identity, once `run` or `health_check` has asked Slack.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks Slack who we are (`auth.test`, `bots.info`).
+    pub(crate) async fn authenticate(&self) -> Result<Identity, BridgeError> {
+        // auth.test — https://docs.slack.dev/reference/methods/auth.test
+        let me = self
+            .api
+            .call("auth.test", self.token(), json!({}), None)
+            .await?;
+        let text = |k: &str| me.get(k).and_then(Value::as_str).map(str::to_owned);
+        let mut identity = Identity {
+            team: text("team_id").unwrap_or_default(),
+            bot_user: text("user_id").unwrap_or_default(),
+            bot_id: text("bot_id"),
+            app_id: None,
+        };
+        if let Some(bot) = &identity.bot_id {
+            // bots.info — https://docs.slack.dev/reference/methods/bots.info
+            match self
+                .api
+                .call("bots.info", self.token(), json!({ "bot": bot }), None)
+                .await
+            {
+                Ok(v) => {
+                    identity.app_id = v
+                        .pointer("/bot/app_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                }
+                Err(e) => {
+                    tracing::debug!(bridge = %self.config.id, error = %e, "bots.info failed; echoes are still caught by bot id.")
+                }
+            }
+        }
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = Some(identity.clone());
+        Ok(identity)
+    }
+
+    /// Parses a payload (Socket Mode or HTTP) and fills in names.
+    pub(crate) async fn parse(&self, body: &[u8]) -> Result<Payload, events::Rejected> {
+        let identity = self.identity().unwrap_or_default();
+        let payload = {
+            let mut ctx = ParseContext::new(&self.config.id, &self.names);
+            ctx.team = Some(identity.team.as_str()).filter(|t| !t.is_empty());
+            ctx.our_bot_id = identity.bot_id.as_deref();
+            ctx.our_app_id = identity.app_id.as_deref();
+            ctx.our_bot_user = Some(identity.bot_user.as_str()).filter(|u| !u.is_empty());
+            ctx.relay_marker = &self.config.relay_marker;
+            events::parse_payload(body, &ctx)?
+        };
+        Ok(match payload {
+            Payload::Events(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                for ev in list {
+                    out.push(self.enrich(ev).await);
+                }
+                Payload::Events(out)
+            }
+            other => other,
+        })
+    }
+
+    /// Fills in the sender's name and avatar, and mention names, from `users.info`.
+    async fn enrich(&self, mut event: Inbound) -> Inbound {
+        if event.sender.is_ours {
+            return event;
+        }
+        let person = &mut event.sender.person;
+        if person.display_name.is_empty() || person.display_name == person.user.as_str() {
+            if let Some(info) = self
+                .names
+                .user_info(&self.api, self.token(), person.user.as_str())
+                .await
+            {
+                person.display_name = info.name;
+                if person.avatar.is_none() {
+                    person.avatar = info.avatar;
+                }
+                person.is_bot |= info.is_bot;
+            }
+        }
+        let body = match &mut event.kind {
+            InboundKind::Message { message, .. } | InboundKind::Edit { message, .. } => {
+                Some(&mut message.body)
+            }
+            _ => None,
+        };
+        if let Some(body) = body {
+            let mut unknown = Vec::new();
+            body.for_each_inline_mut(&mut |i| {
+                if let Inline::UserMention { user, name, .. } = i {
+                    if name == user.as_str() {
+                        unknown.push(user.to_string());
+                    }
+                }
+            });
+            for id in &unknown {
+                self.names.user_info(&self.api, self.token(), id).await;
+            }
+            if !unknown.is_empty() {
+                body.for_each_inline_mut(&mut |i| {
+                    if let Inline::UserMention { user, name, .. } = i {
+                        if let Some(info) = self.names.cached_user(user.as_str()) {
+                            *name = info.name;
+                        }
+                    }
+                });
+            }
+        }
+        event
+    }
+
+    /// Pushes parsed events into the relay, moving each channel's catch-up
+    /// cursor once its messages are stored. Returns only when all are durable.
+    pub(crate) async fn push(
+        &self,
+        sink: &InboundSink,
+        cursors: Option<&dyn switchboard_model::CursorStore>,
+        events: Vec<Inbound>,
+    ) -> Result<(), BridgeError> {
+        let mut pending = Vec::with_capacity(events.len());
+        for ev in events {
+            let ts = match &ev.kind {
+                InboundKind::Message { id, .. } => Some((ev.origin.channel.clone(), id.clone())),
+                _ => None,
+            };
+            let stored = sink
+                .submit(ev)
+                .await
+                .map_err(|e| BridgeError::transient(format!("relay refused the event: {e}")))?;
+            pending.push((stored, ts));
+        }
+        for (stored, ts) in pending {
+            stored
+                .await
+                .map_err(|e| BridgeError::transient(format!("relay refused the event: {e}")))?;
+            if let (Some(cursors), Some((channel, ts))) = (cursors, ts) {
+                advance_cursor(cursors, &channel, ts.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what each portal channel got since its cursor and pushes it.
+    /// A channel without a cursor starts from now (history before the portal
+    /// existed is not replayed).
+    pub(crate) async fn catch_up(&self, ctx: &BridgeContext) -> Result<usize, BridgeError> {
+        let mut total = 0;
+        for channel in ctx.channels() {
+            if ctx.shutdown.is_cancelled() {
+                break;
+            }
+            match ctx.cursors().get(&channel) {
+                None => {
+                    let now = format!("{}.000000", unix_now());
+                    ctx.cursors().put(&channel, &now);
+                }
+                Some(cursor) => match self.catch_up_channel(ctx, &channel, &cursor).await {
+                    Ok(n) => total += n,
+                    Err(e)
+                        if matches!(
+                            e,
+                            BridgeError::NotFound { .. } | BridgeError::Permanent { .. }
+                        ) =>
+                    {
+                        tracing::warn!(bridge = %self.config.id, channel = %channel, error = %e, "Cannot catch up this channel.");
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        if total > 0 {
+            tracing::info!(bridge = %self.config.id, messages = total, "Caught up on messages sent while disconnected.");
+        }
+        Ok(total)
+    }
+
+    async fn catch_up_channel(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        cursor: &str,
+    ) -> Result<usize, BridgeError> {
+        // conversations.history — https://docs.slack.dev/reference/methods/conversations.history
+        let mut messages: Vec<Value> = Vec::new();
+        let mut page_cursor = String::new();
+        loop {
+            let mut args = json!({ "channel": channel.as_str(), "oldest": cursor, "inclusive": false, "limit": 200, "include_all_metadata": true });
+            if !page_cursor.is_empty() {
+                args["cursor"] = json!(page_cursor);
+            }
+            let page = self
+                .api
+                .call("conversations.history", self.token(), args, None)
+                .await?;
+            if let Some(list) = page.get("messages").and_then(Value::as_array) {
+                messages.extend(list.iter().cloned());
+            }
+            page_cursor = page
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if page_cursor.is_empty() {
+                break;
+            }
+        }
+        // Threads with replies since the cursor.
+        let mut replies: Vec<Value> = Vec::new();
+        for parent in &messages {
+            let latest = parent
+                .get("latest_reply")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let ts = parent.get("ts").and_then(Value::as_str).unwrap_or("");
+            if !latest.is_empty() && ts_after(latest, cursor) {
+                // conversations.replies — https://docs.slack.dev/reference/methods/conversations.replies
+                let args = json!({ "channel": channel.as_str(), "ts": ts, "oldest": cursor, "inclusive": false, "limit": 200, "include_all_metadata": true });
+                let page = self
+                    .api
+                    .call("conversations.replies", self.token(), args, None)
+                    .await?;
+                if let Some(list) = page.get("messages").and_then(Value::as_array) {
+                    replies.extend(
+                        list.iter()
+                            .filter(|m| m.get("ts").and_then(Value::as_str) != Some(ts))
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        messages.extend(replies);
+        messages.sort_by(|a, b| {
+            ts_key(a)
+                .partial_cmp(&ts_key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let mut events = Vec::new();
+        for m in messages {
+            let ts = m
+                .get("ts")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let mut event = m.clone();
+            event["type"] = json!("message");
+            event["channel"] = json!(channel.as_str());
+            let wrapper = json!({
+                "type": "event_callback",
+                "event_id": format!("catchup:{}:{}", channel, ts),
+                "event_time": ts.split('.').next().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+                "event": event,
+            });
+            match self.parse(wrapper.to_string().as_bytes()).await {
+                Ok(Payload::Events(list)) => events.extend(list),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(bridge = %self.config.id, reason = %e, "Skipping a history message that does not parse.")
+                }
+            }
+        }
+        let n = events.len();
+        self.push(&ctx.inbound, Some(ctx.cursors()), events).await?;
+        Ok(n)
+    }
+
+    fn remember(&self, op: &OpId, delivered: &Delivered) {
+        let mut posted = self.posted.lock().unwrap_or_else(|p| p.into_inner());
+        if posted.len() > 10_000 {
+            posted.clear();
+        }
+        posted.insert(op.clone(), delivered.clone());
+    }
+
+    fn already_posted(&self, op: &OpId) -> Option<Delivered> {
+        self.posted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(op)
+            .cloned()
+    }
+
+    /// After a crash: finds the message a previous attempt of `op` posted, by
+    /// the op id in its metadata.
+    async fn find_posted(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        op: &OpId,
+    ) -> Result<Option<MessageId>, BridgeError> {
+        let (method, mut args) = match thread {
+            Some(ts) => (
+                "conversations.replies",
+                json!({ "channel": channel, "ts": ts }),
+            ),
+            None => ("conversations.history", json!({ "channel": channel })),
+        };
+        args["limit"] = json!(100);
+        args["include_all_metadata"] = json!(true);
+        let page = self.api.call(method, self.token(), args, None).await?;
+        let found = page
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|list| {
+                list.iter().find(|m| {
+                    m.pointer("/metadata/event_type").and_then(Value::as_str)
+                        == Some(self.config.relay_marker.as_str())
+                        && m.pointer("/metadata/event_payload/op")
+                            .and_then(Value::as_str)
+                            == Some(op.as_str())
+                })
+            });
+        Ok(found
+            .and_then(|m| m.get("ts"))
+            .and_then(Value::as_str)
+            .map(MessageId::new))
+    }
+
+    async fn send(
+        &self,
+        op: &OutboundOp,
+        message: &Message,
+        media: &dyn MediaSource,
+    ) -> Result<Delivered, BridgeError> {
+        let channel = op.channel.as_str();
+        let thread = message.thread_root.as_ref().map(|t| t.as_str().to_owned());
+        if op.maybe_delivered {
+            if let Some(ts) = self.find_posted(channel, thread.as_deref(), &op.id).await? {
+                return Ok(Delivered::one(ts));
+            }
+        }
+        let mut body = message.body.clone();
+        if message.style == MessageStyle::Emote {
+            let name = op.author.as_ref().map_or("", |a| a.display_name.as_str());
+            body = body.prefixed(vec![Inline::text(format!("* {name} "))]);
+        }
+        let mut ids = Vec::new();
+        if !body.is_empty() || message.attachments.is_empty() {
+            let mut args = self.post_args(op, &body);
+            if let Some(ts) = &thread {
+                args["thread_ts"] = json!(ts);
+            }
+            // chat.postMessage — https://docs.slack.dev/reference/methods/chat.postMessage
+            let answer = self
+                .api
+                .call("chat.postMessage", self.token(), args, Some(channel))
+                .await?;
+            let ts = answer
+                .get("ts")
+                .and_then(Value::as_str)
+                .ok_or_else(|| BridgeError::transient("chat.postMessage answered without a ts"))?;
+            ids.push(MessageId::new(ts));
+        }
+        for attachment in &message.attachments {
+            let thread = thread
+                .clone()
+                .or_else(|| ids.first().map(|m| m.as_str().to_owned()).filter(|_| false));
+            self.upload(op, attachment, thread.as_deref(), media)
+                .await?;
+        }
+        Ok(Delivered { ids })
+    }
+
+    /// The common arguments of a post: text, blocks, puppet name and icon, our marker.
+    fn post_args(&self, op: &OutboundOp, body: &RichText) -> Value {
+        let text = mrkdwn::render(body, &self.config.id);
+        let mut args = json!({
+            "channel": op.channel.as_str(),
+            "text": text,
+            "unfurl_links": false,
+            "unfurl_media": false,
+            "metadata": { "event_type": self.config.relay_marker, "event_payload": { "op": op.id.as_str() } },
+        });
+        if !body.is_empty() {
+            args["blocks"] = json!([blocks::render_rich_text(body, &self.config.id)]);
+        }
+        if let Some(author) = op.author.as_ref().filter(|a| !a.is_linked_account) {
+            args["username"] = json!(author.display_name);
+            if let Some(icon) = author
+                .avatar
+                .as_ref()
+                .filter(|a| a.starts_with("http://") || a.starts_with("https://"))
+            {
+                args["icon_url"] = json!(icon);
+            }
+        }
+        args
+    }
+
+    /// Uploads one file with the upload-v2 flow.
+    async fn upload(
+        &self,
+        op: &OutboundOp,
+        attachment: &Attachment,
+        thread: Option<&str>,
+        media: &dyn MediaSource,
+    ) -> Result<(), BridgeError> {
+        if attachment.size.is_some_and(|s| s > self.config.max_upload) {
+            return Err(BridgeError::permanent(format!(
+                "file {} is larger than {} bytes",
+                attachment.name, self.config.max_upload
+            )));
+        }
+        let origin = op
+            .origin
+            .as_ref()
+            .map(|o| o.bridge.clone())
+            .unwrap_or_else(|| self.config.id.clone());
+        let bytes = media.fetch(&origin, attachment).await?;
+        if bytes.len() as u64 > self.config.max_upload {
+            return Err(BridgeError::permanent(format!(
+                "file {} is larger than {} bytes",
+                attachment.name, self.config.max_upload
+            )));
+        }
+        // files.getUploadURLExternal — https://docs.slack.dev/reference/methods/files.getUploadURLExternal
+        let slot = self
+            .api
+            .call(
+                "files.getUploadURLExternal",
+                self.token(),
+                json!({ "filename": attachment.name, "length": bytes.len() }),
+                None,
+            )
+            .await?;
+        let url = slot
+            .get("upload_url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BridgeError::transient("no upload_url"))?;
+        let file_id = slot
+            .get("file_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BridgeError::transient("no file_id"))?
+            .to_owned();
+        self.api.upload(url, bytes).await?;
+        // files.completeUploadExternal — https://docs.slack.dev/reference/methods/files.completeUploadExternal
+        let mut args = json!({
+            "files": json!([{ "id": file_id, "title": attachment.name }]).to_string(),
+            "channel_id": op.channel.as_str(),
+        });
+        if let Some(ts) = thread {
+            args["thread_ts"] = json!(ts);
+        }
+        self.api
+            .call("files.completeUploadExternal", self.token(), args, None)
+            .await?;
+        Ok(())
+    }
+
+    async fn edit(
+        &self,
+        op: &OutboundOp,
+        parts: &[MessageId],
+        message: &Message,
+    ) -> Result<Delivered, BridgeError> {
+        let Some(first) = parts.first() else {
+            return Ok(Delivered::none());
+        };
+        let mut args = self.post_args(op, &message.body);
+        args["ts"] = json!(first.as_str());
+        args.as_object_mut().map(|o| {
+            o.remove("unfurl_links");
+            o.remove("unfurl_media");
+            o.remove("username");
+            o.remove("icon_url");
+        });
+        // chat.update — https://docs.slack.dev/reference/methods/chat.update (4,000 characters at most)
+        match self
+            .api
+            .call(
+                "chat.update",
+                self.token(),
+                args.clone(),
+                Some(op.channel.as_str()),
+            )
+            .await
+        {
+            Err(ApiError::Slack { code, .. }) if code == "msg_too_long" => {
+                let text: String = args["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(3990)
+                    .collect();
+                args["text"] = json!(format!("{text}…"));
+                if let Some(o) = args.as_object_mut() {
+                    o.remove("blocks");
+                }
+                self.api
+                    .call("chat.update", self.token(), args, Some(op.channel.as_str()))
+                    .await?;
+            }
+            other => {
+                other?;
+            }
+        }
+        for extra in &parts[1..] {
+            self.delete_one(op.channel.as_str(), extra).await?;
+        }
+        Ok(Delivered::none())
+    }
+
+    async fn delete_one(&self, channel: &str, ts: &MessageId) -> Result<(), BridgeError> {
+        // chat.delete — https://docs.slack.dev/reference/methods/chat.delete
+        match self
+            .api
+            .call(
+                "chat.delete",
+                self.token(),
+                json!({ "channel": channel, "ts": ts.as_str() }),
+                Some(channel),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("message_not_found") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn react(
+        &self,
+        op: &OutboundOp,
+        target: &MessageId,
+        key: &str,
+        add: bool,
+    ) -> Result<Delivered, BridgeError> {
+        let channel = op.channel.as_str();
+        let name = match emoji::reaction_name(key) {
+            Ok(name) => name,
+            Err(_) if add => {
+                // Slack has no such emoji: say it in the thread instead.
+                let who = op
+                    .author
+                    .as_ref()
+                    .map_or("Someone", |a| a.display_name.as_str());
+                let body = RichText::plain(format!("{who} reacted {key}"));
+                let mut args = self.post_args(op, &body);
+                args["thread_ts"] = json!(target.as_str());
+                self.api
+                    .call("chat.postMessage", self.token(), args, Some(channel))
+                    .await?;
+                return Ok(Delivered::none());
+            }
+            Err(_) => return Ok(Delivered::none()),
+        };
+        let method = if add {
+            "reactions.add"
+        } else {
+            "reactions.remove"
+        };
+        // reactions.add / reactions.remove — https://docs.slack.dev/reference/methods/reactions.add
+        let args = json!({ "channel": channel, "timestamp": target.as_str(), "name": name });
+        match self
+            .api
+            .call(method, self.token(), args, Some(channel))
+            .await
+        {
+            Ok(_) => Ok(Delivered::none()),
+            // Our bot already shows (or no longer shows) this reaction: nothing to do.
+            Err(e) if matches!(e.code(), Some("already_reacted" | "no_reaction")) => {
+                Ok(Delivered::none())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn call(
+        &self,
+        op: &OutboundOp,
+        event: &switchboard_model::CallEvent,
+        invite: &[MessageId],
+    ) -> Result<Delivered, BridgeError> {
+        let channel = op.channel.as_str();
+        let slack_call = invite.get(1).map(|m| m.as_str().to_owned());
+        match (&event.state, slack_call) {
+            (CallState::Ended { duration }, Some(call)) => {
+                // calls.end — https://docs.slack.dev/reference/methods/calls.end
+                let mut args = json!({ "id": call });
+                if let Some(d) = duration {
+                    args["duration"] = json!(d.as_secs());
+                }
+                self.api.call("calls.end", self.token(), args, None).await?;
+                Ok(Delivered::none())
+            }
+            (_, Some(call)) => {
+                // calls.update — https://docs.slack.dev/reference/methods/calls.update
+                let mut args = json!({ "id": call });
+                if let Some(t) = &event.title {
+                    args["title"] = json!(t);
+                }
+                if let Some(u) = &event.join_url {
+                    args["join_url"] = json!(u);
+                }
+                self.api
+                    .call("calls.update", self.token(), args, None)
+                    .await?;
+                Ok(Delivered::none())
+            }
+            (_, None) => {
+                let Some(join_url) = &event.join_url else {
+                    // No link to join: a notice is all Slack can show.
+                    let body = RichText::plain(event.describe());
+                    return self.send(op, &Message::new(body), &NoFiles).await;
+                };
+                // calls.add — https://docs.slack.dev/reference/methods/calls.add
+                let mut args = json!({
+                    "external_unique_id": event.call.as_str(),
+                    "join_url": join_url,
+                    "date_start": unix_now(),
+                });
+                if let Some(t) = &event.title {
+                    args["title"] = json!(t);
+                }
+                let added = self.api.call("calls.add", self.token(), args, None).await?;
+                let call_id = added
+                    .pointer("/call/id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| BridgeError::transient("calls.add answered without a call id"))?
+                    .to_owned();
+                let mut post = self.post_args(op, &RichText::plain(event.describe()));
+                post["blocks"] = json!([{ "type": "call", "call_id": call_id }]);
+                let answer = self
+                    .api
+                    .call("chat.postMessage", self.token(), post, Some(channel))
+                    .await?;
+                let ts = answer.get("ts").and_then(Value::as_str).ok_or_else(|| {
+                    BridgeError::transient("chat.postMessage answered without a ts")
+                })?;
+                if matches!(event.state, CallState::Ended { .. }) {
+                    self.api
+                        .call("calls.end", self.token(), json!({ "id": call_id }), None)
+                        .await?;
+                }
+                Ok(Delivered {
+                    ids: vec![MessageId::new(ts), MessageId::new(call_id)],
+                })
+            }
+        }
+    }
+}
+
+/// A media source with no files (for notices).
+struct NoFiles;
+
+#[async_trait]
+impl MediaSource for NoFiles {
+    async fn fetch(
+        &self,
+        _origin: &BridgeId,
+        attachment: &Attachment,
+    ) -> Result<Vec<u8>, BridgeError> {
+        Err(BridgeError::not_found(format!("file {}", attachment.name)))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn ts_key(m: &Value) -> f64 {
+    m.get("ts")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// True when Slack timestamp `a` is later than `b` (compared as decimals).
+pub(crate) fn ts_after(a: &str, b: &str) -> bool {
+    let split = |s: &str| {
+        let (secs, micros) = s.split_once('.').unwrap_or((s, "0"));
+        (
+            secs.parse::<u64>().unwrap_or(0),
+            format!("{micros:0<6}").parse::<u64>().unwrap_or(0),
+        )
+    };
+    split(a) > split(b)
+}
+
+/// Moves a channel's cursor forward to `ts` (never back).
+pub(crate) fn advance_cursor(
+    cursors: &dyn switchboard_model::CursorStore,
+    channel: &ChannelId,
+    ts: &str,
+) {
+    match cursors.get(channel) {
+        Some(current) if !ts_after(ts, &current) => {}
+        _ => cursors.put(channel, ts),
+    }
+}
+
+#[async_trait]
+impl Bridge for SlackBridge {
+    fn id(&self) -> &BridgeId {
+        &self.config.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::full();
+        // Slack has threads, not replies to single messages.
+        caps.replies = false;
+        caps.max_message_len = 40_000;
+        caps.max_upload = self.config.max_upload;
+        // Puppets are a name and icon per message, not accounts.
+        caps.puppet_accounts = false;
+        caps
+    }
+
+    async fn health_check(&self) -> Result<(), BridgeError> {
+        self.authenticate().await.map(|_| ())
+    }
+
+    async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        let identity = self.authenticate().await?;
+        tracing::info!(bridge = %self.config.id, team = %identity.team, "Slack workspace authenticated.");
+        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx.inbound.clone());
+        let result = match &self.config.mode {
+            InboundMode::Socket { app_token } => crate::socket::run(self, &ctx, app_token).await,
+            InboundMode::Events { .. } => {
+                // Slack pushes to our endpoint; here we only catch up and wait.
+                self.catch_up(&ctx).await?;
+                ctx.set_state(switchboard_model::BridgeState::Connected);
+                ctx.shutdown.cancelled().await;
+                Ok(())
+            }
+        };
+        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        result
+    }
+
+    async fn deliver(
+        &self,
+        op: &OutboundOp,
+        media: &dyn MediaSource,
+    ) -> Result<Delivered, BridgeError> {
+        if let Some(done) = self.already_posted(&op.id) {
+            return Ok(done);
+        }
+        let delivered = match &op.kind {
+            OutboundKind::Send { message } => self.send(op, message, media).await?,
+            OutboundKind::Edit { parts, message } => self.edit(op, parts, message).await?,
+            OutboundKind::Delete { parts } => {
+                for p in parts {
+                    self.delete_one(op.channel.as_str(), p).await?;
+                }
+                Delivered::none()
+            }
+            OutboundKind::React { target, key } => self.react(op, target, key, true).await?,
+            OutboundKind::Unreact { target, key, .. } => self.react(op, target, key, false).await?,
+            OutboundKind::Call { event, invite } => self.call(op, event, invite).await?,
+            _ => {
+                return Err(BridgeError::permanent(
+                    "operation not supported by the Slack connector",
+                ));
+            }
+        };
+        self.remember(&op.id, &delivered);
+        Ok(delivered)
+    }
+
+    async fn ensure_puppet(&self, person: &Person) -> Result<PuppetRef, BridgeError> {
+        // No accounts for people from elsewhere: a name and an icon per message.
+        let platform = person.bridge.platform();
+        let label = match platform {
+            "teams" => "Teams",
+            "matrix" => "Matrix",
+            "slack" => "Slack",
+            other => other,
+        };
+        let name = format!("{} ({label})", person.display_name);
+        let user = UserId::new(format!("puppet:{}:{}", person.bridge, person.user));
+        Ok(PuppetRef::new(user, name).with_avatar(person.avatar.clone()))
+    }
+
+    async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
+        self.api
+            .download(&attachment.url, self.token(), self.config.max_upload)
+            .await
+    }
+
+    fn http_endpoints(&self) -> Vec<(String, Arc<dyn HttpEndpoint>)> {
+        match (&self.config.mode, self.this.upgrade()) {
+            (
+                InboundMode::Events {
+                    signing_secret,
+                    path,
+                },
+                Some(this),
+            ) => {
+                vec![(
+                    path.clone(),
+                    Arc::new(EventsEndpoint::new(this, signing_secret.clone()))
+                        as Arc<dyn HttpEndpoint>,
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The HTTP Events API Request URL: verifies Slack's signature, parses,
+/// pushes into the relay and answers 200 once the events are stored.
+#[derive(Debug)]
+pub struct EventsEndpoint {
+    bridge: Arc<SlackBridge>,
+    secret: Token,
+}
+
+impl EventsEndpoint {
+    /// The endpoint of `bridge` (which must be in Events API mode).
+    pub fn new(bridge: Arc<SlackBridge>, secret: Token) -> Self {
+        EventsEndpoint { bridge, secret }
+    }
+}
+
+#[async_trait]
+impl HttpEndpoint for EventsEndpoint {
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        if request.method != "POST" {
+            return HttpResponse::text(405, "POST only");
+        }
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        if let Err(e) = crate::signature::verify(
+            self.secret.expose().as_bytes(),
+            request.header("x-slack-request-timestamp"),
+            request.header("x-slack-signature"),
+            &request.body,
+            now,
+        ) {
+            tracing::warn!(bridge = %self.bridge.config.id, reason = %e, "Refused an Events API request with a bad signature.");
+            return HttpResponse::text(401, "invalid signature");
+        }
+        let payload = match self.bridge.parse(&request.body).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(bridge = %self.bridge.config.id, reason = %e, "Refused an Events API payload.");
+                return HttpResponse::text(400, format!("bad payload: {e}"));
+            }
+        };
+        match payload {
+            Payload::UrlVerification { challenge } => {
+                HttpResponse::json(200, &json!({ "challenge": challenge }))
+            }
+            Payload::Events(events) => {
+                let sink = self
+                    .bridge
+                    .sink
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let Some(sink) = sink else {
+                    // Not running: Slack will retry.
+                    return HttpResponse::text(503, "not ready");
+                };
+                match self.bridge.push(&sink, None, events).await {
+                    Ok(()) => HttpResponse::empty(200),
+                    Err(e) => {
+                        tracing::warn!(bridge = %self.bridge.config.id, error = %e, "Events not stored; Slack will retry.");
+                        HttpResponse::text(503, "not stored")
+                    }
+                }
+            }
+            Payload::AppRateLimited { minute } => {
+                tracing::warn!(bridge = %self.bridge.config.id, minute, "Slack is rate limiting event deliveries; catch-up will fill the gap.");
+                HttpResponse::empty(200)
+            }
+            Payload::Ignored(_) => HttpResponse::empty(200),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_compare_as_decimals() {
+        assert!(ts_after("1700000000.000200", "1700000000.000100"));
+        assert!(ts_after("1700000001.000000", "1700000000.999999"));
+        assert!(!ts_after("1700000000.000100", "1700000000.000100"));
+        assert!(ts_after("1700000000.1", "1700000000.000009"));
+    }
+
+    #[test]
+    fn cursors_only_move_forward() {
+        let c = switchboard_model::MemoryCursors::default();
+        let ch = ChannelId::new("C1");
+        advance_cursor(&c, &ch, "10.000002");
+        advance_cursor(&c, &ch, "10.000001");
+        assert_eq!(
+            switchboard_model::CursorStore::get(&c, &ch).as_deref(),
+            Some("10.000002")
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Socket Mode (https://docs.slack.dev/apis/events-api/using-socket-mode).
+//!
+//! `apps.connections.open` (with the app-level token) gives a WebSocket URL;
+//! Slack's first frame is `hello`; each event then comes as an `events_api`
+//! envelope whose payload is the Events API body. We acknowledge an envelope
+//! (`{"envelope_id": …}`) only after the relay has stored its events, so an
+//! envelope lost in a crash is redelivered by Slack. On `disconnect` the
+//! replacement socket is opened before the old one is dropped. After every
+//! connect, the connector catches up from its cursors.
+
+use crate::bridge::{SlackBridge, advance_cursor};
+use crate::events::{Payload, SocketFrame, parse_socket_frame};
+use crate::web::Token;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchboard_model::{BridgeContext, BridgeError, BridgeState, InboundKind};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How a connection ended.
+enum Ended {
+    /// The daemon is stopping.
+    Shutdown,
+    /// Slack asked us to reconnect; the old socket is still open.
+    Disconnect(String, Socket),
+    /// The connection broke.
+    Lost(String),
+}
+
+/// Runs Socket Mode until shutdown, reconnecting by itself.
+pub(crate) async fn run(
+    bridge: &SlackBridge,
+    ctx: &BridgeContext,
+    app_token: &Token,
+) -> Result<(), BridgeError> {
+    let id = &bridge.config.id;
+    let mut backoff = Duration::from_secs(1);
+    let mut replacement: Option<Socket> = None;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let socket = match replacement.take() {
+            Some(s) => s,
+            None => {
+                let connecting = tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    c = connect(bridge, app_token) => c,
+                };
+                match connecting {
+                    Ok(s) => s,
+                    Err(e @ BridgeError::Auth { .. }) => {
+                        ctx.set_state(BridgeState::BadCredentials(e.to_string()));
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
+                        tracing::warn!(bridge = %id, error = %e, retry_in_ms = backoff.as_millis(), "Socket Mode connection failed; retrying.");
+                        tokio::select! {
+                            _ = ctx.shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(backoff.mul_f64(0.8 + fastrand::f64() * 0.4)) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        continue;
+                    }
+                }
+            }
+        };
+        backoff = Duration::from_secs(1);
+        ctx.set_state(BridgeState::Connected);
+        if let Err(e) = bridge.catch_up(ctx).await {
+            tracing::warn!(bridge = %id, error = %e, "Catch-up failed; it is retried at the next connect.");
+        }
+        match serve(bridge, ctx, socket).await {
+            Ended::Shutdown => return Ok(()),
+            Ended::Disconnect(reason, old) => {
+                tracing::info!(bridge = %id, reason = %reason, "Slack asked for a new Socket Mode connection.");
+                // Open the new socket first; the old one keeps delivering until then.
+                match connect(bridge, app_token).await {
+                    Ok(s) => replacement = Some(s),
+                    Err(e) => {
+                        tracing::warn!(bridge = %id, error = %e, "Replacement socket failed; reconnecting.")
+                    }
+                }
+                drop(old);
+            }
+            Ended::Lost(reason) => {
+                ctx.set_state(BridgeState::TransientDisconnect(reason.clone()));
+                tracing::warn!(bridge = %id, reason = %reason, "Socket Mode connection lost; reconnecting.");
+            }
+        }
+    }
+}
+
+/// Opens a socket and waits for `hello`.
+async fn connect(bridge: &SlackBridge, app_token: &Token) -> Result<Socket, BridgeError> {
+    // apps.connections.open — https://docs.slack.dev/reference/methods/apps.connections.open
+    let answer = bridge
+        .api
+        .call("apps.connections.open", app_token, json!({}), None)
+        .await?;
+    let url = answer
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| BridgeError::transient("apps.connections.open answered without a url"))?;
+    let (mut socket, _) = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| BridgeError::transient("Socket Mode connect timed out"))?
+    .map_err(|e| BridgeError::transient(format!("Socket Mode connect failed: {e}")))?;
+    let hello = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(frame) = socket.next().await {
+            match frame {
+                Ok(Frame::Text(text)) => match parse_socket_frame(text.as_str()) {
+                    Ok(SocketFrame::Hello { .. }) => return Ok(()),
+                    Ok(SocketFrame::Disconnect { reason }) => {
+                        return Err(BridgeError::transient(format!(
+                            "disconnected before hello: {reason}"
+                        )));
+                    }
+                    _ => continue,
+                },
+                Ok(Frame::Close(_)) => {
+                    return Err(BridgeError::transient("socket closed before hello"));
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(BridgeError::transient(format!(
+                        "socket failed before hello: {e}"
+                    )));
+                }
+            }
+        }
+        Err(BridgeError::transient("socket ended before hello"))
+    })
+    .await
+    .map_err(|_| BridgeError::transient("no hello from Slack"))?;
+    hello.map(|()| socket)
+}
+
+/// Reads envelopes until the connection ends; acks each once stored.
+async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> Ended {
+    let id = &bridge.config.id;
+    let (mut write, mut read) = socket.split();
+    let (acks_tx, mut acks) = mpsc::channel::<String>(1024);
+    let ping_every = bridge.config.ping_interval;
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut pending_acks = tokio::task::JoinSet::new();
+    let ended = loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break Ended::Shutdown,
+            Some(ack) = acks.recv() => {
+                if let Err(e) = write.send(Frame::Text(ack.into())).await {
+                    break Ended::Lost(format!("ack not sent: {e}"));
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 3 {
+                    break Ended::Lost("no frame from Slack for too long".into());
+                }
+                if let Err(e) = write.send(Frame::Ping(Vec::new().into())).await {
+                    break Ended::Lost(format!("ping not sent: {e}"));
+                }
+            }
+            frame = read.next() => {
+                last_heard = tokio::time::Instant::now();
+                let text = match frame {
+                    Some(Ok(Frame::Text(text))) => text,
+                    Some(Ok(Frame::Close(_))) | None => break Ended::Lost("socket closed".into()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => break Ended::Lost(format!("socket failed: {e}")),
+                };
+                match parse_socket_frame(text.as_str()) {
+                    Ok(SocketFrame::Disconnect { reason }) => {
+                        // Keep the old socket open until its replacement is up.
+                        match write.reunite(read) {
+                            Ok(socket) => break Ended::Disconnect(reason, socket),
+                            Err(_) => break Ended::Lost(format!("disconnect ({reason})")),
+                        }
+                    }
+                    Ok(SocketFrame::Envelope { envelope_id, payload, .. }) => {
+                        handle_envelope(bridge, ctx, envelope_id, payload, &acks_tx, &mut pending_acks).await;
+                    }
+                    Ok(SocketFrame::Hello { .. }) => {}
+                    Ok(other) => tracing::debug!(bridge = %id, frame = ?other, "Ignoring a Socket Mode frame."),
+                    Err(e) => tracing::warn!(bridge = %id, reason = %e, "Ignoring a malformed Socket Mode frame."),
+                }
+            }
+        }
+    };
+    // Acks still in flight are dropped with the socket: Slack redelivers them.
+    pending_acks.abort_all();
+    ended
+}
+
+/// Parses an envelope, hands its events to the relay and queues the ack for
+/// when they are stored.
+async fn handle_envelope(
+    bridge: &SlackBridge,
+    ctx: &BridgeContext,
+    envelope_id: String,
+    payload: impl AsRef<[u8]>,
+    acks: &mpsc::Sender<String>,
+    pending: &mut tokio::task::JoinSet<()>,
+) {
+    let id = &bridge.config.id;
+    let ack = json!({ "envelope_id": envelope_id }).to_string();
+    let events = match bridge.parse(payload.as_ref()).await {
+        Ok(Payload::Events(events)) => events,
+        Ok(Payload::AppRateLimited { minute }) => {
+            tracing::warn!(bridge = %id, minute, "Slack is rate limiting event deliveries; catch-up will fill the gap.");
+            let _ = acks.send(ack).await;
+            return;
+        }
+        Ok(_) => {
+            let _ = acks.send(ack).await;
+            return;
+        }
+        Err(e) => {
+            // Redelivery cannot fix a payload we cannot read: ack and report.
+            tracing::warn!(bridge = %id, reason = %e, "Dropping an envelope whose payload does not parse.");
+            let _ = acks.send(ack).await;
+            return;
+        }
+    };
+    let mut stored = Vec::new();
+    for ev in events {
+        let message_ts = match &ev.kind {
+            InboundKind::Message { id, .. } => Some((ev.origin.channel.clone(), id.clone())),
+            _ => None,
+        };
+        match ctx.inbound.submit(ev).await {
+            Ok(s) => stored.push((s, message_ts)),
+            Err(e) => {
+                tracing::warn!(bridge = %id, error = %e, "Relay refused an event; Slack will redeliver it.");
+                return;
+            }
+        }
+    }
+    let acks = acks.clone();
+    let cursors = ctx.clone();
+    pending.spawn(async move {
+        for (s, message_ts) in stored {
+            if s.await.is_err() {
+                return; // not stored: no ack, Slack redelivers
+            }
+            if let Some((channel, ts)) = message_ts {
+                advance_cursor(cursors.cursors(), &channel, ts.as_str());
+            }
+        }
+        let _ = acks.send(ack).await;
+    });
+}
