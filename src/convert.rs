@@ -6,7 +6,9 @@ use switchboard_model::dialect;
 
 /// Every dialect this build knows.
 pub fn dialects() -> Vec<Box<dyn Dialect>> {
-    dialect::builtin()
+    let mut all = dialect::builtin();
+    all.push(Box::new(switchboard_slack::mrkdwn::SlackDialect));
+    all
 }
 
 /// Why a conversion failed.
@@ -62,8 +64,21 @@ mod tests {
         let err = convert("html", "plain", "x").expect_err("unknown");
         assert_eq!(
             err.to_string(),
-            "unknown dialect \"html\"; known: richtext-json, plain"
+            "unknown dialect \"html\"; known: richtext-json, plain, slack"
         );
+    }
+
+    #[test]
+    fn slack_mrkdwn_through_richtext() {
+        let out = convert(
+            "slack",
+            "plain",
+            "*hi* <https://x.org|there> :+1: &amp; <!here>",
+        )
+        .expect("converts");
+        assert_eq!(out, "hi there (https://x.org) 👍 & @room");
+        let back = convert("plain", "slack", "a < b & c").expect("converts");
+        assert_eq!(back, "a &lt; b &amp; c");
     }
 
     #[test]

@@ -5,4 +5,5 @@
 mod cli;
 mod conformance;
 mod daemon;
+mod slack;
 mod support;

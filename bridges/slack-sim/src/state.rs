@@ -961,10 +961,10 @@ impl State {
         ch.messages.insert(ts, msg);
         ch.updated_ms = crate::ids::now_micros() as i64 / 1000;
         for id in call_ids {
-            if let Some(call) = self.calls.get_mut(&id) {
-                if !call.channels.iter().any(|c| c == channel) {
-                    call.channels.push(channel.to_string());
-                }
+            if let Some(call) = self.calls.get_mut(&id)
+                && !call.channels.iter().any(|c| c == channel)
+            {
+                call.channels.push(channel.to_string());
             }
         }
         let ev = self.message_event_body(channel, ts);

@@ -3,7 +3,9 @@
 
 mod support;
 
+mod binary;
 mod events;
+mod jsonschema;
 mod oauth;
 mod push;
 mod ratelimit;

@@ -1,0 +1,396 @@
+//! The Slack connector against the Slack simulator: the model's conformance
+//! suite, inbound events of every kind, and outbound operations as Slack
+//! shows them.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_model::testing::{ConformanceHarness, run_conformance};
+use switchboard_model::{
+    Bridge, BridgeContext, BridgeState, ChannelId, Inbound, InboundKind, InboundSink, MessageId,
+    bridge::InboundEnvelope,
+};
+use switchboard_slack::bridge::SlackBridge;
+use switchboard_slack::config::{InboundMode, SlackConfig};
+use switchboard_slack::ratelimit::RateLimiter;
+use switchboard_slack::web::{SlackApi, Token};
+use switchboard_slack_sim::seed::{ChannelSeed, Seed, UserSeed};
+use switchboard_slack_sim::{SimConfig, SlackSim};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A simulator with two people and a channel the bot is in.
+async fn sim() -> SlackSim {
+    let seed = Seed {
+        users: vec![
+            UserSeed {
+                name: "alice".into(),
+                real_name: Some("Alice Liddell".into()),
+                ..UserSeed::default()
+            },
+            UserSeed {
+                name: "bob".into(),
+                real_name: Some("Bob Ross".into()),
+                ..UserSeed::default()
+            },
+        ],
+        channels: vec![
+            ChannelSeed {
+                name: "general".into(),
+                members: vec!["alice".into(), "bob".into(), "@bot".into()],
+                ..ChannelSeed::default()
+            },
+            ChannelSeed {
+                name: "random".into(),
+                members: vec!["alice".into(), "@bot".into()],
+                ..ChannelSeed::default()
+            },
+        ],
+        ..Seed::default()
+    };
+    SlackSim::start(SimConfig {
+        seed: Some(seed),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+fn bridge(sim: &SlackSim) -> Arc<SlackBridge> {
+    let seeded = sim.seeded();
+    let mut config = SlackConfig::new(
+        "slack:sim".into(),
+        format!("{}/api", sim.base_url()),
+        Token::new(seeded.bot_token.clone()),
+        InboundMode::Socket {
+            app_token: Token::new(seeded.app_token.clone()),
+        },
+    );
+    config.rate_limits = false;
+    SlackBridge::new(config).expect("bridge")
+}
+
+/// A person acting through the ordinary Web API with their own token.
+struct Person {
+    api: SlackApi,
+    token: Token,
+}
+
+impl Person {
+    fn new(sim: &SlackSim, name: &str) -> Self {
+        let api = SlackApi::new(
+            format!("{}/api", sim.base_url()),
+            Arc::new(RateLimiter::new(false)),
+        )
+        .expect("api");
+        Person {
+            api,
+            token: Token::new(sim.seeded().user_tokens[name].clone()),
+        }
+    }
+
+    async fn call(&self, method: &str, args: Value) -> Value {
+        self.api
+            .call(method, &self.token, args, None)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    async fn post(&self, channel: &str, text: &str) -> String {
+        let v = self
+            .call(
+                "chat.postMessage",
+                json!({ "channel": channel, "text": text }),
+            )
+            .await;
+        v["ts"].as_str().expect("ts").to_owned()
+    }
+}
+
+struct SimHarness {
+    sim: SlackSim,
+    bridge: Arc<SlackBridge>,
+    alice: Person,
+}
+
+#[async_trait]
+impl ConformanceHarness for SimHarness {
+    fn bridge(&self) -> Arc<dyn Bridge> {
+        self.bridge.clone()
+    }
+
+    fn channel(&self) -> ChannelId {
+        ChannelId::new(self.sim.seeded().channels["general"].clone())
+    }
+
+    fn missing_channel(&self) -> ChannelId {
+        ChannelId::new("C0MISSING0")
+    }
+
+    async fn post_as_person(&self, channel: &ChannelId, text: &str) {
+        self.alice.post(channel.as_str(), text).await;
+    }
+
+    async fn message_text(&self, channel: &ChannelId, id: &MessageId) -> Option<String> {
+        let history = self
+            .alice
+            .call(
+                "conversations.history",
+                json!({ "channel": channel.as_str(), "limit": 1000 }),
+            )
+            .await;
+        history["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| m["ts"].as_str() == Some(id.as_str()))
+            .and_then(|m| m["text"].as_str())
+            .map(str::to_owned)
+    }
+
+    async fn message_count(&self, channel: &ChannelId) -> usize {
+        let history = self
+            .alice
+            .call(
+                "conversations.history",
+                json!({ "channel": channel.as_str(), "limit": 1000 }),
+            )
+            .await;
+        history["messages"].as_array().map_or(0, Vec::len)
+    }
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite_against_the_simulator() {
+    let sim = sim().await;
+    let harness = SimHarness {
+        bridge: bridge(&sim),
+        alice: Person::new(&sim, "alice"),
+        sim,
+    };
+    run_conformance(&harness).await;
+}
+
+/// The bridge running against the simulator, with what it pushes.
+struct Running {
+    rx: mpsc::Receiver<InboundEnvelope>,
+    stop: CancellationToken,
+    state: watch::Receiver<BridgeState>,
+    task: tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
+}
+
+fn run(bridge: Arc<SlackBridge>, channels: Vec<ChannelId>) -> Running {
+    let (sink, rx) = InboundSink::channel(64);
+    let stop = CancellationToken::new();
+    let (state_tx, state) = watch::channel(BridgeState::Connecting);
+    let (_tx, channels) = watch::channel(channels);
+    let ctx = BridgeContext::new(sink, stop.clone(), state_tx).with_channels(channels);
+    let task = tokio::spawn(async move { bridge.run(ctx).await });
+    Running {
+        rx,
+        stop,
+        state,
+        task,
+    }
+}
+
+impl Running {
+    /// The next event the bridge pushes (acknowledged as stored).
+    async fn next(&mut self) -> Inbound {
+        let (event, ack) = tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the bridge is running");
+        let _ = ack.send(Ok(()));
+        event
+    }
+
+    async fn connected(&mut self) {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.state.wait_for(|s| *s == BridgeState::Connected),
+        )
+        .await
+        .expect("connected within 10 s")
+        .expect("state channel open");
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("stops")
+            .expect("joins");
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
+
+#[tokio::test]
+async fn people_s_messages_edits_threads_reactions_and_deletes_arrive() {
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    let alice = Person::new(&sim, "alice");
+
+    let ts = alice.post(&general, "hello *world* <@U0NOBODY>").await;
+    let ev = running.next().await;
+    assert_eq!(ev.origin.channel.as_str(), general);
+    assert_eq!(ev.sender.person.display_name, "Alice Liddell");
+    assert!(!ev.sender.is_ours);
+    let InboundKind::Message { id, message } = &ev.kind else {
+        panic!("a message: {ev:?}")
+    };
+    assert_eq!(id.as_str(), ts);
+    assert!(
+        message.body.to_plain().starts_with("hello world @"),
+        "{}",
+        message.body.to_plain()
+    );
+
+    let reply = alice
+        .call(
+            "chat.postMessage",
+            json!({ "channel": general, "text": "in thread", "thread_ts": ts }),
+        )
+        .await;
+    let ev = running.next().await;
+    let InboundKind::Message { message, .. } = &ev.kind else {
+        panic!("a reply: {ev:?}")
+    };
+    assert_eq!(
+        message.thread_root.as_ref().map(MessageId::as_str),
+        Some(ts.as_str())
+    );
+    let reply_ts = reply["ts"].as_str().expect("ts").to_owned();
+
+    alice
+        .call(
+            "chat.update",
+            json!({ "channel": general, "ts": ts, "text": "hello again" }),
+        )
+        .await;
+    let ev = running.next().await;
+    let InboundKind::Edit { target, message } = &ev.kind else {
+        panic!("an edit: {ev:?}")
+    };
+    assert_eq!(target.as_str(), ts);
+    assert_eq!(message.body.to_plain(), "hello again");
+
+    alice
+        .call(
+            "reactions.add",
+            json!({ "channel": general, "timestamp": ts, "name": "thumbsup" }),
+        )
+        .await;
+    let ev = running.next().await;
+    let InboundKind::Reaction { target, key, added } = &ev.kind else {
+        panic!("a reaction: {ev:?}")
+    };
+    assert_eq!(
+        (target.as_str(), key.as_str(), *added),
+        (ts.as_str(), "👍", true)
+    );
+
+    alice
+        .call("chat.delete", json!({ "channel": general, "ts": reply_ts }))
+        .await;
+    let ev = running.next().await;
+    assert!(
+        matches!(&ev.kind, InboundKind::Delete { target } if target.as_str() == reply_ts),
+        "{ev:?}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn our_own_posts_come_back_marked_as_ours() {
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    let op = switchboard_model::OutboundOp::new(
+        "op-echo".into(),
+        ChannelId::new(general.clone()),
+        switchboard_model::OutboundKind::Send {
+            message: switchboard_model::Message::text("from elsewhere"),
+        },
+    )
+    .with_author(Some(switchboard_model::PuppetRef::new(
+        "puppet:x".into(),
+        "Zed (Teams)",
+    )));
+    bridge
+        .deliver(&op, &switchboard_model::testing::NoMedia)
+        .await
+        .expect("posted");
+    let ev = running.next().await;
+    assert!(ev.sender.is_ours, "the echo of our own post: {ev:?}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn messages_posted_while_away_are_caught_up_from_the_cursor() {
+    let sim = sim().await;
+    let general = ChannelId::new(sim.seeded().channels["general"].clone());
+    let alice = Person::new(&sim, "alice");
+    let cursors: Arc<dyn switchboard_model::CursorStore> =
+        Arc::new(switchboard_model::MemoryCursors::default());
+    // First run: establishes the cursor (no history replayed), sees one live message.
+    {
+        let (sink, mut rx) = InboundSink::channel(64);
+        let stop = CancellationToken::new();
+        let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
+        let (_tx, channels) = watch::channel(vec![general.clone()]);
+        let ctx = BridgeContext::new(sink, stop.clone(), state_tx)
+            .with_channels(channels)
+            .with_cursors(cursors.clone());
+        let bridge = bridge(&sim);
+        let task = tokio::spawn(async move { bridge.run(ctx).await });
+        state
+            .wait_for(|s| *s == BridgeState::Connected)
+            .await
+            .expect("connected");
+        alice.post(general.as_str(), "live").await;
+        let (ev, ack) = rx.recv().await.expect("event");
+        let _ = ack.send(Ok(()));
+        assert!(matches!(ev.kind, InboundKind::Message { .. }));
+        stop.cancel();
+        task.await.expect("joins").expect("ok");
+    }
+    // Away: three messages nobody receives live.
+    for n in 0..3 {
+        alice
+            .post(general.as_str(), &format!("while away {n}"))
+            .await;
+    }
+    // Second run: they arrive by catch-up, in order.
+    let (sink, mut rx) = InboundSink::channel(64);
+    let stop = CancellationToken::new();
+    let (state_tx, _state) = watch::channel(BridgeState::Connecting);
+    let (_tx, channels) = watch::channel(vec![general.clone()]);
+    let ctx = BridgeContext::new(sink, stop.clone(), state_tx)
+        .with_channels(channels)
+        .with_cursors(cursors.clone());
+    let bridge = bridge(&sim);
+    let task = tokio::spawn(async move { bridge.run(ctx).await });
+    // The relay drops a message it already has by id, so a copy arriving both
+    // by catch-up and by Slack's own redelivery is fine; missing one is not.
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < 3 {
+        let (ev, ack) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        let _ = ack.send(Ok(()));
+        if let InboundKind::Message { id, message } = &ev.kind {
+            seen.insert(id.to_string(), message.body.to_plain());
+        }
+    }
+    let texts: Vec<&String> = seen.values().collect();
+    assert_eq!(texts, ["while away 0", "while away 1", "while away 2"]);
+    stop.cancel();
+    task.await.expect("joins").expect("ok");
+}

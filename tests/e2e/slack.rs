@@ -1,0 +1,347 @@
+//! The daemon with the Slack connector against the Slack simulator, and a
+//! memory platform on the other side of each portal: relaying both ways, and
+//! counting losses and duplicates under Socket Mode disconnects, a killed
+//! daemon, an outage longer than Slack's redelivery, and a 429 storm.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_model::testing::MemoryPlatform;
+use switchboard_slack::ratelimit::RateLimiter;
+use switchboard_slack::web::{SlackApi, Token};
+use switchboard_slack_sim::ratelimit::Mode;
+use switchboard_slack_sim::seed::{ChannelSeed, Seed, UserSeed};
+use switchboard_slack_sim::{SimConfig, SlackSim};
+
+/// The simulator on its own runtime, a scratch directory and a config joining
+/// `memory:a/c{i}` with Slack channel `room{i}` for each portal.
+pub struct SlackSetup {
+    pub rt: tokio::runtime::Runtime,
+    pub sim: SlackSim,
+    pub setup: Setup,
+    pub channels: Vec<String>,
+    pub rate_limits: bool,
+}
+
+impl SlackSetup {
+    pub fn new(portals: usize, config: SimConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seed = Seed {
+            users: vec![UserSeed {
+                name: "alice".into(),
+                real_name: Some("Alice Liddell".into()),
+                ..UserSeed::default()
+            }],
+            channels: (0..portals)
+                .map(|i| ChannelSeed {
+                    name: format!("room{i}"),
+                    members: vec!["alice".into(), "@bot".into()],
+                    ..ChannelSeed::default()
+                })
+                .collect(),
+            ..Seed::default()
+        };
+        let sim = rt
+            .block_on(SlackSim::start(SimConfig {
+                seed: Some(seed),
+                ..config
+            }))
+            .expect("simulator starts");
+        let channels = (0..portals)
+            .map(|i| sim.seeded().channels[&format!("room{i}")].clone())
+            .collect();
+        SlackSetup {
+            rt,
+            sim,
+            setup: Setup::new(),
+            channels,
+            rate_limits: true,
+        }
+    }
+
+    pub fn write_config(&self) {
+        let s = &self.setup;
+        let seeded = self.sim.seeded();
+        std::fs::write(s.path("bot-token"), &seeded.bot_token).expect("token");
+        std::fs::write(s.path("app-token"), &seeded.app_token).expect("token");
+        let mut text = format!(
+            "[store]\npath = \"store\"\n\n[http]\nlisten = \"{}\"\n\n[relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
+             [[bridge]]\nid = \"memory:a\"\ntype = \"memory\"\nstate_dir = \"platform-a\"\n\n\
+             [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{}/api\"\nbot_token_file = \"bot-token\"\napp_token_file = \"app-token\"\nrate_limits = {}\n\n",
+            s.listen,
+            self.sim.base_url(),
+            self.rate_limits
+        );
+        for (i, channel) in self.channels.iter().enumerate() {
+            text.push_str(&format!("[[portal]]\nname = \"p{i}\"\nmembers = [\"memory:a/c{i}\", \"slack:sim/{channel}\"]\n\n"));
+        }
+        std::fs::write(s.config_path(), text).expect("config");
+    }
+
+    pub fn memory(&self) -> MemoryPlatform {
+        self.setup.platform("a")
+    }
+
+    /// Alice, acting through the Web API with her own token.
+    pub fn alice(&self) -> SlackPerson {
+        let api = SlackApi::new(
+            format!("{}/api", self.sim.base_url()),
+            Arc::new(RateLimiter::new(false)),
+        )
+        .expect("api");
+        SlackPerson {
+            api,
+            token: Token::new(self.sim.seeded().user_tokens["alice"].clone()),
+        }
+    }
+
+    pub fn post(&self, who: &SlackPerson, channel: &str, text: &str) -> String {
+        let v = self.rt.block_on(who.api.call(
+            "chat.postMessage",
+            &who.token,
+            json!({ "channel": channel, "text": text }),
+            None,
+        ));
+        v.unwrap_or_else(|e| panic!("post: {e}"))["ts"]
+            .as_str()
+            .expect("ts")
+            .to_owned()
+    }
+
+    /// Top-level messages the bridge posted in a Slack channel, oldest first.
+    pub fn relayed_to_slack(&self, channel: &str) -> Vec<String> {
+        let mut msgs: Vec<Value> = self
+            .sim
+            .messages(channel)
+            .into_iter()
+            .filter(|m| m.get("bot_id").is_some())
+            .collect();
+        msgs.sort_by(|a, b| {
+            ts(a)
+                .partial_cmp(&ts(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        msgs.iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+pub struct SlackPerson {
+    api: SlackApi,
+    token: Token,
+}
+
+fn ts(m: &Value) -> f64 {
+    m["ts"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0)
+}
+
+/// Lost and doubled, comparing what arrived with what was sent, in order.
+fn count(sent: &[String], arrived: &[String]) -> (usize, usize) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in arrived {
+        *seen.entry(a.as_str()).or_default() += 1;
+    }
+    let lost = sent
+        .iter()
+        .filter(|s| !seen.contains_key(s.as_str()))
+        .count();
+    let doubled = seen.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    (lost, doubled)
+}
+
+#[test]
+fn slack_and_another_platform_relay_both_ways() {
+    let s = SlackSetup::new(1, SimConfig::default());
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let alice = s.alice();
+    let room = &s.channels[0];
+
+    s.post(&alice, room, "hello from *Slack*");
+    wait_for("Slack → memory", Duration::from_secs(20), || {
+        relayed(&memory, "c0") == ["hello from Slack"]
+    });
+    let m = &memory.messages("c0")[0];
+    assert_eq!(m.author_name, "Alice Liddell");
+
+    memory
+        .post("c0", "ann", "Ann", "hello from elsewhere & <friends>")
+        .expect("post");
+    wait_for("memory → Slack", Duration::from_secs(20), || {
+        !s.relayed_to_slack(room).is_empty()
+    });
+    let posted = s
+        .sim
+        .messages(room)
+        .into_iter()
+        .find(|m| m.get("bot_id").is_some())
+        .expect("posted");
+    assert_eq!(posted["text"], "hello from elsewhere &amp; &lt;friends&gt;");
+    assert_eq!(posted["username"], "Ann (memory)");
+    // Our own post came back from Slack as an event and was not relayed back.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(relayed(&memory, "c0"), ["hello from Slack"], "no echo");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// Messages from Slack while Slack keeps dropping the socket (every reason it
+/// sends) and while the daemon is killed and restarted: each arrives once.
+#[test]
+fn socket_disconnects_and_a_killed_daemon_lose_and_double_nothing() {
+    const N: usize = 300;
+    let s = SlackSetup::new(
+        1,
+        SimConfig {
+            ack_timeout: Duration::from_millis(500),
+            ..SimConfig::default()
+        },
+    );
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let alice = s.alice();
+    let room = s.channels[0].clone();
+    let mut sent = Vec::new();
+    let reasons = ["warning", "refresh_requested", "too_many_websockets"];
+    let mut disconnects = 0;
+    for n in 0..N {
+        let text = format!("burst {n}");
+        s.post(&alice, &room, &text);
+        sent.push(text);
+        if n % 40 == 20 {
+            let _runtime = s.rt.enter();
+            disconnects += s.sim.disconnect_sockets(reasons[n % 3]);
+        }
+        if n == N / 2 {
+            daemon.kill9();
+            daemon = s.setup.spawn();
+            daemon.wait_ready(Duration::from_secs(30));
+        }
+    }
+    wait_for("all delivered", Duration::from_secs(90), || {
+        relayed(&memory, "c0").len() >= N
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let arrived = relayed(&memory, "c0");
+    let (lost, doubled) = count(&sent, &arrived);
+    eprintln!(
+        "Slack → memory: {N} sent, {lost} lost, {doubled} doubled, {disconnects} disconnect frames, 1 SIGKILL"
+    );
+    assert_eq!((lost, doubled), (0, 0));
+    assert_eq!(arrived, sent, "in order");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// The daemon is down longer than Slack keeps retrying (the simulator drops
+/// every event while no socket is connected): everything posted meanwhile is
+/// caught up from the stored cursor, once.
+#[test]
+fn an_outage_longer_than_slack_s_redelivery_is_caught_up() {
+    let s = SlackSetup::new(
+        2,
+        SimConfig {
+            offline_queue_cap: 0,
+            ..SimConfig::default()
+        },
+    );
+    s.write_config();
+    let memory = s.memory();
+    let alice = s.alice();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    s.post(&alice, &s.channels[0], "before");
+    wait_for("before", Duration::from_secs(20), || {
+        relayed(&memory, "c0") == ["before"]
+    });
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+
+    let started = Instant::now();
+    let mut sent = vec![Vec::new(), Vec::new()];
+    for n in 0..40 {
+        for (i, room) in s.channels.iter().enumerate() {
+            let text = format!("while down {i}-{n}");
+            s.post(&alice, room, &text);
+            sent[i].push(text);
+        }
+    }
+    let dropped = s.sim.counters().events_dropped;
+    assert!(
+        dropped >= 80,
+        "Slack dropped the events nobody received ({dropped})"
+    );
+
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    for (i, sent) in sent.iter().enumerate() {
+        let channel = format!("c{i}");
+        let before = usize::from(i == 0);
+        wait_for("caught up", Duration::from_secs(60), || {
+            relayed(&memory, &channel).len() >= sent.len() + before
+        });
+        let arrived: Vec<String> = relayed(&memory, &channel)
+            .into_iter()
+            .filter(|t| t != "before")
+            .collect();
+        let (lost, doubled) = count(sent, &arrived);
+        eprintln!(
+            "outage of {:?}, portal p{i}: {} sent while down, {lost} lost, {doubled} doubled",
+            started.elapsed(),
+            sent.len()
+        );
+        assert_eq!((lost, doubled), (0, 0));
+        assert_eq!(&arrived, sent, "in order");
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// Slack enforces its documented limits (about one message per second per
+/// channel) and the connector's own limiter is off, so a burst meets a storm
+/// of 429s; every message still arrives once and in order.
+#[test]
+fn a_429_storm_loses_and_doubles_nothing() {
+    const N: usize = 30;
+    let mut s = SlackSetup::new(
+        1,
+        SimConfig {
+            rate_limit: Mode::Strict,
+            ..SimConfig::default()
+        },
+    );
+    s.rate_limits = false;
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let room = s.channels[0].clone();
+    let sent: Vec<String> = (0..N).map(|n| format!("storm {n}")).collect();
+    for text in &sent {
+        memory.post("c0", "ann", "Ann", text).expect("post");
+    }
+    wait_for("all posted to Slack", Duration::from_secs(120), || {
+        s.relayed_to_slack(&room).len() >= N
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let arrived = s.relayed_to_slack(&room);
+    let (lost, doubled) = count(&sent, &arrived);
+    let limited = s.sim.counters().ratelimited;
+    eprintln!("memory → Slack: {N} sent, {lost} lost, {doubled} doubled, {limited} answers 429");
+    assert!(limited > 0, "the simulator rate limited the burst");
+    assert_eq!((lost, doubled), (0, 0));
+    assert_eq!(arrived, sent, "in order");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(60)), Some(0));
+}
