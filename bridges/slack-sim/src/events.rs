@@ -309,6 +309,8 @@ impl Hub {
             crate::push::spawn_delivery(self.clone(), url, secret, p.payload);
             return;
         }
+        // A connection whose task ended (its receiver is gone) cannot take envelopes.
+        st.sockets.retain(|s| !s.tx.is_closed());
         if st.sockets.is_empty() {
             let cap = lock(&self.config).offline_queue_cap;
             if st.waiting.len() >= cap {

@@ -196,8 +196,9 @@ pub enum SimError {
     NotFound(String),
 }
 
-/// A running simulator. Dropping it does not stop the server; call [`SlackSim::shutdown`].
-#[derive(Debug)]
+/// A running simulator. Clones are handles on the same server; dropping them does not stop
+/// it — call [`SlackSim::shutdown`].
+#[derive(Clone, Debug)]
 pub struct SlackSim {
     inner: Arc<Sim>,
     addr: SocketAddr,
@@ -560,6 +561,35 @@ impl SlackSim {
     /// Current counters.
     pub fn counters(&self) -> CounterSnapshot {
         counters(&self.inner)
+    }
+
+    /// Waits until `n` Socket Mode connections are open (say, after starting a connector);
+    /// false on timeout.
+    pub async fn wait_for_sockets(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(|s| s.socket_count() >= n, timeout).await
+    }
+
+    /// Waits until the counters satisfy `pred` (say, every emitted event acknowledged);
+    /// false on timeout.
+    pub async fn wait_for_counters(
+        &self,
+        pred: impl Fn(&CounterSnapshot) -> bool,
+        timeout: Duration,
+    ) -> bool {
+        self.wait_until(|s| pred(&s.counters()), timeout).await
+    }
+
+    async fn wait_until(&self, pred: impl Fn(&SlackSim) -> bool, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pred(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// A channel's messages as `conversations.history` would render them, oldest first

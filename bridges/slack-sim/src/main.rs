@@ -54,25 +54,34 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(a)
 }
 
-async fn wait_for_signal() {
+/// Registers SIGINT/SIGTERM handlers now (before the tokens are printed, so a script that
+/// stops us right after reading them is not racing the registration) and returns a future
+/// that completes on either signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -110,6 +119,7 @@ async fn main() -> ExitCode {
             }
         }
     };
+    let signal = shutdown_signal();
     let config = SimConfig {
         addr: args.listen,
         seed,
@@ -154,7 +164,7 @@ async fn main() -> ExitCode {
             println!("  channel          #{name} {id}");
         }
     }
-    wait_for_signal().await;
+    signal.await;
     sim.shutdown().await;
     ExitCode::SUCCESS
 }

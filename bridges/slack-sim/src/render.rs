@@ -8,7 +8,6 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::ids::Ts;
 use crate::state::{Author, Call, Channel, File, Huddle, Kind, Message, SLACKBOT, State, User};
 
 /// Where a message rendering goes: events omit per-viewer fields such as `subscribed`.
@@ -654,9 +653,4 @@ pub fn permalink(st: &State, ch: &Channel, m: &Message) -> String {
         Some(t) => format!("{base}?thread_ts={t}&cid={}", ch.id),
         None => base,
     }
-}
-
-/// Used by events to pick the parent's author.
-pub fn ts_string(t: Ts) -> String {
-    t.to_string()
 }

@@ -749,9 +749,11 @@ fn push_text(out: &mut Vec<Value>, text: &str, style: Style, code: bool) {
     push_element(out, element);
 }
 
-/// Appends an element, joining adjacent text elements of the same style.
+/// Appends an element, joining adjacent text elements of the same style
+/// (but not code: two code spans stay two).
 fn push_element(out: &mut Vec<Value>, element: Value) {
     if element["type"] == "text"
+        && element.pointer("/style/code").is_none()
         && let Some(last) = out.last_mut()
         && last["type"] == "text"
         && last.get("style") == element.get("style")
@@ -780,4 +782,745 @@ fn emoji_element(shortcode: &str) -> Value {
         element["skin_tone"] = json!(t);
     }
     element
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mrkdwn;
+    use crate::names::{NoNames, StaticNames};
+    use proptest::prelude::*;
+
+    const USERS: [(&str, &str); 2] = [("U1", "Ann"), ("U2", "Bob")];
+    const CHANNELS: [(&str, &str); 1] = [("C1", "general")];
+
+    fn bridge() -> BridgeId {
+        BridgeId::from("slack:test")
+    }
+
+    fn names() -> StaticNames {
+        StaticNames {
+            users: USERS
+                .iter()
+                .map(|(i, n)| ((*i).to_owned(), (*n).to_owned()))
+                .collect(),
+            channels: CHANNELS
+                .iter()
+                .map(|(i, n)| ((*i).to_owned(), (*n).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn parse(blocks: &Value) -> Option<RichText> {
+        parse_rich_text(blocks, &bridge(), &names())
+    }
+
+    fn t(s: &str) -> Inline {
+        Inline::text(s)
+    }
+
+    fn pb(content: Vec<Inline>) -> Block {
+        Block::Paragraph { content }
+    }
+
+    fn section(elements: Value) -> Value {
+        json!({ "type": "rich_text_section", "elements": elements })
+    }
+
+    fn rich(elements: Value) -> Value {
+        json!([{ "type": "rich_text", "block_id": "x", "elements": elements }])
+    }
+
+    #[test]
+    fn blocks_parse_inline_elements() {
+        let blocks = rich(json!([section(json!([
+            { "type": "text", "text": "Hi ", "style": { "bold": true } },
+            { "type": "user", "user_id": "U1" },
+            { "type": "text", "text": " " },
+            { "type": "user", "user_id": "U9" },
+            { "type": "text", "text": " see " },
+            { "type": "link", "url": "https://x.org", "text": "this", "style": { "italic": true } },
+            { "type": "link", "url": "https://y.org" },
+            { "type": "emoji", "name": "wave", "unicode": "1f44b" },
+            { "type": "emoji", "name": "+1", "unicode": "1f44d-1f3fb", "skin_tone": 2 },
+            { "type": "emoji", "name": "partyparrot" },
+            { "type": "channel", "channel_id": "C1" },
+            { "type": "broadcast", "range": "channel" },
+            { "type": "usergroup", "usergroup_id": "S1" },
+            { "type": "date", "timestamp": 1_720_710_212, "format": "{date}" },
+            { "type": "color", "value": "#FF0000" },
+            { "type": "text", "text": "x", "style": { "code": true, "strike": true } },
+            { "type": "mystery", "text": "kept" },
+            { "type": "mystery" },
+            "not an object",
+        ]))]));
+        let body = parse(&blocks).expect("rich text");
+        assert_eq!(
+            body.blocks,
+            vec![pb(vec![
+                Inline::Bold {
+                    content: vec![t("Hi ")]
+                },
+                Inline::UserMention {
+                    bridge: bridge(),
+                    user: "U1".into(),
+                    name: "Ann".into()
+                },
+                t(" "),
+                Inline::UserMention {
+                    bridge: bridge(),
+                    user: "U9".into(),
+                    name: "U9".into()
+                },
+                t(" see "),
+                Inline::Italic {
+                    content: vec![Inline::Link {
+                        url: "https://x.org".into(),
+                        content: vec![t("this")]
+                    }]
+                },
+                Inline::Link {
+                    url: "https://y.org".into(),
+                    content: vec![]
+                },
+                Inline::Emoji {
+                    name: "wave".into(),
+                    unicode: Some("👋".into())
+                },
+                Inline::Emoji {
+                    name: "+1::skin-tone-2".into(),
+                    unicode: Some("👍🏻".into())
+                },
+                Inline::Emoji {
+                    name: "partyparrot".into(),
+                    unicode: None
+                },
+                Inline::ChannelMention {
+                    bridge: bridge(),
+                    channel: "C1".into(),
+                    name: "general".into()
+                },
+                Inline::RoomMention,
+                t("@S12024-07-11 15:03 UTC#FF0000"),
+                Inline::Strike {
+                    content: vec![Inline::Code { code: "x".into() }]
+                },
+                t("kept"),
+            ])]
+        );
+    }
+
+    #[test]
+    fn blocks_parse_structure() {
+        let list = |style: &str, indent: u64, items: &[&str]| {
+            let elements: Vec<Value> = items
+                .iter()
+                .map(|i| section(json!([{ "type": "text", "text": i }])))
+                .collect();
+            json!({ "type": "rich_text_list", "style": style, "indent": indent, "elements": elements })
+        };
+        let blocks = rich(json!([
+            section(json!([{ "type": "text", "text": "a\nb\n\nc\n" }])),
+            list("bullet", 0, &["1", "2"]),
+            list("bullet", 1, &["2.1"]),
+            list("bullet", 0, &["3"]),
+            list("bullet", 2, &["3.1.1"]),
+            list("ordered", 0, &["o1"]),
+            { "type": "rich_text_quote", "elements": [{ "type": "text", "text": "q", "style": { "italic": true } }] },
+            { "type": "rich_text_preformatted", "elements": [{ "type": "text", "text": "fn x() {}\n" }, { "type": "link", "url": "https://x.org" }] },
+            { "type": "rich_text_preformatted", "elements": [] },
+        ]));
+        let item = |s: &str| vec![pb(vec![t(s)])];
+        let nested = |s: &str, inner: Block| vec![pb(vec![t(s)]), inner];
+        let body = parse(&blocks).expect("rich text");
+        assert_eq!(
+            body.blocks,
+            vec![
+                pb(vec![t("a"), Inline::LineBreak, t("b")]),
+                pb(vec![t("c")]),
+                Block::List {
+                    ordered: false,
+                    items: vec![
+                        item("1"),
+                        nested(
+                            "2",
+                            Block::List {
+                                ordered: false,
+                                items: vec![item("2.1")]
+                            }
+                        ),
+                        nested(
+                            "3",
+                            Block::List {
+                                ordered: false,
+                                items: vec![item("3.1.1")]
+                            }
+                        ),
+                    ]
+                },
+                Block::List {
+                    ordered: true,
+                    items: vec![item("o1")]
+                },
+                Block::Quote {
+                    blocks: vec![pb(vec![Inline::Italic {
+                        content: vec![t("q")]
+                    }])]
+                },
+                Block::CodeBlock {
+                    language: None,
+                    code: "fn x() {}\nhttps://x.org".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_none_without_rich_text() {
+        assert_eq!(parse(&json!([])), None);
+        assert_eq!(
+            parse(&json!([{ "type": "section", "text": { "type": "mrkdwn", "text": "*x*" } }])),
+            None
+        );
+        assert_eq!(parse(&json!({ "type": "rich_text" })), None);
+        assert_eq!(parse(&json!("rich_text")), None);
+        assert_eq!(parse(&rich(json!([]))), Some(RichText::new()));
+    }
+
+    #[test]
+    fn blocks_render_shape() {
+        let body = RichText {
+            blocks: vec![
+                pb(vec![
+                    Inline::Bold {
+                        content: vec![
+                            t("b "),
+                            Inline::Italic {
+                                content: vec![t("bi")],
+                            },
+                        ],
+                    },
+                    Inline::UserMention {
+                        bridge: bridge(),
+                        user: "U1".into(),
+                        name: "Ann".into(),
+                    },
+                    Inline::UserMention {
+                        bridge: "teams:x".into(),
+                        user: "29:1".into(),
+                        name: "Jo".into(),
+                    },
+                    Inline::Emoji {
+                        name: "wave::skin-tone-3".into(),
+                        unicode: emoji::to_unicode("wave::skin-tone-3"),
+                    },
+                ]),
+                pb(vec![t("second")]),
+                Block::List {
+                    ordered: true,
+                    items: vec![
+                        vec![
+                            pb(vec![t("one")]),
+                            Block::List {
+                                ordered: false,
+                                items: vec![vec![pb(vec![t("inner")])]],
+                            },
+                        ],
+                        vec![pb(vec![t("two")])],
+                    ],
+                },
+            ],
+        };
+        let block = render_rich_text(&body, &bridge());
+        assert_eq!(
+            block,
+            json!({ "type": "rich_text", "elements": [
+                { "type": "rich_text_section", "elements": [
+                    { "type": "text", "text": "b ", "style": { "bold": true } },
+                    { "type": "text", "text": "bi", "style": { "bold": true, "italic": true } },
+                    { "type": "user", "user_id": "U1" },
+                    { "type": "text", "text": "@Jo" },
+                    { "type": "emoji", "name": "wave", "unicode": "1f44b-1f3fc", "skin_tone": 3 },
+                    { "type": "text", "text": "\n\nsecond" },
+                ]},
+                { "type": "rich_text_list", "style": "ordered", "indent": 0, "elements": [
+                    { "type": "rich_text_section", "elements": [{ "type": "text", "text": "one" }] },
+                ]},
+                { "type": "rich_text_list", "style": "bullet", "indent": 1, "elements": [
+                    { "type": "rich_text_section", "elements": [{ "type": "text", "text": "inner" }] },
+                ]},
+                { "type": "rich_text_list", "style": "ordered", "indent": 0, "offset": 1, "elements": [
+                    { "type": "rich_text_section", "elements": [{ "type": "text", "text": "two" }] },
+                ]},
+            ]})
+        );
+        let mut expected = body;
+        if let Some(Block::Paragraph { content }) = expected.blocks.first_mut() {
+            content[2] = t("@Jo");
+        }
+        assert_eq!(parse(&json!([block])), Some(expected));
+    }
+
+    #[test]
+    fn blocks_survive_hostile_json() {
+        let mut deep = json!("x");
+        // (serde_json's own drop recursion limits how deep this can go.)
+        for _ in 0..300 {
+            deep = json!([deep]);
+        }
+        let values = vec![
+            Value::Null,
+            json!(1),
+            json!([null, 1, "x", [], {}]),
+            rich(json!(null)),
+            rich(json!([null, 3, "s", { "type": 5 }, { "type": "rich_text_list", "indent": -1, "elements": [1, null, { "elements": "x" }] }])),
+            rich(json!([{ "type": "rich_text_list", "indent": u64::MAX, "style": ["x"], "elements": [{ "type": "rich_text_section" }] }])),
+            rich(json!([section(json!([
+                { "type": "text", "text": 5 },
+                { "type": "text", "style": "bold", "text": "a" },
+                { "type": "emoji", "name": "", "unicode": "zzzz" },
+                { "type": "emoji", "name": "x", "unicode": "d800" },
+                { "type": "emoji", "unicode": "110000-1f44d" },
+                { "type": "date", "timestamp": i64::MIN },
+                { "type": "date", "timestamp": i64::MAX },
+                { "type": "link", "url": 7, "text": "t" },
+                { "type": "user" },
+                { "type": "channel", "channel_id": null },
+                { "type": "text", "text": "\n\n\n" },
+            ]))])),
+            rich(json!([deep.clone()])),
+            rich(json!([section(deep)])),
+            rich(json!((0..50).map(|i| json!({ "type": "rich_text_list", "indent": i % 12, "elements": [section(json!([{ "type": "text", "text": "x" }]))] })).collect::<Vec<_>>())),
+        ];
+        for value in values {
+            if let Some(body) = parse_rich_text(&value, &bridge(), &NoNames) {
+                let again = render_rich_text(&body, &bridge());
+                let _ = parse_rich_text(&json!([again]), &bridge(), &NoNames);
+            }
+        }
+    }
+
+    // -- properties -----------------------------------------------------------
+
+    /// A styled piece of generated content.
+    #[derive(Debug, Clone)]
+    enum Seg {
+        Text(String),
+        Code(String),
+        Link(String, String),
+        User(usize),
+        Channel,
+        LineBreak,
+        Room,
+        Emoji(Inline),
+    }
+
+    fn seg() -> impl Strategy<Value = Seg> {
+        prop_oneof![
+            4 => "[a-zA-Z0-9 ,.!?*_~`<>&:|]{1,8}".prop_map(Seg::Text),
+            1 => "[a-z *_<>]{1,6}".prop_map(Seg::Code),
+            1 => ("https://[a-z]{1,6}\\.org", "[a-z ]{0,6}").prop_map(|(u, l)| Seg::Link(u, l)),
+            1 => (0..USERS.len()).prop_map(Seg::User),
+            1 => Just(Seg::Channel),
+            1 => Just(Seg::LineBreak),
+            1 => Just(Seg::Room),
+            1 => prop::sample::select(vec!["smile", "+1", "wave::skin-tone-3", "flag-fr", "custom_one"])
+                .prop_map(|n| Seg::Emoji(Inline::Emoji { name: n.into(), unicode: emoji::to_unicode(n) })),
+        ]
+    }
+
+    fn styled(seg: Seg, style: Style) -> Inline {
+        let inline = match seg {
+            Seg::Text(s) => t(&s),
+            Seg::Code(c) => Inline::Code { code: c },
+            Seg::Link(url, label) => Inline::Link {
+                content: if label.is_empty() || label == url {
+                    vec![]
+                } else {
+                    vec![t(&label)]
+                },
+                url,
+            },
+            Seg::User(i) => Inline::UserMention {
+                bridge: bridge(),
+                user: USERS[i].0.into(),
+                name: USERS[i].1.into(),
+            },
+            Seg::Channel => Inline::ChannelMention {
+                bridge: bridge(),
+                channel: CHANNELS[0].0.into(),
+                name: CHANNELS[0].1.into(),
+            },
+            Seg::LineBreak => Inline::LineBreak,
+            // Slack's broadcast and emoji elements carry no style.
+            Seg::Room => return Inline::RoomMention,
+            Seg::Emoji(e) => return e,
+        };
+        let mut inline = inline;
+        for (index, on) in style.iter().enumerate().rev() {
+            if *on {
+                inline = match index {
+                    0 => Inline::Bold {
+                        content: vec![inline],
+                    },
+                    1 => Inline::Italic {
+                        content: vec![inline],
+                    },
+                    _ => Inline::Strike {
+                        content: vec![inline],
+                    },
+                };
+            }
+        }
+        inline
+    }
+
+    /// Joins adjacent formatting of the same kind (the canonical nesting).
+    fn merge(items: Vec<Inline>) -> Vec<Inline> {
+        let mut out: Vec<Inline> = Vec::new();
+        for item in items {
+            match (out.last_mut(), item) {
+                (Some(Inline::Bold { content: a }), Inline::Bold { content: b })
+                | (Some(Inline::Italic { content: a }), Inline::Italic { content: b })
+                | (Some(Inline::Strike { content: a }), Inline::Strike { content: b }) => {
+                    let joined: Vec<Inline> = a.drain(..).chain(b).collect();
+                    *a = merge(joined);
+                }
+                (_, item) => out.push(item),
+            }
+        }
+        out
+    }
+
+    fn paragraph() -> impl Strategy<Value = Block> {
+        prop::collection::vec((seg(), any::<Style>()), 1..8).prop_map(|segs| {
+            // No line break first, last or twice in a row (those are
+            // paragraph boundaries).
+            let mut kept: Vec<(Seg, Style)> = Vec::new();
+            for (seg, style) in segs {
+                let is_break = matches!(seg, Seg::LineBreak);
+                if is_break && kept.last().is_none_or(|(s, _)| matches!(s, Seg::LineBreak)) {
+                    continue;
+                }
+                kept.push((seg, style));
+            }
+            while kept
+                .last()
+                .is_some_and(|(s, _)| matches!(s, Seg::LineBreak))
+            {
+                kept.pop();
+            }
+            if kept.is_empty() {
+                kept.push((Seg::Text("x".into()), [false; 3]));
+            }
+            let content = merge(kept.into_iter().map(|(s, st)| styled(s, st)).collect());
+            Block::Paragraph { content }
+        })
+    }
+
+    fn list(depth: u32) -> BoxedStrategy<Block> {
+        let leading = prop::collection::vec(paragraph(), 1..3);
+        let item = if depth == 0 {
+            leading.boxed()
+        } else {
+            (leading, prop::option::of(list(depth - 1)))
+                .prop_map(|(mut blocks, nested)| {
+                    blocks.extend(nested);
+                    blocks
+                })
+                .boxed()
+        };
+        (any::<bool>(), prop::collection::vec(item, 1..4))
+            .prop_map(|(ordered, items)| Block::List { ordered, items })
+            .boxed()
+    }
+
+    /// Bodies in the subset rich_text blocks can express.
+    fn expressible() -> impl Strategy<Value = RichText> {
+        let block = prop_oneof![
+            3 => paragraph(),
+            1 => "[a-z(){};<> \n]{0,12}[a-z]".prop_map(|code| Block::CodeBlock { language: None, code }),
+            1 => prop::collection::vec(paragraph(), 1..3).prop_map(|blocks| Block::Quote { blocks }),
+            1 => list(2),
+        ];
+        prop::collection::vec(block, 0..5).prop_map(|blocks| {
+            // Adjacent lists of one kind read back as one list.
+            let mut merged: Vec<Block> = Vec::new();
+            for block in blocks {
+                attach(&mut merged, block);
+            }
+            let mut body = RichText { blocks: merged };
+            body.normalize();
+            body
+        })
+    }
+
+    /// JSON shaped like rich_text, with junk mixed in.
+    fn json_soup() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            prop::sample::select(vec![
+                "rich_text",
+                "rich_text_section",
+                "rich_text_list",
+                "rich_text_quote",
+                "rich_text_preformatted",
+                "text",
+                "link",
+                "user",
+                "channel",
+                "emoji",
+                "broadcast",
+                "date",
+                "bullet",
+                "ordered",
+                "1f44d",
+                "zz",
+                "\n",
+                "",
+            ])
+            .prop_map(|s| json!(s)),
+            ".{0,6}".prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "type",
+                            "elements",
+                            "text",
+                            "style",
+                            "bold",
+                            "code",
+                            "indent",
+                            "url",
+                            "user_id",
+                            "name",
+                            "unicode",
+                            "skin_tone",
+                            "timestamp",
+                        ]),
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| {
+                    Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn blocks_round_trip_expressible_bodies(body in expressible()) {
+            let block = render_rich_text(&body, &bridge());
+            prop_assert_eq!(parse(&json!([block])), Some(body), "block: {}", block);
+        }
+
+        #[test]
+        fn blocks_render_any_mrkdwn_body(body in crate::mrkdwn::tests::expressible()) {
+            // Whatever mrkdwn can say, blocks can carry (flattening what
+            // they cannot nest) without panicking, and read back stably.
+            let block = render_rich_text(&body, &bridge());
+            let once = parse(&json!([block])).expect("rich text");
+            let again = parse(&json!([render_rich_text(&once, &bridge())])).expect("rich text");
+            prop_assert_eq!(again, once);
+        }
+
+        #[test]
+        fn blocks_never_panic(value in json_soup()) {
+            let _ = parse_rich_text(&value, &bridge(), &NoNames);
+            let _ = parse_rich_text(&json!([{ "type": "rich_text", "elements": [value] }]), &bridge(), &NoNames);
+        }
+    }
+
+    // -- conformance: blocks in captured events --------------------------------
+
+    /// Every object with a `blocks` array (and its `text`), anywhere in `value`.
+    fn messages<'v>(
+        value: &'v Value,
+        path: String,
+        out: &mut Vec<(String, &'v Value, Option<&'v str>)>,
+    ) {
+        match value {
+            Value::Object(obj) => {
+                if let Some(blocks) = obj.get("blocks").filter(|b| b.is_array()) {
+                    out.push((
+                        path.clone(),
+                        blocks,
+                        obj.get("text").and_then(Value::as_str),
+                    ));
+                }
+                if obj.get("type").and_then(Value::as_str) == Some("rich_text") && path.is_empty() {
+                    // A fixture that is a single block.
+                    out.push((path.clone(), value, None));
+                }
+                for (k, v) in obj {
+                    if k != "blocks" {
+                        messages(v, format!("{path}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    messages(v, format!("{path}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn json_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                json_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Mention names replaced by ids (blocks carry ids, text carries labels).
+    fn by_id(mut body: RichText) -> RichText {
+        body.for_each_inline_mut(&mut |i| match i {
+            Inline::UserMention { user, name, .. } => *name = user.to_string(),
+            Inline::ChannelMention { channel, name, .. } => *name = channel.to_string(),
+            _ => {}
+        });
+        body
+    }
+
+    /// Element types whose text and block forms say the same thing.
+    fn comparable(blocks: &Value) -> Result<(), String> {
+        let mut odd = None;
+        let mut walk = vec![blocks];
+        while let Some(v) = walk.pop() {
+            match v {
+                Value::Array(items) => walk.extend(items),
+                Value::Object(obj) => {
+                    if let Some(kind) = obj.get("type").and_then(Value::as_str)
+                        && matches!(kind, "usergroup" | "date" | "color")
+                    {
+                        odd = Some(kind.to_owned());
+                    }
+                    walk.extend(obj.values());
+                }
+                _ => {}
+            }
+        }
+        match odd {
+            Some(kind) => Err(format!("a {kind} element shows differently in text")),
+            None => Ok(()),
+        }
+    }
+
+    /// Captures whose text and blocks differ on purpose: (file name part,
+    /// JSON path suffix, why).
+    const KNOWN_DIFFERENCES: [(&str, &str, &str); 2] = [
+        (
+            "slack-morphism.message_changed",
+            "/event/message",
+            "anonymised fixture: its text was rewritten (\"edited message\") but its blocks \
+             were not (\"hi!\")",
+        ),
+        (
+            "message_changed.slack-morphism",
+            "/event/message",
+            "anonymised fixture: its text was rewritten (\"edited message\") but its blocks \
+             were not (\"hi!\")",
+        ),
+    ];
+
+    /// Parses the blocks of every captured message; where the message's
+    /// `text` says the same thing, the two must agree.
+    #[test]
+    fn blocks_conformance_events() {
+        let Some(dir) = mrkdwn::conformance_dir() else {
+            return;
+        };
+        let mut files = Vec::new();
+        for sub in ["slack/events", "slack/web", "slack/calls"] {
+            json_files(&dir.join(sub), &mut files);
+        }
+        assert!(!files.is_empty(), "no JSON files under {}", dir.display());
+        let (mut parsed, mut agreed, mut skipped, mut disagreed) = (0, 0, 0, Vec::new());
+        for file in &files {
+            let data = std::fs::read_to_string(file).expect("readable");
+            let Ok(value) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            let mut found = Vec::new();
+            messages(&value, String::new(), &mut found);
+            let name = file
+                .strip_prefix(&dir)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            for (path, blocks, text) in found {
+                let wrapped;
+                let blocks = if blocks.is_object() {
+                    wrapped = json!([blocks]);
+                    &wrapped
+                } else {
+                    blocks
+                };
+                let Some(from_blocks) = parse_rich_text(blocks, &bridge(), &NoNames) else {
+                    continue;
+                };
+                parsed += 1;
+                // Render back: must not panic and must read back the same.
+                let again = parse_rich_text(
+                    &json!([render_rich_text(&from_blocks, &bridge())]),
+                    &bridge(),
+                    &NoNames,
+                );
+                assert_eq!(again.as_ref(), Some(&from_blocks), "{name}{path}: unstable");
+                let known = KNOWN_DIFFERENCES
+                    .iter()
+                    .find(|(file, suffix, _)| name.contains(file) && path.ends_with(suffix));
+                let why = match text {
+                    _ if known.is_some() => known.map(|(_, _, why)| (*why).to_owned()),
+                    None => Some("no text field".to_owned()),
+                    Some("") => Some("empty text (system message; the blocks carry it)".to_owned()),
+                    Some(_) => comparable(blocks).err(),
+                };
+                let from_text = mrkdwn::parse(text.unwrap_or_default(), &bridge(), &NoNames);
+                let (a, b) = (by_id(from_blocks).to_plain(), by_id(from_text).to_plain());
+                match why {
+                    Some(why) => {
+                        skipped += 1;
+                        println!("{name}{path}: not compared: {why}; blocks read {a:?}");
+                    }
+                    None if a.trim_end() == b.trim_end() => agreed += 1,
+                    None => {
+                        println!("{name}{path}: MISMATCH blocks {a:?} vs text {b:?}");
+                        disagreed.push(format!("{name}{path}"));
+                    }
+                }
+            }
+        }
+        println!(
+            "blocks: {} files, {parsed} rich_text messages: {agreed} agree with their text, \
+             {skipped} not comparable, {} disagree",
+            files.len(),
+            disagreed.len()
+        );
+        assert!(parsed > 0, "no rich_text blocks found");
+        assert!(
+            disagreed.is_empty(),
+            "blocks and text disagree: {disagreed:?}"
+        );
+    }
 }

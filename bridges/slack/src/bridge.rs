@@ -154,18 +154,18 @@ impl SlackBridge {
             return event;
         }
         let person = &mut event.sender.person;
-        if person.display_name.is_empty() || person.display_name == person.user.as_str() {
-            if let Some(info) = self
+        let unnamed = person.display_name.is_empty() || person.display_name == person.user.as_str();
+        if unnamed
+            && let Some(info) = self
                 .names
                 .user_info(&self.api, self.token(), person.user.as_str())
                 .await
-            {
-                person.display_name = info.name;
-                if person.avatar.is_none() {
-                    person.avatar = info.avatar;
-                }
-                person.is_bot |= info.is_bot;
+        {
+            person.display_name = info.name;
+            if person.avatar.is_none() {
+                person.avatar = info.avatar;
             }
+            person.is_bot |= info.is_bot;
         }
         let body = match &mut event.kind {
             InboundKind::Message { message, .. } | InboundKind::Edit { message, .. } => {
@@ -176,10 +176,10 @@ impl SlackBridge {
         if let Some(body) = body {
             let mut unknown = Vec::new();
             body.for_each_inline_mut(&mut |i| {
-                if let Inline::UserMention { user, name, .. } = i {
-                    if name == user.as_str() {
-                        unknown.push(user.to_string());
-                    }
+                if let Inline::UserMention { user, name, .. } = i
+                    && name == user.as_str()
+                {
+                    unknown.push(user.to_string());
                 }
             });
             for id in &unknown {
@@ -187,10 +187,10 @@ impl SlackBridge {
             }
             if !unknown.is_empty() {
                 body.for_each_inline_mut(&mut |i| {
-                    if let Inline::UserMention { user, name, .. } = i {
-                        if let Some(info) = self.names.cached_user(user.as_str()) {
-                            *name = info.name;
-                        }
+                    if let Inline::UserMention { user, name, .. } = i
+                        && let Some(info) = self.names.cached_user(user.as_str())
+                    {
+                        *name = info.name;
                     }
                 });
             }
@@ -412,10 +412,10 @@ impl SlackBridge {
     ) -> Result<Delivered, BridgeError> {
         let channel = op.channel.as_str();
         let thread = message.thread_root.as_ref().map(|t| t.as_str().to_owned());
-        if op.maybe_delivered {
-            if let Some(ts) = self.find_posted(channel, thread.as_deref(), &op.id).await? {
-                return Ok(Delivered::one(ts));
-            }
+        if op.maybe_delivered
+            && let Some(ts) = self.find_posted(channel, thread.as_deref(), &op.id).await?
+        {
+            return Ok(Delivered::one(ts));
         }
         let mut body = message.body.clone();
         if message.style == MessageStyle::Emote {
@@ -546,12 +546,12 @@ impl SlackBridge {
         };
         let mut args = self.post_args(op, &message.body);
         args["ts"] = json!(first.as_str());
-        args.as_object_mut().map(|o| {
+        if let Some(o) = args.as_object_mut() {
             o.remove("unfurl_links");
             o.remove("unfurl_media");
             o.remove("username");
             o.remove("icon_url");
-        });
+        }
         // chat.update — https://docs.slack.dev/reference/methods/chat.update (4,000 characters at most)
         match self
             .api
@@ -863,8 +863,26 @@ impl Bridge for SlackBridge {
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
+        let url = match attachment.url.strip_prefix(events::STUB_FILE_URL_PREFIX) {
+            // Slack Connect stubs: the file's URL comes from files.info.
+            Some(file) => {
+                // files.info — https://docs.slack.dev/reference/methods/files.info
+                let info = self
+                    .api
+                    .call("files.info", self.token(), json!({ "file": file }), None)
+                    .await?;
+                info.pointer("/file/url_private_download")
+                    .or_else(|| info.pointer("/file/url_private"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        BridgeError::not_found(format!("file {file} has no download URL"))
+                    })?
+                    .to_owned()
+            }
+            None => attachment.url.clone(),
+        };
         self.api
-            .download(&attachment.url, self.token(), self.config.max_upload)
+            .download(&url, self.token(), self.config.max_upload)
             .await
     }
 

@@ -1500,7 +1500,7 @@ pub(crate) fn conformance_dir() -> Option<std::path::PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::names::StaticNames;
     use proptest::prelude::*;
@@ -2219,7 +2219,7 @@ mod tests {
     }
 
     /// Bodies in the subset mrkdwn can express.
-    pub(super) fn expressible() -> impl Strategy<Value = RichText> {
+    pub(crate) fn expressible() -> impl Strategy<Value = RichText> {
         let block = prop_oneof![3 => paragraph(), 1 => code_block(), 1 => list_block(2)];
         let block = block.prop_recursive(3, 12, 3, |inner| {
             prop::collection::vec(inner, 1..3).prop_map(|blocks| Block::Quote { blocks })
@@ -2293,7 +2293,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 60000, ..ProptestConfig::default() })]
 
         #[test]
         fn mrkdwn_round_trips_expressible_bodies(body in expressible()) {

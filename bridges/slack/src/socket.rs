@@ -27,7 +27,7 @@ enum Ended {
     /// The daemon is stopping.
     Shutdown,
     /// Slack asked us to reconnect; the old socket is still open.
-    Disconnect(String, Socket),
+    Disconnect(String, Box<Socket>),
     /// The connection broke.
     Lost(String),
 }
@@ -183,7 +183,7 @@ async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> End
                     Ok(SocketFrame::Disconnect { reason }) => {
                         // Keep the old socket open until its replacement is up.
                         match write.reunite(read) {
-                            Ok(socket) => break Ended::Disconnect(reason, socket),
+                            Ok(socket) => break Ended::Disconnect(reason, Box::new(socket)),
                             Err(_) => break Ended::Lost(format!("disconnect ({reason})")),
                         }
                     }

@@ -45,9 +45,11 @@ async fn hello_envelope_ack() {
     assert_eq!(p["event"]["channel"], GENERAL);
     assert!(p["event_id"].as_str().expect("event_id").starts_with("Ev"));
     ack(&mut ws, &env).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        sim.wait_for_counters(|c| c.events_delivered == 1, Duration::from_secs(2))
+            .await
+    );
     let c = sim.counters();
-    assert_eq!(c.events_delivered, 1);
     assert_eq!(c.sockets_opened, 1);
     // Acked: nothing is redelivered.
     assert!(
@@ -242,6 +244,7 @@ async fn events_are_spread_round_robin_and_pings_answered() {
     let (mut a, _) = connect(&sim).await;
     let (mut b, hello) = connect(&sim).await;
     assert_eq!(hello["num_connections"], 2);
+    assert!(sim.wait_for_sockets(2, Duration::from_secs(1)).await);
     for i in 0..4 {
         call(
             &sim,
@@ -287,6 +290,21 @@ async fn events_are_spread_round_robin_and_pings_answered() {
     .await
     .expect("pong");
     assert_eq!(&pong[..], b"are you there");
+    // Exactly one pong per ping.
+    let extra = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            match a.next().await {
+                Some(Ok(Message::Pong(_))) => return true,
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert!(
+        extra.is_err() || extra == Ok(false),
+        "a second pong arrived"
+    );
     sim.shutdown().await;
 }
 

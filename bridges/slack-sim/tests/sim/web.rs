@@ -1570,3 +1570,132 @@ async fn calls_lifecycle_and_call_blocks() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn junk_arguments_never_break_a_method() {
+    let sim = start().await;
+    let t = tokens(&sim);
+    let names = [
+        "channel",
+        "ts",
+        "text",
+        "blocks",
+        "attachments",
+        "metadata",
+        "thread_ts",
+        "user",
+        "users",
+        "cursor",
+        "limit",
+        "types",
+        "name",
+        "timestamp",
+        "file",
+        "files",
+        "filename",
+        "length",
+        "id",
+        "duration",
+        "oldest",
+        "latest",
+        "code",
+        "client_id",
+        "channel_id",
+        "message_ts",
+        "username",
+        "icon_emoji",
+        "reply_broadcast",
+        "return_im",
+    ];
+    let junk = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1e300),
+        json!(""),
+        json!("\u{0}\u{ffff}"),
+        json!("[{]"),
+        json!([1, [2]]),
+        json!({"a": {"b": []}}),
+        json!("9".repeat(300)),
+        json!("<@U0ALICE0001|x> *_~`"),
+    ];
+    let methods = [
+        "auth.test",
+        "team.info",
+        "users.info",
+        "users.list",
+        "users.profile.get",
+        "conversations.list",
+        "conversations.info",
+        "conversations.members",
+        "conversations.history",
+        "conversations.replies",
+        "conversations.join",
+        "conversations.open",
+        "chat.postMessage",
+        "chat.update",
+        "chat.delete",
+        "chat.getPermalink",
+        "reactions.add",
+        "reactions.remove",
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
+        "files.info",
+        "calls.add",
+        "calls.update",
+        "calls.end",
+        "calls.info",
+        "calls.participants.add",
+        "calls.participants.remove",
+        "oauth.v2.access",
+    ];
+    for (i, m) in methods.iter().enumerate() {
+        for (j, v) in junk.iter().enumerate() {
+            let mut args = serde_json::Map::new();
+            for (k, n) in names.iter().enumerate() {
+                args.insert(n.to_string(), junk[(i + j + k) % junk.len()].clone());
+            }
+            args.insert("x".into(), v.clone());
+            let body = Value::Object(args);
+            for token in [&t.bot, &t.alice] {
+                let r = call_raw(
+                    &sim,
+                    m,
+                    Some(token),
+                    Some("application/json; charset=utf-8"),
+                    &body.to_string(),
+                )
+                .await;
+                assert_eq!(r.status().as_u16(), 200, "{m} with {body}");
+                let v: Value = r.json().await.expect("json");
+                assert!(v["ok"].is_boolean(), "{m}: {v}");
+                // The same as a form body (every value as text).
+                let form: Vec<(String, String)> = body
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect();
+                let r = call_raw(
+                    &sim,
+                    m,
+                    Some(token),
+                    Some("application/x-www-form-urlencoded"),
+                    &serde_urlencoded::to_string(&form).expect("form"),
+                )
+                .await;
+                assert_eq!(r.status().as_u16(), 200, "{m} form");
+                assert!(r.json::<Value>().await.expect("json")["ok"].is_boolean());
+            }
+        }
+    }
+    sim.shutdown().await;
+}
