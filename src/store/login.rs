@@ -145,6 +145,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A person (bridge, user) who linked an account.
+pub type LinkedPerson = (BridgeId, UserId);
+
 #[derive(Serialize, Deserialize)]
 struct Sealed {
     account: UserId,
@@ -195,7 +198,7 @@ impl Db {
         &self,
         secrets: &SecretBox,
         target: &BridgeId,
-    ) -> Result<Vec<((BridgeId, UserId), LinkedAccount)>, StoreError> {
+    ) -> Result<Vec<(LinkedPerson, LinkedAccount)>, StoreError> {
         let mut out = Vec::new();
         let mut err = None;
         self.store().scan_prefix(

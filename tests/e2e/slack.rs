@@ -23,6 +23,8 @@ pub struct SlackSetup {
     pub setup: Setup,
     pub channels: Vec<String>,
     pub rate_limits: bool,
+    /// The HTTP Events API instead of Socket Mode.
+    pub events_mode: bool,
 }
 
 impl SlackSetup {
@@ -62,6 +64,7 @@ impl SlackSetup {
             setup: Setup::new(),
             channels,
             rate_limits: true,
+            events_mode: false,
         }
     }
 
@@ -70,10 +73,16 @@ impl SlackSetup {
         let seeded = self.sim.seeded();
         std::fs::write(s.path("bot-token"), &seeded.bot_token).expect("token");
         std::fs::write(s.path("app-token"), &seeded.app_token).expect("token");
+        std::fs::write(s.path("signing-secret"), &seeded.signing_secret).expect("secret");
+        let inbound = if self.events_mode {
+            "mode = \"events\"\nsigning_secret_file = \"signing-secret\""
+        } else {
+            "app_token_file = \"app-token\""
+        };
         let mut text = format!(
             "[store]\npath = \"store\"\n\n[http]\nlisten = \"{}\"\n\n[relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
              [[bridge]]\nid = \"memory:a\"\ntype = \"memory\"\nstate_dir = \"platform-a\"\n\n\
-             [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{}/api\"\nbot_token_file = \"bot-token\"\napp_token_file = \"app-token\"\nrate_limits = {}\n\n",
+             [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{}/api\"\nbot_token_file = \"bot-token\"\n{inbound}\nrate_limits = {}\n\n",
             s.listen,
             self.sim.base_url(),
             self.rate_limits
@@ -269,7 +278,7 @@ fn an_outage_longer_than_slack_s_redelivery_is_caught_up() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 
     let started = Instant::now();
-    let mut sent = vec![Vec::new(), Vec::new()];
+    let mut sent = [Vec::new(), Vec::new()];
     for n in 0..40 {
         for (i, room) in s.channels.iter().enumerate() {
             let text = format!("while down {i}-{n}");
@@ -344,4 +353,37 @@ fn a_429_storm_loses_and_doubles_nothing() {
     assert_eq!(arrived, sent, "in order");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(60)), Some(0));
+}
+
+/// The HTTP Events API: Slack's url_verification handshake, signed event
+/// deliveries relayed, forged and replayed requests refused.
+#[test]
+fn the_events_api_mode_verifies_signatures_and_relays() {
+    let mut s = SlackSetup::new(1, SimConfig::default());
+    s.events_mode = true;
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let url = format!("http://{}/slack/sim/events", s.setup.listen);
+    s.rt.block_on(s.sim.set_request_url(Some(&url))).expect("url_verification answered");
+    let alice = s.alice();
+    s.post(&alice, &s.channels[0], "over HTTP");
+    wait_for("relayed", Duration::from_secs(20), || relayed(&memory, "c0") == ["over HTTP"]);
+
+    // A request Slack did not sign, and one signed five minutes too early.
+    let body = r#"{"type":"event_callback","event_id":"EvFORGED","event":{"type":"message","channel":"C1","user":"U1","text":"forged","ts":"1.000001"}}"#;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let secret = s.sim.seeded().signing_secret.clone();
+    for (ts, signature) in [
+        (now.to_string(), "v0=0000000000000000000000000000000000000000000000000000000000000000".to_owned()),
+        ((now - 301).to_string(), switchboard_slack::signature::sign(secret.as_bytes(), &(now - 301).to_string(), body.as_bytes())),
+    ] {
+        let status = http_post(s.setup.listen, "/slack/sim/events", &[("X-Slack-Request-Timestamp", &ts), ("X-Slack-Signature", &signature)], body);
+        assert_eq!(status, Some(401));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(relayed(&memory, "c0"), ["over HTTP"], "nothing forged relayed");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 }
