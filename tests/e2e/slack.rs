@@ -387,3 +387,60 @@ fn the_events_api_mode_verifies_signatures_and_relays() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 }
+
+/// Files both ways: bytes downloaded from the origin and uploaded to the
+/// target through Slack's upload-v2 flow.
+#[test]
+fn files_travel_both_ways() {
+    let s = SlackSetup::new(1, SimConfig::default());
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let room = s.channels[0].clone();
+
+    // memory → Slack
+    memory.put_media("doc-1", b"quarterly numbers".to_vec()).expect("media");
+    let attachment = switchboard_model::Attachment::new("doc-1", "numbers.txt", "text/plain", "doc-1").with_size(17);
+    let event = switchboard_model::Inbound::new(
+        switchboard_model::Origin::new("memory:a", "c0"),
+        switchboard_model::EventId::new("ev-file-1"),
+        switchboard_model::Sender::new(switchboard_model::Person::new("memory:a".into(), "ann".into(), "Ann")),
+        switchboard_model::InboundKind::Message {
+            id: "file-msg-1".into(),
+            message: switchboard_model::Message::text("see attached").with_attachment(attachment),
+        },
+    );
+    memory.inject(event).expect("inject");
+    let file_message = || {
+        s.sim.messages(&room).into_iter().find(|m| m["files"].as_array().is_some_and(|f| !f.is_empty()))
+    };
+    wait_for("file shared in Slack", Duration::from_secs(20), || file_message().is_some());
+    let shared = file_message().expect("file message");
+    assert_eq!(shared["files"][0]["name"], "numbers.txt");
+    let url = shared["files"][0]["url_private_download"].as_str().expect("url").to_owned();
+    let api = SlackApi::new(format!("{}/api", s.sim.base_url()), Arc::new(RateLimiter::new(false))).expect("api");
+    let bytes = s
+        .rt
+        .block_on(api.download(&url, &Token::new(s.sim.seeded().bot_token.clone()), 1 << 20))
+        .expect("download");
+    assert_eq!(bytes, b"quarterly numbers");
+    assert!(s.relayed_to_slack(&room).contains(&"see attached".to_owned()));
+
+    // Slack → memory: Alice uploads with the three-step flow.
+    let alice = s.alice();
+    let slot = s
+        .rt
+        .block_on(alice.api.call("files.getUploadURLExternal", &alice.token, json!({ "filename": "photo.png", "length": 4 }), None))
+        .expect("upload url");
+    s.rt.block_on(api.upload(slot["upload_url"].as_str().expect("url"), b"\x89PNG".to_vec())).expect("upload");
+    let files = json!([{ "id": slot["file_id"], "title": "photo.png" }]).to_string();
+    s.rt
+        .block_on(alice.api.call("files.completeUploadExternal", &alice.token, json!({ "files": files, "channel_id": room }), None))
+        .expect("complete");
+    wait_for("file relayed to memory", Duration::from_secs(20), || {
+        memory.deliveries().iter().any(|d| d.files.contains(&"photo.png".to_owned()))
+    });
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}

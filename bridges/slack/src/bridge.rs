@@ -412,41 +412,43 @@ impl SlackBridge {
     ) -> Result<Delivered, BridgeError> {
         let channel = op.channel.as_str();
         let thread = message.thread_root.as_ref().map(|t| t.as_str().to_owned());
-        if op.maybe_delivered
-            && let Some(ts) = self.find_posted(channel, thread.as_deref(), &op.id).await?
-        {
-            return Ok(Delivered::one(ts));
-        }
         let mut body = message.body.clone();
         if message.style == MessageStyle::Emote {
             let name = op.author.as_ref().map_or("", |a| a.display_name.as_str());
             body = body.prefixed(vec![Inline::text(format!("* {name} "))]);
         }
-        let mut ids = Vec::new();
-        if !body.is_empty() || message.attachments.is_empty() {
-            let mut args = self.post_args(op, &body);
-            if let Some(ts) = &thread {
-                args["thread_ts"] = json!(ts);
+        if body.is_empty() && !message.attachments.is_empty() {
+            // The text part carries who shared the files, and the mapping.
+            let names: Vec<&str> = message.attachments.iter().map(|a| a.name.as_str()).collect();
+            body = RichText::plain(format!("📎 {}", names.join(", ")));
+        }
+        // A previous attempt may have posted the text already (its metadata
+        // carries the op id); then only what is missing is done.
+        let found = if op.maybe_delivered {
+            self.find_posted(channel, thread.as_deref(), &op.id).await?
+        } else {
+            None
+        };
+        let ts = match found {
+            Some(ts) => ts,
+            None => {
+                let mut args = self.post_args(op, &body);
+                if let Some(ts) = &thread {
+                    args["thread_ts"] = json!(ts);
+                }
+                // chat.postMessage — https://docs.slack.dev/reference/methods/chat.postMessage
+                let answer = self.api.call("chat.postMessage", self.token(), args, Some(channel)).await?;
+                let ts = answer
+                    .get("ts")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| BridgeError::transient("chat.postMessage answered without a ts"))?;
+                MessageId::new(ts)
             }
-            // chat.postMessage — https://docs.slack.dev/reference/methods/chat.postMessage
-            let answer = self
-                .api
-                .call("chat.postMessage", self.token(), args, Some(channel))
-                .await?;
-            let ts = answer
-                .get("ts")
-                .and_then(Value::as_str)
-                .ok_or_else(|| BridgeError::transient("chat.postMessage answered without a ts"))?;
-            ids.push(MessageId::new(ts));
-        }
+        };
         for attachment in &message.attachments {
-            let thread = thread
-                .clone()
-                .or_else(|| ids.first().map(|m| m.as_str().to_owned()).filter(|_| false));
-            self.upload(op, attachment, thread.as_deref(), media)
-                .await?;
+            self.upload(op, attachment, thread.as_deref(), media).await?;
         }
-        Ok(Delivered { ids })
+        Ok(Delivered::one(ts))
     }
 
     /// The common arguments of a post: text, blocks, puppet name and icon, our marker.

@@ -2304,11 +2304,11 @@ pub(crate) mod tests {
             ])
             .prop_map(str::to_owned),
         ];
-        prop::collection::vec(chunk, 0..24).prop_map(|v| v.concat())
+        prop::collection::vec(chunk, 0..60).prop_map(|v| v.concat())
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 60000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 300000, ..ProptestConfig::default() })]
 
         #[test]
         fn mrkdwn_round_trips_expressible_bodies(body in expressible()) {
