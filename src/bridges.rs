@@ -5,10 +5,14 @@ use crate::config::{BridgeConfig, BridgeKind, MemoryCapabilities, SlackMode};
 use anyhow::Context;
 use std::sync::Arc;
 use switchboard_model::testing::{MemoryBridge, MemoryPlatform};
-use switchboard_model::{Bridge, Capabilities};
+use switchboard_model::{Bridge, Capabilities, LinkedAccounts};
 
-/// Builds the connector for one `[[bridge]]`.
-pub fn build(config: &BridgeConfig) -> anyhow::Result<Arc<dyn Bridge>> {
+/// Builds the connector for one `[[bridge]]`. `accounts` are the accounts
+/// people linked on it (when the store key is configured).
+pub fn build(
+    config: &BridgeConfig,
+    accounts: Option<Arc<dyn LinkedAccounts>>,
+) -> anyhow::Result<Arc<dyn Bridge>> {
     match &config.kind {
         BridgeKind::Memory(memory) => {
             let platform = MemoryPlatform::open(config.id.clone(), &memory.state_dir)
@@ -54,6 +58,9 @@ pub fn build(config: &BridgeConfig) -> anyhow::Result<Arc<dyn Bridge>> {
             settings.max_upload = slack.max_upload;
             let bridge = switchboard_slack::bridge::SlackBridge::new(settings)
                 .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
+            if let Some(accounts) = accounts {
+                bridge.set_accounts(accounts);
+            }
             Ok(bridge)
         }
     }

@@ -99,6 +99,7 @@ pub async fn run() -> anyhow::Result<()> {
         store: StoreConfig::new(dir.path().join("store")),
         http: HttpConfig {
             listen: ([127, 0, 0, 1], 0).into(),
+            admin_token: None,
         },
         log: LogConfig::default(),
         relay: RelayConfig::default(),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod convert;
 pub mod daemon;
 pub mod demo;
+pub mod login;
 pub mod relay;
 pub mod store;
 
@@ -19,7 +20,9 @@ use daemon::metrics::Metrics;
 use daemon::notify::{self, Notifier};
 use daemon::status::BridgeStatuses;
 use relay::{Relay, RelaySetup};
+use std::collections::HashMap;
 use std::sync::Arc;
+use store::login::DbLinkedAccounts;
 use store::space::SpaceGuard;
 use store::{Db, DbCursors, SledStore, Store};
 use switchboard_model::{BridgeId, ChannelId};
@@ -79,11 +82,23 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
     ));
     let metrics = Arc::new(Metrics::new());
     let statuses = Arc::new(BridgeStatuses::with_metrics(metrics.clone()));
-    let bridges = config
-        .bridges
-        .iter()
-        .map(bridges::build)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let secrets = store::login::store_key(config.store.key_file.as_deref())
+        .context("cannot read the store key")?;
+    let mut accounts = HashMap::new();
+    let mut bridges = Vec::new();
+    for bridge in &config.bridges {
+        let linked = match &secrets {
+            Some(secrets) => {
+                let linked = DbLinkedAccounts::load(db.clone(), secrets.clone(), bridge.id.clone())
+                    .with_context(|| format!("cannot read the linked accounts of {}", bridge.id))?;
+                let linked = Arc::new(linked);
+                accounts.insert(bridge.id.clone(), linked.clone());
+                Some(linked as Arc<dyn switchboard_model::LinkedAccounts>)
+            }
+            None => None,
+        };
+        bridges.push(bridges::build(bridge, linked)?);
+    }
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
@@ -118,7 +133,17 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
             channels,
         ));
     }
-    let endpoints = bridges.iter().flat_map(|b| b.http_endpoints()).collect();
+    let mut endpoints: Vec<(String, Arc<dyn switchboard_model::HttpEndpoint>)> =
+        bridges.iter().flat_map(|b| b.http_endpoints()).collect();
+    if let Some(token) = &config.http.admin_token {
+        let admin = daemon::admin::Admin::new(
+            token.expose().to_owned(),
+            db.clone(),
+            secrets.clone(),
+            accounts,
+        );
+        endpoints.push(("/admin/".to_owned(), Arc::new(admin)));
+    }
     let http_state = HttpState {
         metrics: metrics.clone(),
         statuses: statuses.clone(),

@@ -29,6 +29,12 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
+    /// Link a person's own account on a platform (OAuth with a loopback
+    /// redirect), so that what they write elsewhere appears there as themselves.
+    Login {
+        #[command(subcommand)]
+        platform: LoginPlatform,
+    },
     /// Show Switchboard relaying a scripted conversation between two
     /// simulated platforms, in-process, in a temporary directory.
     Demo,
@@ -57,6 +63,37 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum LoginPlatform {
+    /// Link a Slack account.
+    Slack(LoginArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoginArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
+    /// The Slack bridge (`slack:acme`).
+    #[arg(long)]
+    bridge: String,
+    /// Whose account: the person on the other platform, as `BRIDGE/USER`
+    /// (`matrix:example/@ann:example.org`).
+    #[arg(long = "for")]
+    person: String,
+    /// Where the browser is sent back to (loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// How long to wait for the browser, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// The configuration file.
@@ -83,6 +120,9 @@ fn main() -> ExitCode {
         Some(Command::Convert { from, to, list }) => convert_cmd(from, to, list),
         Some(Command::Run(args)) => run(args),
         Some(Command::Demo) => demo(),
+        Some(Command::Login {
+            platform: LoginPlatform::Slack(args),
+        }) => login_slack(args),
         None => run(RunArgs {
             config: std::env::var_os("SWITCHBOARD_CONFIG").map_or_else(
                 || PathBuf::from("/etc/switchboard/config.toml"),
@@ -187,6 +227,47 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "Switchboard failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn login_slack(args: LoginArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let Some((bridge, user)) = args.person.split_once('/') else {
+        eprintln!("--for must be BRIDGE/USER, e.g. matrix:example/@ann:example.org");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let person = (bridge.into(), user.into());
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(switchboard::login::slack(
+                &cfg,
+                &args.bridge.as_str().into(),
+                person,
+                args.listen,
+                std::time::Duration::from_secs(args.timeout),
+                |url| {
+                    println!("Open this link in a browser and approve Switchboard:\n{url}");
+                },
+            ))
+        });
+    match result {
+        Ok(account) => {
+            println!(
+                "Linked: {} now appears on {} as {}.",
+                args.person, args.bridge, account.user
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
             ExitCode::FAILURE
         }
     }

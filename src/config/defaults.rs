@@ -24,6 +24,7 @@ impl StoreConfig {
             path: path.into(),
             dedup_retention: DEFAULT_DEDUP_RETENTION,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            key_file: None,
         }
     }
 }
@@ -32,6 +33,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: DEFAULT_LISTEN,
+            admin_token: None,
         }
     }
 }

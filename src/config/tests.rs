@@ -98,9 +98,11 @@ fn defaults_fill_every_optional_key() {
                 path: PathBuf::from("/var/lib/switchboard"),
                 dedup_retention: Duration::from_secs(7 * 86_400),
                 min_free_bytes: 64 * 1024 * 1024,
+                key_file: None,
             },
             http: HttpConfig {
                 listen: "127.0.0.1:29340".parse().expect("address"),
+                admin_token: None,
             },
             log: LogConfig {
                 format: LogFormat::Plain,
@@ -312,7 +314,7 @@ stat_dir = "/srv/left"
     assert_eq!(
         problems(text, &no_env()),
         vec![
-            "store.colour: unknown key (known keys: dedup_retention, min_free_bytes, path)",
+            "store.colour: unknown key (known keys: dedup_retention, key_file, min_free_bytes, path)",
             "log.fromat: unknown key; did you mean \"format\"?",
             "bridge[0].type: required",
             // Without a type only likely misspellings are reported.

@@ -34,6 +34,10 @@ pub struct StoreConfig {
     /// Refuse new inbound events while the store's file system has less free
     /// space than this, in bytes.
     pub min_free_bytes: u64,
+    /// The key that encrypts linked accounts' tokens (created on first login).
+    /// Without it, and without the systemd credential `store-key`, nobody can
+    /// link an account.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[http]`: the daemon's one HTTP listener (health, readiness, metrics).
@@ -41,6 +45,8 @@ pub struct StoreConfig {
 pub struct HttpConfig {
     /// Address to listen on; loopback unless the operator knows better.
     pub listen: SocketAddr,
+    /// The token the admin API (`/admin/…`) demands; the admin API is off without it.
+    pub admin_token: Option<Secret>,
 }
 
 /// `[log]`
@@ -164,6 +170,12 @@ pub struct SlackBridgeConfig {
     pub rate_limits: bool,
     /// The largest file relayed, in bytes.
     pub max_upload: u64,
+    /// OAuth for `switchboard login slack`: the app's client id.
+    pub client_id: Option<String>,
+    /// OAuth: the app's client secret.
+    pub client_secret: Option<Secret>,
+    /// OAuth: the authorize page.
+    pub oauth_url: String,
 }
 
 /// How Slack events reach the daemon.

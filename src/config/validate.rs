@@ -145,6 +145,17 @@ fn slack(
     let max_upload = t
         .integer("max_upload", 1, u64::MAX, sink)
         .or(100 * 1024 * 1024);
+    let client_id = t.string("client_id", sink).optional();
+    let client_secret = t.secret(CLIENT_SECRET, ctx, sink).optional();
+    let oauth_url = t
+        .parsed("oauth_url", sink, |url| {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(url.to_owned())
+            } else {
+                Err(format!("must be an http(s) URL, got {url:?}"))
+            }
+        })
+        .or("https://slack.com/oauth/v2/authorize".to_owned());
     let mode = match (mode?.as_str(), app_token?, signing_secret?) {
         ("socket", Some(app_token), _) => SlackMode::Socket { app_token },
         ("socket", None, _) => {
@@ -172,6 +183,9 @@ fn slack(
         mode,
         rate_limits: rate_limits?,
         max_upload: max_upload?,
+        client_id: client_id?.map(str::to_owned),
+        client_secret: client_secret?,
+        oauth_url: oauth_url?,
     })
 }
 
@@ -182,7 +196,7 @@ pub(super) fn validate(root: &Map<String, Value>, ctx: Context<'_>, mut sink: Si
     let mut top = Table::root(root);
 
     let store = top.table("store", sink).and_then(|t| store(t, ctx, sink));
-    let http = top.table("http", sink).and_then(|t| http(t, sink));
+    let http = top.table("http", sink).and_then(|t| http(t, ctx, sink));
     let log = top.table("log", sink).and_then(|t| log(t, sink));
     let relay = top.table("relay", sink).and_then(|t| relay(t, sink));
 
@@ -250,15 +264,31 @@ fn store(mut t: Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<StoreCon
     let min_free_bytes = t
         .integer("min_free_bytes", 0, u64::MAX, sink)
         .or(DEFAULT_MIN_FREE_BYTES);
+    let key_file = t.path_value("key_file", ctx, sink).optional();
     t.finish(sink);
     Some(StoreConfig {
         path: path?,
         dedup_retention: dedup_retention?,
         min_free_bytes: min_free_bytes?,
+        key_file: key_file?,
     })
 }
 
-fn http(mut t: Table<'_>, sink: &mut Sink) -> Option<HttpConfig> {
+/// The admin API's token.
+const ADMIN_TOKEN: SecretKeys = SecretKeys {
+    literal: "admin_token",
+    file: "admin_token_file",
+    env: "admin_token_env",
+};
+
+/// A Slack app's OAuth client secret.
+const CLIENT_SECRET: SecretKeys = SecretKeys {
+    literal: "client_secret",
+    file: "client_secret_file",
+    env: "client_secret_env",
+};
+
+fn http(mut t: Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<HttpConfig> {
     let listen = t
         .parsed("listen", sink, |text| {
             text.parse::<SocketAddr>().map_err(|_| {
@@ -266,8 +296,12 @@ fn http(mut t: Table<'_>, sink: &mut Sink) -> Option<HttpConfig> {
             })
         })
         .or(HttpConfig::default().listen);
+    let admin_token = t.secret(ADMIN_TOKEN, ctx, sink).optional();
     t.finish(sink);
-    Some(HttpConfig { listen: listen? })
+    Some(HttpConfig {
+        listen: listen?,
+        admin_token: admin_token?,
+    })
 }
 
 fn log(mut t: Table<'_>, sink: &mut Sink) -> Option<LogConfig> {
@@ -604,6 +638,9 @@ mod tests {
                     },
                     rate_limits: true,
                     max_upload: 1,
+                    client_id: None,
+                    client_secret: None,
+                    oauth_url: String::new(),
                 }),
             };
             assert_eq!(bridge_type.name(), kind.type_name());

@@ -7,6 +7,7 @@
 //! - [`notify`]: systemd notifications (READY, STATUS, WATCHDOG, STOPPING).
 //! - [`logging`]: the tracing subscriber (plain, JSON or journald).
 
+pub mod admin;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -446,8 +446,8 @@ impl Db {
             .transpose()
     }
 
-    /// Records how `person` appears on `target`, and the reverse mapping, in
-    /// one transaction.
+    /// Records how `person` appears on `target`, and (for puppets, not linked
+    /// accounts) the reverse mapping, in one transaction.
     pub fn put_puppet(
         &self,
         target: &BridgeId,
@@ -456,7 +456,8 @@ impl Db {
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::new();
         if let Some(old) = self.puppet(target, person)?
-            && old.puppet.user != record.puppet.user
+            && (old.puppet.user != record.puppet.user || record.puppet.is_linked_account)
+            && !old.puppet.is_linked_account
         {
             batch.delete(
                 Tree::PuppetPerson,
@@ -468,11 +469,15 @@ impl Db {
             puppet_key(target, &person.bridge, &person.user),
             encode(record),
         );
-        batch.put(
-            Tree::PuppetPerson,
-            reverse_puppet_key(target, &record.puppet.user),
-            encode(person),
-        );
+        // A linked account is the person's own: what it writes natively is
+        // theirs, not an echo, so it gets no reverse mapping.
+        if !record.puppet.is_linked_account {
+            batch.put(
+                Tree::PuppetPerson,
+                reverse_puppet_key(target, &record.puppet.user),
+                encode(person),
+            );
+        }
         self.store.apply(batch)
     }
 

@@ -129,6 +129,18 @@ impl SecretBox {
     }
 }
 
+/// The store key: the systemd credential `store-key` when the service has
+/// one, else `key_file` (created on first use), else none (no logins).
+pub fn store_key(key_file: Option<&Path>) -> std::io::Result<Option<SecretBox>> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let credential = Path::new(&dir).join("store-key");
+        if credential.exists() {
+            return SecretBox::load(&credential, false).map(Some);
+        }
+    }
+    key_file.map(|path| SecretBox::load(path, true)).transpose()
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -179,6 +191,36 @@ impl Db {
         .map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut batch = WriteBatch::new();
         batch.put(Tree::Login, key.clone(), secrets.seal(&key, &plain));
+        self.store().apply(batch)
+    }
+
+    /// Forgets how `person` appeared on `target`, so the next delivery asks
+    /// the bridge again (after they linked or unlinked their own account).
+    pub fn forget_puppet(
+        &self,
+        target: &BridgeId,
+        person: (&BridgeId, &UserId),
+    ) -> Result<(), StoreError> {
+        let key = Key::new()
+            .str(target.as_str())
+            .str(person.0.as_str())
+            .str(person.1.as_str())
+            .build();
+        let Some(old) = self.store().get(Tree::PersonPuppet, &key)? else {
+            return Ok(());
+        };
+        let mut batch = WriteBatch::new();
+        if let Ok(record) = super::records::decode::<super::PuppetRecord>(Tree::PersonPuppet, &old)
+        {
+            batch.delete(
+                Tree::PuppetPerson,
+                Key::new()
+                    .str(target.as_str())
+                    .str(record.puppet.user.as_str())
+                    .build(),
+            );
+        }
+        batch.delete(Tree::PersonPuppet, key);
         self.store().apply(batch)
     }
 

@@ -25,6 +25,10 @@ pub struct SlackSetup {
     pub rate_limits: bool,
     /// The HTTP Events API instead of Socket Mode.
     pub events_mode: bool,
+    /// Extra lines for the `[store]`/`[http]` and Slack bridge sections.
+    pub store_extra: String,
+    pub http_extra: String,
+    pub slack_extra: String,
 }
 
 impl SlackSetup {
@@ -65,6 +69,9 @@ impl SlackSetup {
             channels,
             rate_limits: true,
             events_mode: false,
+            store_extra: String::new(),
+            http_extra: String::new(),
+            slack_extra: String::new(),
         }
     }
 
@@ -80,12 +87,15 @@ impl SlackSetup {
             "app_token_file = \"app-token\""
         };
         let mut text = format!(
-            "[store]\npath = \"store\"\n\n[http]\nlisten = \"{}\"\n\n[relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
+            "[store]\npath = \"store\"\n{}\n[http]\nlisten = \"{}\"\n{}\n[relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
              [[bridge]]\nid = \"memory:a\"\ntype = \"memory\"\nstate_dir = \"platform-a\"\n\n\
-             [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{}/api\"\nbot_token_file = \"bot-token\"\n{inbound}\nrate_limits = {}\n\n",
+             [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{}/api\"\nbot_token_file = \"bot-token\"\n{inbound}\nrate_limits = {}\n{}\n\n",
+            self.store_extra,
             s.listen,
+            self.http_extra,
             self.sim.base_url(),
-            self.rate_limits
+            self.rate_limits,
+            self.slack_extra
         );
         for (i, channel) in self.channels.iter().enumerate() {
             text.push_str(&format!("[[portal]]\nname = \"p{i}\"\nmembers = [\"memory:a/c{i}\", \"slack:sim/{channel}\"]\n\n"));
@@ -366,24 +376,52 @@ fn the_events_api_mode_verifies_signatures_and_relays() {
     let mut daemon = s.setup.spawn();
     daemon.wait_ready(Duration::from_secs(30));
     let url = format!("http://{}/slack/sim/events", s.setup.listen);
-    s.rt.block_on(s.sim.set_request_url(Some(&url))).expect("url_verification answered");
+    s.rt.block_on(s.sim.set_request_url(Some(&url)))
+        .expect("url_verification answered");
     let alice = s.alice();
     s.post(&alice, &s.channels[0], "over HTTP");
-    wait_for("relayed", Duration::from_secs(20), || relayed(&memory, "c0") == ["over HTTP"]);
+    wait_for("relayed", Duration::from_secs(20), || {
+        relayed(&memory, "c0") == ["over HTTP"]
+    });
 
     // A request Slack did not sign, and one signed five minutes too early.
     let body = r#"{"type":"event_callback","event_id":"EvFORGED","event":{"type":"message","channel":"C1","user":"U1","text":"forged","ts":"1.000001"}}"#;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let secret = s.sim.seeded().signing_secret.clone();
     for (ts, signature) in [
-        (now.to_string(), "v0=0000000000000000000000000000000000000000000000000000000000000000".to_owned()),
-        ((now - 301).to_string(), switchboard_slack::signature::sign(secret.as_bytes(), &(now - 301).to_string(), body.as_bytes())),
+        (
+            now.to_string(),
+            "v0=0000000000000000000000000000000000000000000000000000000000000000".to_owned(),
+        ),
+        (
+            (now - 301).to_string(),
+            switchboard_slack::signature::sign(
+                secret.as_bytes(),
+                &(now - 301).to_string(),
+                body.as_bytes(),
+            ),
+        ),
     ] {
-        let status = http_post(s.setup.listen, "/slack/sim/events", &[("X-Slack-Request-Timestamp", &ts), ("X-Slack-Signature", &signature)], body);
+        let status = http_post(
+            s.setup.listen,
+            "/slack/sim/events",
+            &[
+                ("X-Slack-Request-Timestamp", &ts),
+                ("X-Slack-Signature", &signature),
+            ],
+            body,
+        );
         assert_eq!(status, Some(401));
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(relayed(&memory, "c0"), ["over HTTP"], "nothing forged relayed");
+    assert_eq!(
+        relayed(&memory, "c0"),
+        ["over HTTP"],
+        "nothing forged relayed"
+    );
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 }
@@ -400,12 +438,20 @@ fn files_travel_both_ways() {
     let room = s.channels[0].clone();
 
     // memory → Slack
-    memory.put_media("doc-1", b"quarterly numbers".to_vec()).expect("media");
-    let attachment = switchboard_model::Attachment::new("doc-1", "numbers.txt", "text/plain", "doc-1").with_size(17);
+    memory
+        .put_media("doc-1", b"quarterly numbers".to_vec())
+        .expect("media");
+    let attachment =
+        switchboard_model::Attachment::new("doc-1", "numbers.txt", "text/plain", "doc-1")
+            .with_size(17);
     let event = switchboard_model::Inbound::new(
         switchboard_model::Origin::new("memory:a", "c0"),
         switchboard_model::EventId::new("ev-file-1"),
-        switchboard_model::Sender::new(switchboard_model::Person::new("memory:a".into(), "ann".into(), "Ann")),
+        switchboard_model::Sender::new(switchboard_model::Person::new(
+            "memory:a".into(),
+            "ann".into(),
+            "Ann",
+        )),
         switchboard_model::InboundKind::Message {
             id: "file-msg-1".into(),
             message: switchboard_model::Message::text("see attached").with_attachment(attachment),
@@ -413,34 +459,208 @@ fn files_travel_both_ways() {
     );
     memory.inject(event).expect("inject");
     let file_message = || {
-        s.sim.messages(&room).into_iter().find(|m| m["files"].as_array().is_some_and(|f| !f.is_empty()))
+        s.sim
+            .messages(&room)
+            .into_iter()
+            .find(|m| m["files"].as_array().is_some_and(|f| !f.is_empty()))
     };
-    wait_for("file shared in Slack", Duration::from_secs(20), || file_message().is_some());
+    wait_for("file shared in Slack", Duration::from_secs(20), || {
+        file_message().is_some()
+    });
     let shared = file_message().expect("file message");
     assert_eq!(shared["files"][0]["name"], "numbers.txt");
-    let url = shared["files"][0]["url_private_download"].as_str().expect("url").to_owned();
-    let api = SlackApi::new(format!("{}/api", s.sim.base_url()), Arc::new(RateLimiter::new(false))).expect("api");
-    let bytes = s
-        .rt
-        .block_on(api.download(&url, &Token::new(s.sim.seeded().bot_token.clone()), 1 << 20))
-        .expect("download");
+    let url = shared["files"][0]["url_private_download"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let api = SlackApi::new(
+        format!("{}/api", s.sim.base_url()),
+        Arc::new(RateLimiter::new(false)),
+    )
+    .expect("api");
+    let bytes =
+        s.rt.block_on(api.download(&url, &Token::new(s.sim.seeded().bot_token.clone()), 1 << 20))
+            .expect("download");
     assert_eq!(bytes, b"quarterly numbers");
-    assert!(s.relayed_to_slack(&room).contains(&"see attached".to_owned()));
+    assert!(
+        s.relayed_to_slack(&room)
+            .contains(&"see attached".to_owned())
+    );
 
     // Slack → memory: Alice uploads with the three-step flow.
     let alice = s.alice();
-    let slot = s
-        .rt
-        .block_on(alice.api.call("files.getUploadURLExternal", &alice.token, json!({ "filename": "photo.png", "length": 4 }), None))
+    let slot =
+        s.rt.block_on(alice.api.call(
+            "files.getUploadURLExternal",
+            &alice.token,
+            json!({ "filename": "photo.png", "length": 4 }),
+            None,
+        ))
         .expect("upload url");
-    s.rt.block_on(api.upload(slot["upload_url"].as_str().expect("url"), b"\x89PNG".to_vec())).expect("upload");
+    s.rt.block_on(api.upload(
+        slot["upload_url"].as_str().expect("url"),
+        b"\x89PNG".to_vec(),
+    ))
+    .expect("upload");
     let files = json!([{ "id": slot["file_id"], "title": "photo.png" }]).to_string();
-    s.rt
-        .block_on(alice.api.call("files.completeUploadExternal", &alice.token, json!({ "files": files, "channel_id": room }), None))
-        .expect("complete");
+    s.rt.block_on(alice.api.call(
+        "files.completeUploadExternal",
+        &alice.token,
+        json!({ "files": files, "channel_id": room }),
+        None,
+    ))
+    .expect("complete");
     wait_for("file relayed to memory", Duration::from_secs(20), || {
-        memory.deliveries().iter().any(|d| d.files.contains(&"photo.png".to_owned()))
+        memory
+            .deliveries()
+            .iter()
+            .any(|d| d.files.contains(&"photo.png".to_owned()))
     });
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// A raw GET: (status, Location header).
+fn get_location(url: &str) -> (u16, Option<String>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("location:"))
+        .map(|l| l[9..].trim().to_owned());
+    (status, location)
+}
+
+/// `switchboard login slack` against the simulator's OAuth v2 flow, with the
+/// daemon running: afterwards the person's messages from elsewhere appear in
+/// Slack as their own account, and what they write in Slack still relays.
+#[test]
+fn a_linked_account_posts_as_the_person() {
+    use std::io::BufRead;
+    let mut s = SlackSetup::new(1, SimConfig::default());
+    let seeded = s.sim.seeded().clone();
+    std::fs::write(s.setup.path("admin-token"), "admin-s3cret").expect("token");
+    std::fs::write(s.setup.path("client-secret"), &seeded.client_secret).expect("secret");
+    s.store_extra = "key_file = \"store.key\"".into();
+    s.http_extra = "admin_token_file = \"admin-token\"".into();
+    s.slack_extra = format!(
+        "client_id = \"{}\"\nclient_secret_file = \"client-secret\"\noauth_url = \"{}/oauth/v2/authorize\"",
+        seeded.client_id,
+        s.sim.base_url()
+    );
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let room = s.channels[0].clone();
+    let alice_id = seeded.users["alice"].clone();
+
+    let mut login = std::process::Command::new(binary())
+        .args([
+            "login",
+            "slack",
+            "--bridge",
+            "slack:sim",
+            "--for",
+            "memory:a/ann",
+            "--config",
+        ])
+        .arg(s.setup.config_path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("login starts");
+    let stdout = login.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("http"))
+        .expect("the authorize URL");
+    assert!(url.contains("user_scope=chat%3Awrite"), "{url}");
+    // Ann approves in her browser as Alice's Slack account.
+    let approve = format!(
+        "{}&user={alice_id}",
+        url.replace("/oauth/v2/authorize?", "/oauth/v2/authorize/approve?")
+    );
+    let (status, location) = get_location(&approve);
+    assert_eq!(status, 302);
+    let (status, _) = get_location(&location.expect("redirect to the login's loopback listener"));
+    assert_eq!(status, 200);
+    let done = login.wait_with_output().expect("login ends");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    memory
+        .post("c0", "ann", "Ann", "now as myself")
+        .expect("post");
+    let posted = || {
+        s.sim
+            .messages(&room)
+            .into_iter()
+            .find(|m| m["text"] == "now as myself")
+    };
+    wait_for("posted as Alice", Duration::from_secs(20), || {
+        posted().is_some()
+    });
+    let m = posted().expect("message");
+    assert_eq!(
+        m["user"].as_str(),
+        Some(alice_id.as_str()),
+        "posted with her own token: {m}"
+    );
+    assert!(
+        m.get("username").is_none() && m.get("bot_id").is_none(),
+        "not a puppet: {m}"
+    );
+
+    // What Alice writes in Slack herself still reaches the other side, and the
+    // echo of her linked post does not.
+    s.post(&s.alice(), &room, "typed in Slack");
+    wait_for("native message relayed", Duration::from_secs(20), || {
+        relayed(&memory, "c0") == ["typed in Slack"]
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        relayed(&memory, "c0"),
+        ["typed in Slack"],
+        "no echo of the linked post"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+    // The user token is sealed in the store: no xoxp- token in clear on disk.
+    for entry in std::fs::read_dir(s.setup.path("store")).expect("store dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(
+                !bytes.windows(5).any(|w| w == b"xoxp-"),
+                "a token in clear in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(!s.setup.log().contains("xoxp-"), "a token in the log");
 }

@@ -1316,7 +1316,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 8000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 100000, ..ProptestConfig::default() })]
 
         #[test]
         fn blocks_round_trip_expressible_bodies(body in expressible()) {

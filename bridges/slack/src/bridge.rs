@@ -28,8 +28,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
     Delivered, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind, InboundSink, Inline,
-    MediaSource, Message, MessageId, MessageStyle, OpId, OutboundKind, OutboundOp, Person,
-    PuppetRef, RichText, UserId,
+    LinkedAccounts, MediaSource, Message, MessageId, MessageStyle, NoLinkedAccounts, OpId,
+    OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
 };
 
 /// Who we are in the workspace, from `auth.test` and `bots.info`.
@@ -58,6 +58,8 @@ pub struct SlackBridge {
     posted: Mutex<HashMap<OpId, Delivered>>,
     /// Ourselves, for the HTTP endpoint.
     this: std::sync::Weak<SlackBridge>,
+    /// People's own linked accounts.
+    accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
 }
 
 impl SlackBridge {
@@ -73,11 +75,37 @@ impl SlackBridge {
             sink: Mutex::new(None),
             posted: Mutex::new(HashMap::new()),
             this: this.clone(),
+            accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
         }))
     }
 
     fn token(&self) -> &Token {
         &self.config.bot_token
+    }
+
+    /// The token an op acts with: the person's own for a linked account,
+    /// else the bot's.
+    fn op_token(&self, op: &OutboundOp) -> Token {
+        op.author
+            .as_ref()
+            .filter(|a| a.is_linked_account)
+            .and_then(|a| self.accounts().token_of(&a.user))
+            .map_or_else(|| self.config.bot_token.clone(), Token::new)
+    }
+
+    fn accounts(&self) -> Arc<dyn LinkedAccounts> {
+        self.accounts_slot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Uses `accounts` for people who linked their own Slack account.
+    pub fn set_accounts(&self, accounts: Arc<dyn LinkedAccounts>) {
+        *self
+            .accounts_slot
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = accounts;
     }
 
     /// Our identity, once `run` or `health_check` has asked Slack.
@@ -410,6 +438,7 @@ impl SlackBridge {
         message: &Message,
         media: &dyn MediaSource,
     ) -> Result<Delivered, BridgeError> {
+        let token = self.op_token(op);
         let channel = op.channel.as_str();
         let thread = message.thread_root.as_ref().map(|t| t.as_str().to_owned());
         let mut body = message.body.clone();
@@ -419,7 +448,11 @@ impl SlackBridge {
         }
         if body.is_empty() && !message.attachments.is_empty() {
             // The text part carries who shared the files, and the mapping.
-            let names: Vec<&str> = message.attachments.iter().map(|a| a.name.as_str()).collect();
+            let names: Vec<&str> = message
+                .attachments
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
             body = RichText::plain(format!("📎 {}", names.join(", ")));
         }
         // A previous attempt may have posted the text already (its metadata
@@ -437,16 +470,19 @@ impl SlackBridge {
                     args["thread_ts"] = json!(ts);
                 }
                 // chat.postMessage — https://docs.slack.dev/reference/methods/chat.postMessage
-                let answer = self.api.call("chat.postMessage", self.token(), args, Some(channel)).await?;
-                let ts = answer
-                    .get("ts")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| BridgeError::transient("chat.postMessage answered without a ts"))?;
+                let answer = self
+                    .api
+                    .call("chat.postMessage", &token, args, Some(channel))
+                    .await?;
+                let ts = answer.get("ts").and_then(Value::as_str).ok_or_else(|| {
+                    BridgeError::transient("chat.postMessage answered without a ts")
+                })?;
                 MessageId::new(ts)
             }
         };
         for attachment in &message.attachments {
-            self.upload(op, attachment, thread.as_deref(), media).await?;
+            self.upload(op, attachment, thread.as_deref(), media)
+                .await?;
         }
         Ok(Delivered::one(ts))
     }
@@ -485,6 +521,7 @@ impl SlackBridge {
         thread: Option<&str>,
         media: &dyn MediaSource,
     ) -> Result<(), BridgeError> {
+        let token = self.op_token(op);
         if attachment.size.is_some_and(|s| s > self.config.max_upload) {
             return Err(BridgeError::permanent(format!(
                 "file {} is larger than {} bytes",
@@ -508,7 +545,7 @@ impl SlackBridge {
             .api
             .call(
                 "files.getUploadURLExternal",
-                self.token(),
+                &token,
                 json!({ "filename": attachment.name, "length": bytes.len() }),
                 None,
             )
@@ -532,7 +569,7 @@ impl SlackBridge {
             args["thread_ts"] = json!(ts);
         }
         self.api
-            .call("files.completeUploadExternal", self.token(), args, None)
+            .call("files.completeUploadExternal", &token, args, None)
             .await?;
         Ok(())
     }
@@ -543,6 +580,7 @@ impl SlackBridge {
         parts: &[MessageId],
         message: &Message,
     ) -> Result<Delivered, BridgeError> {
+        let token = self.op_token(op);
         let Some(first) = parts.first() else {
             return Ok(Delivered::none());
         };
@@ -559,7 +597,7 @@ impl SlackBridge {
             .api
             .call(
                 "chat.update",
-                self.token(),
+                &token,
                 args.clone(),
                 Some(op.channel.as_str()),
             )
@@ -577,7 +615,7 @@ impl SlackBridge {
                     o.remove("blocks");
                 }
                 self.api
-                    .call("chat.update", self.token(), args, Some(op.channel.as_str()))
+                    .call("chat.update", &token, args, Some(op.channel.as_str()))
                     .await?;
             }
             other => {
@@ -585,18 +623,23 @@ impl SlackBridge {
             }
         }
         for extra in &parts[1..] {
-            self.delete_one(op.channel.as_str(), extra).await?;
+            self.delete_one(&token, op.channel.as_str(), extra).await?;
         }
         Ok(Delivered::none())
     }
 
-    async fn delete_one(&self, channel: &str, ts: &MessageId) -> Result<(), BridgeError> {
+    async fn delete_one(
+        &self,
+        token: &Token,
+        channel: &str,
+        ts: &MessageId,
+    ) -> Result<(), BridgeError> {
         // chat.delete — https://docs.slack.dev/reference/methods/chat.delete
         match self
             .api
             .call(
                 "chat.delete",
-                self.token(),
+                token,
                 json!({ "channel": channel, "ts": ts.as_str() }),
                 Some(channel),
             )
@@ -615,6 +658,7 @@ impl SlackBridge {
         key: &str,
         add: bool,
     ) -> Result<Delivered, BridgeError> {
+        let token = self.op_token(op);
         let channel = op.channel.as_str();
         let name = match emoji::reaction_name(key) {
             Ok(name) => name,
@@ -628,7 +672,7 @@ impl SlackBridge {
                 let mut args = self.post_args(op, &body);
                 args["thread_ts"] = json!(target.as_str());
                 self.api
-                    .call("chat.postMessage", self.token(), args, Some(channel))
+                    .call("chat.postMessage", &token, args, Some(channel))
                     .await?;
                 return Ok(Delivered::none());
             }
@@ -641,11 +685,7 @@ impl SlackBridge {
         };
         // reactions.add / reactions.remove — https://docs.slack.dev/reference/methods/reactions.add
         let args = json!({ "channel": channel, "timestamp": target.as_str(), "name": name });
-        match self
-            .api
-            .call(method, self.token(), args, Some(channel))
-            .await
-        {
+        match self.api.call(method, &token, args, Some(channel)).await {
             Ok(_) => Ok(Delivered::none()),
             // Our bot already shows (or no longer shows) this reaction: nothing to do.
             Err(e) if matches!(e.code(), Some("already_reacted" | "no_reaction")) => {
@@ -661,6 +701,7 @@ impl SlackBridge {
         event: &switchboard_model::CallEvent,
         invite: &[MessageId],
     ) -> Result<Delivered, BridgeError> {
+        let token = self.op_token(op);
         let channel = op.channel.as_str();
         let slack_call = invite.get(1).map(|m| m.as_str().to_owned());
         match (&event.state, slack_call) {
@@ -670,7 +711,7 @@ impl SlackBridge {
                 if let Some(d) = duration {
                     args["duration"] = json!(d.as_secs());
                 }
-                self.api.call("calls.end", self.token(), args, None).await?;
+                self.api.call("calls.end", &token, args, None).await?;
                 Ok(Delivered::none())
             }
             (_, Some(call)) => {
@@ -682,9 +723,7 @@ impl SlackBridge {
                 if let Some(u) = &event.join_url {
                     args["join_url"] = json!(u);
                 }
-                self.api
-                    .call("calls.update", self.token(), args, None)
-                    .await?;
+                self.api.call("calls.update", &token, args, None).await?;
                 Ok(Delivered::none())
             }
             (_, None) => {
@@ -702,7 +741,7 @@ impl SlackBridge {
                 if let Some(t) = &event.title {
                     args["title"] = json!(t);
                 }
-                let added = self.api.call("calls.add", self.token(), args, None).await?;
+                let added = self.api.call("calls.add", &token, args, None).await?;
                 let call_id = added
                     .pointer("/call/id")
                     .and_then(Value::as_str)
@@ -712,14 +751,14 @@ impl SlackBridge {
                 post["blocks"] = json!([{ "type": "call", "call_id": call_id }]);
                 let answer = self
                     .api
-                    .call("chat.postMessage", self.token(), post, Some(channel))
+                    .call("chat.postMessage", &token, post, Some(channel))
                     .await?;
                 let ts = answer.get("ts").and_then(Value::as_str).ok_or_else(|| {
                     BridgeError::transient("chat.postMessage answered without a ts")
                 })?;
                 if matches!(event.state, CallState::Ended { .. }) {
                     self.api
-                        .call("calls.end", self.token(), json!({ "id": call_id }), None)
+                        .call("calls.end", &token, json!({ "id": call_id }), None)
                         .await?;
                 }
                 Ok(Delivered {
@@ -832,8 +871,9 @@ impl Bridge for SlackBridge {
             OutboundKind::Send { message } => self.send(op, message, media).await?,
             OutboundKind::Edit { parts, message } => self.edit(op, parts, message).await?,
             OutboundKind::Delete { parts } => {
+                let token = self.op_token(op);
                 for p in parts {
-                    self.delete_one(op.channel.as_str(), p).await?;
+                    self.delete_one(&token, op.channel.as_str(), p).await?;
                 }
                 Delivered::none()
             }
@@ -851,7 +891,13 @@ impl Bridge for SlackBridge {
     }
 
     async fn ensure_puppet(&self, person: &Person) -> Result<PuppetRef, BridgeError> {
-        // No accounts for people from elsewhere: a name and an icon per message.
+        // Someone who linked their own Slack account appears as themselves.
+        if let Some(account) = self.accounts().account_for(&person.bridge, &person.user) {
+            let name = crate::names::Names::user(&self.names, account.user.as_str())
+                .unwrap_or_else(|| person.display_name.clone());
+            return Ok(PuppetRef::new(account.user, name).linked());
+        }
+        // Everyone else: a name and an icon per message.
         let platform = person.bridge.platform();
         let label = match platform {
             "teams" => "Teams",

@@ -12,6 +12,7 @@ pub mod bridge;
 pub mod config;
 pub mod emoji;
 pub mod events;
+pub mod login;
 pub mod manifest;
 pub mod mrkdwn;
 pub mod names;

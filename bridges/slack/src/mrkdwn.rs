@@ -564,6 +564,11 @@ impl Parser<'_> {
                 let content = unprotect(line.trim_start_matches([' ', '\t']), continuation_hazard);
                 let inlines = self.item_line(content);
                 if let Some(item) = stack.last_mut().and_then(|o| o.items.last_mut()) {
+                    // What normalising drops (an empty nested item) must
+                    // not keep this line from continuing the paragraph.
+                    while item.last().is_some_and(is_void) {
+                        item.pop();
+                    }
                     match item.last_mut() {
                         Some(Block::Paragraph { content }) => {
                             content.push(Inline::LineBreak);
@@ -721,6 +726,15 @@ impl Parser<'_> {
         }
         Some(Control::Atom(Inline::Link { url, content }))
     }
+}
+
+/// True for a block that normalising removes.
+fn is_void(block: &Block) -> bool {
+    let mut body = RichText {
+        blocks: vec![block.clone()],
+    };
+    body.normalize();
+    body.is_empty()
 }
 
 /// Closes the innermost open list, attaching it to its parent item (merging

@@ -166,6 +166,48 @@ impl SlackApi {
         &self.http
     }
 
+    /// Calls a method that authenticates by its arguments rather than a token
+    /// (`oauth.v2.access`, with the app's client id and secret), as a form.
+    pub async fn call_without_token(&self, method: &str, args: Value) -> Result<Value, ApiError> {
+        self.limiter.acquire(method, None).await;
+        let url = format!("{}/{}", self.base, method);
+        let network = |e: reqwest::Error| ApiError::Network {
+            method: method.to_owned(),
+            reason: describe(&e),
+        };
+        let response = self
+            .http
+            .post(&url)
+            .form(&form_fields(&args))
+            .send()
+            .await
+            .map_err(network)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(network)?;
+        if !(200..300).contains(&status) {
+            return Err(ApiError::Http {
+                method: method.to_owned(),
+                status,
+            });
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
+            method: method.to_owned(),
+            reason: e.to_string(),
+        })?;
+        match value.get("ok").and_then(Value::as_bool) {
+            Some(true) => Ok(value),
+            _ => Err(ApiError::Slack {
+                method: method.to_owned(),
+                code: value
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown_error")
+                    .to_owned(),
+                needed: None,
+            }),
+        }
+    }
+
     /// Calls `method` with `args` (a JSON object; non-string values are
     /// JSON-encoded in forms, as Slack expects). `channel` keys the
     /// per-channel posting limit.

@@ -1,0 +1,229 @@
+//! Linking a person's own Slack account (`switchboard login slack`), with
+//! OAuth v2 and a loopback redirect
+//! (https://docs.slack.dev/authentication/installing-with-oauth).
+//!
+//! [`begin`] binds a listener on loopback and builds the authorize URL with
+//! the user scopes in [`crate::manifest::USER_SCOPES`] and a random `state`;
+//! the person opens it in a browser and approves; Slack redirects the browser
+//! to `http://127.0.0.1:PORT/callback?code=…&state=…`; [`PendingLogin::finish`]
+//! answers the browser, checks the state and exchanges the code with
+//! `oauth.v2.access` for the person's user token.
+
+use crate::web::{SlackApi, Token};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchboard_model::{BridgeError, LinkedAccount, UserId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The app's OAuth settings.
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret.
+    pub client_secret: Token,
+    /// The authorize page, `https://slack.com/oauth/v2/authorize`.
+    pub authorize_url: String,
+    /// The Web API client (for `oauth.v2.access`).
+    pub api: SlackApi,
+}
+
+/// A login waiting for the browser to come back.
+#[derive(Debug)]
+pub struct PendingLogin {
+    /// The URL the person opens.
+    pub url: String,
+    listener: TcpListener,
+    state: String,
+    redirect_uri: String,
+}
+
+/// Starts a login: binds `listen` (loopback) and builds the authorize URL.
+pub async fn begin(app: &OAuthApp, listen: SocketAddr) -> std::io::Result<PendingLogin> {
+    let listener = TcpListener::bind(listen).await?;
+    let port = listener.local_addr()?.port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let state: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+    let query = [
+        ("client_id", app.client_id.as_str()),
+        ("user_scope", &crate::manifest::USER_SCOPES.join(",")),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("state", state.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", encode(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    Ok(PendingLogin {
+        url: format!("{}?{query}", app.authorize_url),
+        listener,
+        state,
+        redirect_uri,
+    })
+}
+
+impl PendingLogin {
+    /// The redirect URI registered for this login.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// Waits (up to `timeout`) for the browser's redirect, then exchanges the
+    /// code for the person's token.
+    pub async fn finish(
+        self,
+        app: &OAuthApp,
+        timeout: Duration,
+    ) -> Result<LinkedAccount, BridgeError> {
+        let code = tokio::time::timeout(timeout, self.wait_for_code())
+            .await
+            .map_err(|_| BridgeError::permanent("nobody completed the login in time"))??;
+        // oauth.v2.access — https://docs.slack.dev/reference/methods/oauth.v2.access
+        let answer = app
+            .api
+            .call_without_token(
+                "oauth.v2.access",
+                json!({
+                    "client_id": app.client_id,
+                    "client_secret": app.client_secret.expose(),
+                    "code": code,
+                    "redirect_uri": self.redirect_uri,
+                }),
+            )
+            .await?;
+        let user = answer.pointer("/authed_user/id").and_then(Value::as_str);
+        let token = answer
+            .pointer("/authed_user/access_token")
+            .and_then(Value::as_str);
+        match (user, token) {
+            (Some(user), Some(token)) => Ok(LinkedAccount {
+                user: UserId::new(user),
+                token: token.to_owned(),
+            }),
+            _ => Err(BridgeError::permanent(
+                "oauth.v2.access returned no user token (were user scopes granted?)",
+            )),
+        }
+    }
+
+    async fn wait_for_code(&self) -> Result<String, BridgeError> {
+        loop {
+            let (mut stream, _) = self
+                .listener
+                .accept()
+                .await
+                .map_err(|e| BridgeError::transient(format!("login listener failed: {e}")))?;
+            let mut buf = vec![0u8; 8192];
+            let n = match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await
+            {
+                Ok(Ok(n)) => n,
+                _ => continue,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let target = request.split_whitespace().nth(1).unwrap_or("");
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            if path != "/callback" {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+                continue;
+            }
+            let param = |name: &str| {
+                query.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == name).then(|| decode(v))
+                })
+            };
+            let (page, outcome) = match (param("state"), param("code"), param("error")) {
+                (_, _, Some(error)) => (
+                    "Slack refused the login. You can close this window.",
+                    Err(BridgeError::permanent(format!(
+                        "the login was refused: {error}"
+                    ))),
+                ),
+                (Some(state), Some(code), None) if state == self.state => (
+                    "Your Slack account is linked. You can close this window.",
+                    Ok(code),
+                ),
+                _ => (
+                    "This link does not belong to the login in progress.",
+                    Err(BridgeError::permanent(
+                        "the redirect's state does not match this login",
+                    )),
+                ),
+            };
+            let html = format!("<!doctype html><title>Switchboard</title><p>{page}</p>");
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            return outcome;
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Decodes a percent-encoded query value (`+` as space).
+fn decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_round_trip() {
+        for v in [
+            "a b&c=d/é",
+            "chat:write,files:write",
+            "http://127.0.0.1:5/callback",
+            "%",
+            "%zz",
+            "%é",
+        ] {
+            assert_eq!(decode(&encode(v)), v);
+        }
+        assert_eq!(decode("a+b%20c"), "a b c");
+        assert_eq!(decode("bad%2"), "bad%2");
+        assert_eq!(decode("%é%"), "%é%", "never splits a character");
+    }
+}

@@ -1,0 +1,136 @@
+//! `switchboard login`: a person links their own account on a platform, so
+//! that what they write elsewhere appears there as themselves.
+//!
+//! The platform's OAuth flow runs here, with a loopback redirect; the account
+//! is then handed to the running daemon through the admin API (when
+//! `http.admin_token` is configured and the daemon answers), or written
+//! straight into the store (when the daemon is stopped). Either way the token
+//! is sealed with the store key.
+
+use crate::config::{BridgeKind, Config};
+use crate::store::login::{SecretBox, store_key};
+use crate::store::{Db, SledStore, Store};
+use anyhow::{Context, bail};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_model::{BridgeId, LinkedAccount, UserId};
+use switchboard_slack::login::{OAuthApp, begin};
+use switchboard_slack::ratelimit::RateLimiter;
+use switchboard_slack::web::{SlackApi, Token};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Links `person` (`bridge/user` on another platform) to their own account
+/// on Slack bridge `bridge`. `announce` receives the URL to open.
+pub async fn slack(
+    config: &Config,
+    bridge: &BridgeId,
+    person: (BridgeId, UserId),
+    listen: SocketAddr,
+    timeout: Duration,
+    announce: impl Fn(&str),
+) -> anyhow::Result<LinkedAccount> {
+    let Some(slack) = config.bridges.iter().find(|b| &b.id == bridge) else {
+        bail!("no bridge {bridge} in the configuration");
+    };
+    let BridgeKind::Slack(settings) = &slack.kind else {
+        bail!("bridge {bridge} is not a Slack bridge");
+    };
+    let (Some(client_id), Some(client_secret)) = (&settings.client_id, &settings.client_secret)
+    else {
+        bail!(
+            "bridge {bridge} needs client_id and client_secret_file (or client_secret_env) for logins"
+        );
+    };
+    let api = SlackApi::new(settings.api_url.clone(), Arc::new(RateLimiter::new(false)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = OAuthApp {
+        client_id: client_id.clone(),
+        client_secret: Token::new(client_secret.expose()),
+        authorize_url: settings.oauth_url.clone(),
+        api,
+    };
+    let pending = begin(&app, listen)
+        .await
+        .context("cannot listen for the login redirect")?;
+    announce(&pending.url);
+    let account = pending
+        .finish(&app, timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("login failed: {e}"))?;
+    save(config, bridge, &person, &account).await?;
+    Ok(account)
+}
+
+/// Hands the account to the daemon, or stores it directly.
+async fn save(
+    config: &Config,
+    bridge: &BridgeId,
+    person: &(BridgeId, UserId),
+    account: &LinkedAccount,
+) -> anyhow::Result<()> {
+    if let Some(token) = &config.http.admin_token {
+        let body = json!({
+            "bridge": bridge,
+            "person_bridge": person.0,
+            "person_user": person.1,
+            "account_user": account.user,
+            "token": account.token,
+        })
+        .to_string();
+        match post(config.http.listen, "/admin/logins", token.expose(), &body).await {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, answer)) => bail!("the daemon refused the login ({status}): {answer}"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                // The daemon is not running: write to the store ourselves.
+            }
+            Err(e) => return Err(e).context("cannot reach the daemon's admin API"),
+        }
+    }
+    let secrets: SecretBox = store_key(config.store.key_file.as_deref())
+        .context("cannot read the store key")?
+        .context("set store.key_file (or the systemd credential store-key) to link accounts")?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.path).with_context(|| {
+        format!(
+            "cannot open the store at {} (if the daemon is running, configure http.admin_token so that login hands the account to it)",
+            config.store.path.display()
+        )
+    })?);
+    let db = Db::open(store)?;
+    db.put_login(&secrets, bridge, (&person.0, &person.1), account)?;
+    db.forget_puppet(bridge, (&person.0, &person.1))?;
+    db.flush()?;
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 POST to the daemon on loopback.
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the daemon did not answer")
+        })??;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
