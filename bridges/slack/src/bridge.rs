@@ -738,6 +738,23 @@ impl SlackBridge {
                     "join_url": join_url,
                     "date_start": unix_now(),
                 });
+                // With a bot token Slack requires the creator: the person's
+                // own account when linked, else our bot user.
+                let creator = op
+                    .author
+                    .as_ref()
+                    .filter(|a| a.is_linked_account)
+                    .map(|a| a.user.to_string())
+                    .or_else(|| {
+                        self.identity()
+                            .map(|i| i.bot_user)
+                            .filter(|u| !u.is_empty())
+                    });
+                let creator = match creator {
+                    Some(c) => c,
+                    None => self.authenticate().await?.bot_user,
+                };
+                args["created_by"] = json!(creator);
                 if let Some(t) = &event.title {
                     args["title"] = json!(t);
                 }

@@ -394,3 +394,115 @@ async fn messages_posted_while_away_are_caught_up_from_the_cursor() {
     stop.cancel();
     task.await.expect("joins").expect("ok");
 }
+
+#[tokio::test]
+async fn a_huddle_becomes_a_call_that_starts_and_ends() {
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    let (huddle, _) = sim.start_huddle(&general, "alice").expect("huddle starts");
+    let ev = loop {
+        let ev = running.next().await;
+        if matches!(ev.kind, InboundKind::Call(_)) {
+            break ev;
+        }
+    };
+    let InboundKind::Call(started) = &ev.kind else {
+        unreachable!("matched above")
+    };
+    assert_eq!(
+        started.provider,
+        switchboard_model::CallProvider::SlackHuddle
+    );
+    assert_eq!(started.state, switchboard_model::CallState::Started);
+    sim.end_huddle(&huddle).expect("huddle ends");
+    let ended = loop {
+        let ev = running.next().await;
+        if let InboundKind::Call(call) = ev.kind {
+            if matches!(call.state, switchboard_model::CallState::Ended { .. }) {
+                break call;
+            }
+        }
+    };
+    assert_eq!(ended.call, started.call, "the same call from start to end");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_invite_is_a_native_call_card_updated_then_ended() {
+    use switchboard_model::{CallEvent, CallId, CallProvider, CallState, OutboundKind, OutboundOp};
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let call = CallEvent::new(
+        CallId::new("teams-meeting:1"),
+        CallProvider::TeamsMeeting,
+        CallState::Started,
+    )
+    .with_title("Weekly sync")
+    .with_join_url("https://teams.example/join/1");
+    let op = |id: &str, event: CallEvent, invite: Vec<MessageId>| {
+        OutboundOp::new(
+            id.into(),
+            ChannelId::new(general.clone()),
+            OutboundKind::Call { event, invite },
+        )
+    };
+    let first = bridge
+        .deliver(
+            &op("call-1", call.clone(), vec![]),
+            &switchboard_model::testing::NoMedia,
+        )
+        .await
+        .expect("invite");
+    assert_eq!(
+        first.ids.len(),
+        2,
+        "the message and Slack's call id: {first:?}"
+    );
+    let card = sim
+        .messages(&general)
+        .into_iter()
+        .find(|m| m["ts"].as_str() == Some(first.ids[0].as_str()))
+        .expect("the invite message");
+    let block = &card["blocks"][0];
+    assert_eq!(block["type"], "call", "{card}");
+    assert_eq!(block["call_id"].as_str(), Some(first.ids[1].as_str()));
+
+    let mut ended = call.clone();
+    ended.state = CallState::Ended {
+        duration: Some(Duration::from_secs(1800)),
+    };
+    bridge
+        .deliver(
+            &op("call-2", ended, first.ids.clone()),
+            &switchboard_model::testing::NoMedia,
+        )
+        .await
+        .expect("ended");
+    let api = SlackApi::new(
+        format!("{}/api", sim.base_url()),
+        Arc::new(RateLimiter::new(false)),
+    )
+    .expect("api");
+    let info = api
+        .call(
+            "calls.info",
+            &Token::new(sim.seeded().bot_token.clone()),
+            json!({ "id": first.ids[1].as_str() }),
+            None,
+        )
+        .await
+        .expect("calls.info");
+    assert!(
+        info["call"]["date_end"].as_i64().unwrap_or(0) > 0,
+        "the call is ended: {info}"
+    );
+    assert_eq!(
+        sim.messages(&general).len(),
+        1,
+        "one card, updated, never a second post"
+    );
+}
