@@ -396,9 +396,9 @@ mod tests {
 
     #[test]
     fn emoji_two_tone_suffixes_round_trip() {
-        for index in 1..TONES.len() {
-            let suffix = tone_suffix(TONES[index]).expect("suffix");
-            assert_eq!(parse_tone(&suffix), Some(TONES[index]), "{suffix}");
+        for tone in TONES.iter().skip(1) {
+            let suffix = tone_suffix(*tone).expect("suffix");
+            assert_eq!(parse_tone(&suffix), Some(*tone), "{suffix}");
         }
         let handshake = to_unicode("handshake::skin-tone-2-6").expect("toned");
         assert_eq!(

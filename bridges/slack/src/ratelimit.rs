@@ -66,10 +66,12 @@ pub fn tier(method: &str) -> Tier {
     }
 }
 
-/// One GCRA cell: the theoretical arrival time of the next request.
+/// One GCRA cell: the theoretical arrival time of the next request, and a
+/// hard floor set by a 429's `Retry-After`.
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     tat: Instant,
+    not_before: Instant,
 }
 
 /// Rate limits per method and per channel.
@@ -103,11 +105,18 @@ impl RateLimiter {
         }
         let now = Instant::now();
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let cell = cells.entry(key.to_owned()).or_insert(Cell { tat: now });
+        let cell = cells.entry(key.to_owned()).or_insert(Cell {
+            tat: now,
+            not_before: now,
+        });
         let tat = cell.tat.max(now);
         let allowance = interval.saturating_mul(burst.saturating_sub(1));
-        let start = tat.checked_sub(allowance).unwrap_or(now).max(now);
-        cell.tat = tat + interval;
+        let start = tat
+            .checked_sub(allowance)
+            .unwrap_or(now)
+            .max(now)
+            .max(cell.not_before);
+        cell.tat = tat.max(start) + interval;
         start.saturating_duration_since(now)
     }
 
@@ -130,10 +139,11 @@ impl RateLimiter {
     pub fn backoff(&self, method: &str, retry_after: Duration) {
         let until = Instant::now() + retry_after;
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let cell = cells
-            .entry(method.to_owned())
-            .or_insert(Cell { tat: until });
-        cell.tat = cell.tat.max(until);
+        let cell = cells.entry(method.to_owned()).or_insert(Cell {
+            tat: until,
+            not_before: until,
+        });
+        cell.not_before = cell.not_before.max(until);
     }
 }
 

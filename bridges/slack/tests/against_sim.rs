@@ -420,10 +420,10 @@ async fn a_huddle_becomes_a_call_that_starts_and_ends() {
     sim.end_huddle(&huddle).expect("huddle ends");
     let ended = loop {
         let ev = running.next().await;
-        if let InboundKind::Call(call) = ev.kind {
-            if matches!(call.state, switchboard_model::CallState::Ended { .. }) {
-                break call;
-            }
+        if let InboundKind::Call(call) = ev.kind
+            && matches!(call.state, switchboard_model::CallState::Ended { .. })
+        {
+            break call;
         }
     };
     assert_eq!(ended.call, started.call, "the same call from start to end");
