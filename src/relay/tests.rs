@@ -777,3 +777,82 @@ async fn a_full_disk_refuses_intake_and_recovers() {
     .await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn mentions_become_native_only_where_puppets_are_accounts() {
+    use crate::store::records::{OutboxEntry, PendingAction, PuppetRecord};
+    use switchboard_model::{Inline, OutboundKind, PuppetRef};
+    let db = Db::open(Arc::new(MemoryStore::new())).expect("db");
+    let cid = Person::new("mem:a".into(), "cid".into(), "Cid");
+    let record = PuppetRecord {
+        puppet: PuppetRef::new("puppet-cid".into(), "Cid"),
+        name_hash: 0,
+        avatar_hash: 0,
+    };
+    db.put_puppet(&"mem:b".into(), &cid, &record)
+        .expect("puppet");
+    let body = RichText::builder()
+        .text("ping ")
+        .mention("mem:a".into(), "cid".into(), "Cid")
+        .build();
+    let entry = OutboxEntry {
+        origin: Some(Origin::new("mem:a", "general")),
+        sender: None,
+        action: PendingAction::Send {
+            group: 1,
+            message: Message::new(body),
+        },
+        attempts: 0,
+        enqueued_ms: 0,
+        is_notice: false,
+        maybe_delivered: false,
+    };
+    let key = crate::store::OutboxKey {
+        portal: crate::store::PortalId::new("p"),
+        seq: 1,
+        bridge: "mem:b".into(),
+        channel: "general".into(),
+    };
+    let mention_in = |caps: Capabilities| {
+        let translator = translate::Translator {
+            db: db.clone(),
+            bridge: Arc::new(MemoryBridge::new(
+                MemoryPlatform::new("mem:b"),
+                caps.clone(),
+            )),
+            capabilities: caps,
+            portals: portals::Portals::default(),
+            reaction_fallback: ReactionFallback::Notice,
+        };
+        let (key, entry) = (key.clone(), entry.clone());
+        async move {
+            let prepared = translator
+                .prepare(&key, &entry, false, &|_| false)
+                .await
+                .expect("prepared");
+            let translate::Prepared::Deliver { op, .. } = prepared else {
+                panic!("a delivery")
+            };
+            let OutboundKind::Send { mut message } = op.kind else {
+                panic!("a send")
+            };
+            let mut found = None;
+            message.body.for_each_inline_mut(&mut |i| {
+                if let Inline::UserMention { bridge, user, .. } = i {
+                    found = Some((bridge.to_string(), user.to_string()));
+                }
+            });
+            found.expect("a mention")
+        }
+    };
+    // Puppets are accounts: the mention points at Cid's puppet there.
+    assert_eq!(
+        mention_in(Capabilities::full()).await,
+        ("mem:b".to_owned(), "puppet-cid".to_owned())
+    );
+    // A name per message: no account to point at; it stays Cid's own, shown as "@Cid".
+    assert_eq!(
+        mention_in(Capabilities::minimal()).await,
+        ("mem:a".to_owned(), "cid".to_owned())
+    );
+}

@@ -335,7 +335,14 @@ impl Translator {
                     if person.bridge == target {
                         return Ok(Some(person.user));
                     }
-                    Ok(self.db.puppet(&target, &person)?.map(|r| r.puppet.user))
+                    // Only a real account can be mentioned natively: a linked
+                    // account, or a puppet where puppets are accounts. Otherwise
+                    // the mention stays as it is and renders as "@name".
+                    Ok(self
+                        .db
+                        .puppet(&target, &person)?
+                        .filter(|r| r.puppet.is_linked_account || self.capabilities.puppet_accounts)
+                        .map(|r| r.puppet.user))
                 })();
                 match looked_up {
                     Ok(Some(there)) => {
