@@ -1,0 +1,1 @@
+//! A stateful Microsoft Graph simulator (being written).
