@@ -8,6 +8,7 @@ use switchboard_model::dialect;
 pub fn dialects() -> Vec<Box<dyn Dialect>> {
     let mut all = dialect::builtin();
     all.push(Box::new(switchboard_slack::mrkdwn::SlackDialect));
+    all.push(Box::new(switchboard_teams::html::TeamsDialect));
     all
 }
 
@@ -64,7 +65,7 @@ mod tests {
         let err = convert("html", "plain", "x").expect_err("unknown");
         assert_eq!(
             err.to_string(),
-            "unknown dialect \"html\"; known: richtext-json, plain, slack"
+            "unknown dialect \"html\"; known: richtext-json, plain, slack, teams"
         );
     }
 
@@ -79,6 +80,14 @@ mod tests {
         assert_eq!(out, "hi there (https://x.org) 👍 & @room");
         let back = convert("plain", "slack", "a < b & c").expect("converts");
         assert_eq!(back, "a &lt; b &amp; c");
+    }
+
+    #[test]
+    fn teams_html_through_richtext() {
+        let out = convert("teams", "slack", "<p><b>hi</b> <a href=\"https://x.org\">there</a></p>").expect("converts");
+        assert_eq!(out, "*hi* <https://x.org|there>");
+        let html = convert("plain", "teams", "a < b").expect("converts");
+        assert!(html.contains("a &lt; b"), "{html}");
     }
 
     #[test]
