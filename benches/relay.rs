@@ -35,9 +35,12 @@
 //!   portals (maps 100,000 puppets, starts 10,000 lanes); RSS once the outbox
 //!   is empty.
 //!
-//! Flags: `--quick` divides every message count by 10 (for profiling under
-//! callgrind), `--inline` runs the scenarios in this process instead of one
-//! child each. Results and their reading are in BENCHMARKS.md.
+//! Flags: `--runs N` runs each scenario N times (each in its own child) and
+//! reports the run with the median msg/s; `--quick` divides every message
+//! count by 10 (for profiling under valgrind); `--inline` runs the scenarios
+//! in this process instead of one child each. Every row notes the 1-minute
+//! load average before and after it: the machine may be shared. Results and
+//! their reading are in BENCHMARKS.md.
 
 use async_trait::async_trait;
 use std::io::{BufRead, BufReader};
@@ -219,7 +222,16 @@ fn main() {
         return;
     }
     let inline = args.iter().any(|a| a == "--inline");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--runs takes a number"))
+        .unwrap_or(1);
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+        .collect();
     let selected: Vec<(&str, Scenario)> = all
         .iter()
         .filter(|(n, _)| {
@@ -247,8 +259,30 @@ fn main() {
         if inline {
             println!("{}", run_scenario(name, scenario).markdown());
         } else {
-            println!("{}", run_child(name, quick));
+            println!("{}", median_of_runs(name, quick, runs.max(1)));
         }
+    }
+}
+
+/// Runs a scenario `runs` times, each in a fresh child process; returns the
+/// row of the run with the median msg/s, noting every run's msg/s.
+fn median_of_runs(name: &str, quick: bool, runs: usize) -> String {
+    let rate = |row: &str| -> f64 {
+        row.split('|')
+            .nth(4)
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut rows: Vec<String> = (0..runs).map(|_| run_child(name, quick)).collect();
+    if runs == 1 {
+        return rows.remove(0);
+    }
+    let all: Vec<String> = rows.iter().map(|r| format!("{:.0}", rate(r))).collect();
+    rows.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let median = rows.swap_remove(runs / 2);
+    match median.strip_suffix(" |") {
+        Some(row) => format!("{row}; median of {runs} runs: {} msg/s |", all.join(", ")),
+        None => median,
     }
 }
 
@@ -301,7 +335,16 @@ fn machine() -> String {
     )
 }
 
+/// The 1-minute load average: other work on the machine shows here.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn run_scenario(name: &str, scenario: Scenario) -> Row {
+    let load_before = loadavg();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -320,6 +363,7 @@ fn run_scenario(name: &str, scenario: Scenario) -> Row {
         }
     });
     row.scenario = name.to_owned();
+    row.notes = format!("{}; load {load_before}→{}", row.notes, loadavg());
     row.hwm_kib = proc_status_kib("/proc/self/status", "VmHWM:");
     if row.rss_kib == 0 {
         row.rss_kib = proc_status_kib("/proc/self/status", "VmRSS:");
@@ -340,6 +384,22 @@ fn proc_status_kib(file: &str, field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) this process has used so far, from
+/// `/proc/self/stat` (in clock ticks of 10 ms).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> u64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    // utime and stime: fields 14 and 15 of the line, 11 and 12 after the name.
+    #[allow(clippy::cast_precision_loss)]
+    let secs = (ticks(11) + ticks(12)) as f64 / 100.0;
+    secs
 }
 
 fn rss_kib() -> u64 {
@@ -454,6 +514,24 @@ impl Timeline {
             p99: pick(0.99),
             max: pick(1.0),
         }
+    }
+}
+
+/// CPU microseconds per message.
+fn per_msg_us(cpu_secs: f64, n: usize) -> f64 {
+    // Counts far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    let n = n.max(1) as f64;
+    cpu_secs * 1e6 / n
+}
+
+/// CPU used between two stamps, as a percentage of the 2 cores.
+fn cpu_share(cpu_secs: f64, from_ns: u64, to_ns: u64) -> f64 {
+    let wall = Duration::from_nanos(to_ns.saturating_sub(from_ns)).as_secs_f64();
+    if wall > 0.0 {
+        cpu_secs / wall / 2.0 * 100.0
+    } else {
+        0.0
     }
 }
 
@@ -702,8 +780,10 @@ async fn throughput(portals: usize, messages: usize) -> Row {
         messages,
         pace: None,
     };
+    let cpu = cpu_secs();
     let pusher = tokio::spawn(push(engine.relay.sink(), engine.timeline.clone(), load));
     engine.timeline.all_delivered().await;
+    let cpu = cpu_secs() - cpu;
     let pushed = pusher.await.expect("the load task finishes");
     assert_eq!(pushed.acked, messages, "every event is acknowledged");
     let t = &engine.timeline;
@@ -713,9 +793,10 @@ async fn throughput(portals: usize, messages: usize) -> Row {
         rate: per_sec(messages, t.first_push(), t.last_delivery()),
         latency: Some(t.latency()),
         notes: format!(
-            "acknowledged at {:.0}/s; 1,000 senders; relay start {:.0} ms",
+            "acknowledged at {:.0}/s; CPU {:.0} µs/msg ({:.0} % of 2 cores); 1,000 senders",
             per_sec(messages, t.first_push(), pushed.last_ack),
-            engine.startup.as_secs_f64() * 1000.0
+            per_msg_us(cpu, messages),
+            cpu_share(cpu, t.first_push(), t.last_delivery()),
         ),
         rss_kib: rss_kib(),
         ..Row::default()
@@ -760,7 +841,9 @@ async fn backlog_drain(portals: usize, backlog: usize) -> Row {
         messages: backlog,
         pace: None,
     };
+    let cpu = cpu_secs();
     let pushed = push(engine.relay.sink(), engine.timeline.clone(), load).await;
+    let fill_cpu = cpu_secs() - cpu;
     assert_eq!(pushed.acked + pushed.refused, backlog);
     assert_eq!(pushed.refused, 0, "every event is acknowledged");
     let t = &engine.timeline;
@@ -768,8 +851,10 @@ async fn backlog_drain(portals: usize, backlog: usize) -> Row {
     let depth = engine.relay.outbox_depth();
     let rss_at_depth = rss_kib();
     let opened = t.now();
+    let cpu = cpu_secs();
     engine.target.rate_limited.store(false, Ordering::Release);
     t.all_delivered().await;
+    let drain_cpu = cpu_secs() - cpu;
     let drain = per_sec(backlog, t.first_delivery(), t.last_delivery());
     let row = Row {
         portals,
@@ -777,11 +862,15 @@ async fn backlog_drain(portals: usize, backlog: usize) -> Row {
         rate: drain,
         latency: None,
         notes: format!(
-            "msg/s = drain rate; filled at {fill_rate:.0}/s (target refusing, {} refusals); \
-             outbox depth {depth} with RSS {}; {:.2} s from recovery to empty",
+            "msg/s = drain rate (CPU {:.0} µs/op, {:.0} % of 2 cores); {:.2} s from recovery to empty; \
+             filled at {fill_rate:.0}/s (CPU {:.0} µs/msg) while the target refused ({} refusals); \
+             outbox depth {depth} with RSS {}",
+            per_msg_us(drain_cpu, backlog),
+            cpu_share(drain_cpu, t.first_delivery(), t.last_delivery()),
+            Duration::from_nanos(t.last_delivery().saturating_sub(opened)).as_secs_f64(),
+            per_msg_us(fill_cpu, backlog),
             engine.target.refused.load(Ordering::Relaxed),
             mib(rss_at_depth),
-            Duration::from_nanos(t.last_delivery().saturating_sub(opened)).as_secs_f64()
         ),
         rss_kib: rss_kib(),
         ..Row::default()

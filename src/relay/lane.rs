@@ -69,10 +69,13 @@ impl Lane {
     }
 
     fn pop(&self) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.pop_front();
+        if queue.is_empty() {
+            // An idle lane keeps no buffer: with thousands of portals, the
+            // buffers their bursts left behind would add up to megabytes.
+            *queue = VecDeque::new();
+        }
     }
 
     fn set_head(&self, entry: OutboxEntry) {
@@ -120,8 +123,10 @@ pub async fn run(shared: Arc<Shared>, lane: Arc<Lane>, stop: CancellationToken) 
     };
     let mut parked: Vec<Parked> = Vec::new();
     loop {
+        // The futures of an attempt are large; boxed, they take memory only
+        // while a lane is busy, not in every idle lane's task.
         if !parked.is_empty() {
-            retry_parked(&shared, &translator, &lane, &mut parked).await;
+            Box::pin(retry_parked(&shared, &translator, &lane, &mut parked)).await;
         }
         let Some((key, entry)) = lane.head() else {
             let recheck = if parked.is_empty() {
@@ -138,7 +143,7 @@ pub async fn run(shared: Arc<Shared>, lane: Arc<Lane>, stop: CancellationToken) 
         };
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
-            outcome = attempt(&shared, &translator, &lane, &key, entry.clone(), false) => outcome,
+            outcome = Box::pin(attempt(&shared, &translator, &lane, &key, entry.clone(), false)) => outcome,
         };
         match outcome {
             Outcome::Done => {

@@ -394,16 +394,19 @@ impl Db {
         self.store.apply(batch)
     }
 
-    /// Finishes a pending op in one transaction: removes it from the outbox
-    /// and, when it created something, records the copy of `group` on the
-    /// target (and indexes each part's id so later events about it map back).
+    /// Finishes a pending op: records the copy of `group` it created on the
+    /// target (indexing each part's id so later events about it map back),
+    /// then removes it from the outbox. The writes are applied in that order
+    /// ([`Store::apply_in_order`]), not as one transaction: after a crash
+    /// in between, the op is still in the outbox and is delivered again,
+    /// which bridges make idempotent by op id, and its mapping rewritten.
+    /// Not flushed: the same replay covers a completion lost in a crash.
     pub fn complete(
         &self,
         key: &OutboxKey,
         created: Option<(GroupId, &[MessageId])>,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::new();
-        batch.delete(Tree::Outbox, key.encode());
         if let Some((group, parts)) = created {
             batch.put(
                 Tree::GroupidMsgs,
@@ -419,7 +422,9 @@ impl Db {
                 );
             }
         }
-        self.store.apply(batch)
+        // Last: once the op leaves the outbox, it is never delivered again.
+        batch.delete(Tree::Outbox, key.encode());
+        self.store.apply_in_order(batch)
     }
 
     /// Removes a pending op without recording anything (dead letters, skips).

@@ -67,6 +67,7 @@ store_suite!(
     seen_pruned_by_age,
     cursors,
     survives_reopen,
+    writes_in_order_apply_each_in_turn,
 );
 
 fn tree_names_are_unique_and_follow_the_convention(_open: Open<'_>) {
@@ -106,6 +107,46 @@ fn batches_are_atomic_across_trees(open: Open<'_>) {
     assert_eq!(store.get(Tree::Cursor, b"k1").expect("get"), None);
     assert_eq!(store.len(Tree::Outbox).expect("len"), 1);
     store.apply(WriteBatch::new()).expect("empty batch is fine");
+}
+
+fn writes_in_order_apply_each_in_turn(open: Open<'_>) {
+    let (store, reopen) = open();
+    store
+        .apply(WriteBatch {
+            writes: vec![Write::Put(
+                Tree::Outbox,
+                b"op".to_vec(),
+                b"pending".to_vec(),
+            )],
+        })
+        .expect("apply");
+    let mut batch = WriteBatch::new();
+    batch.put(Tree::GroupidMsgs, b"g".to_vec(), b"copy".to_vec());
+    batch.put(Tree::MsgGroupid, b"m".to_vec(), b"g".to_vec());
+    batch.put(Tree::MsgGroupid, b"m".to_vec(), b"g2".to_vec());
+    batch.delete(Tree::Outbox, b"op".to_vec());
+    store.apply_in_order(batch).expect("apply in order");
+    let check = |store: &Arc<dyn Store>| {
+        assert_eq!(
+            store.get(Tree::GroupidMsgs, b"g").expect("get"),
+            Some(b"copy".to_vec())
+        );
+        assert_eq!(
+            store.get(Tree::MsgGroupid, b"m").expect("get"),
+            Some(b"g2".to_vec()),
+            "the later write wins"
+        );
+        assert_eq!(store.get(Tree::Outbox, b"op").expect("get"), None);
+    };
+    check(&store);
+    store
+        .apply_in_order(WriteBatch::new())
+        .expect("empty is fine");
+    if reopen.is_some() {
+        store.flush().expect("flush");
+        drop(store);
+        check(&open().0);
+    }
 }
 
 fn scan_prefix_is_ordered_and_bounded(open: Open<'_>) {
