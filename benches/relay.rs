@@ -61,6 +61,10 @@ use switchboard_model::{
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+/// The daemon's allocator (see `src/main.rs`), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The bridge every event comes from.
 const SRC: &str = "bench:src";
 /// The bridge every op goes to.

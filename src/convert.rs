@@ -84,7 +84,12 @@ mod tests {
 
     #[test]
     fn teams_html_through_richtext() {
-        let out = convert("teams", "slack", "<p><b>hi</b> <a href=\"https://x.org\">there</a></p>").expect("converts");
+        let out = convert(
+            "teams",
+            "slack",
+            "<p><b>hi</b> <a href=\"https://x.org\">there</a></p>",
+        )
+        .expect("converts");
         assert_eq!(out, "*hi* <https://x.org|there>");
         let html = convert("plain", "teams", "a < b").expect("converts");
         assert!(html.contains("a &lt; b"), "{html}");
