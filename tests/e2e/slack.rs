@@ -664,3 +664,51 @@ fn a_linked_account_posts_as_the_person() {
     }
     assert!(!s.setup.log().contains("xoxp-"), "a token in the log");
 }
+
+/// A file over the Slack bridge's size cap is not uploaded; the message says so.
+#[test]
+fn files_over_the_size_cap_are_named_not_uploaded() {
+    let mut s = SlackSetup::new(1, SimConfig::default());
+    s.slack_extra = "max_upload = 10".into();
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let room = s.channels[0].clone();
+    memory.put_media("big-1", vec![7u8; 64]).expect("media");
+    let attachment =
+        switchboard_model::Attachment::new("big-1", "big.bin", "application/octet-stream", "big-1")
+            .with_size(64);
+    memory
+        .inject(switchboard_model::Inbound::new(
+            switchboard_model::Origin::new("memory:a", "c0"),
+            switchboard_model::EventId::new("ev-big-1"),
+            switchboard_model::Sender::new(switchboard_model::Person::new(
+                "memory:a".into(),
+                "ann".into(),
+                "Ann",
+            )),
+            switchboard_model::InboundKind::Message {
+                id: "big-msg-1".into(),
+                message: switchboard_model::Message::text("too big").with_attachment(attachment),
+            },
+        ))
+        .expect("inject");
+    wait_for("posted", Duration::from_secs(20), || {
+        !s.relayed_to_slack(&room).is_empty()
+    });
+    let text = s.relayed_to_slack(&room).join("\n");
+    assert!(
+        text.contains("too big") && text.contains("big.bin (not transferable here)"),
+        "{text}"
+    );
+    assert!(
+        s.sim
+            .messages(&room)
+            .iter()
+            .all(|m| m["files"].as_array().is_none_or(Vec::is_empty)),
+        "nothing uploaded"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
+}

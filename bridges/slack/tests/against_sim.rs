@@ -506,3 +506,79 @@ async fn a_call_invite_is_a_native_call_card_updated_then_ended() {
         "one card, updated, never a second post"
     );
 }
+
+#[tokio::test]
+async fn a_reaction_slack_cannot_show_becomes_a_visible_note_in_the_thread() {
+    use switchboard_model::{OutboundKind, OutboundOp, PuppetRef};
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let alice = Person::new(&sim, "alice");
+    let ts = alice.post(&general, "react to me").await;
+    // "Plus sign" text is no emoji: Slack has no name for it.
+    let op = OutboundOp::new(
+        "react-odd".into(),
+        ChannelId::new(general.clone()),
+        OutboundKind::React {
+            target: MessageId::new(ts.clone()),
+            key: "+".into(),
+        },
+    )
+    .with_author(Some(PuppetRef::new("puppet:x".into(), "Zed (Teams)")));
+    bridge
+        .deliver(&op, &switchboard_model::testing::NoMedia)
+        .await
+        .expect("degraded, not failed");
+    let note = sim
+        .messages(&general)
+        .into_iter()
+        .find(|m| {
+            m["thread_ts"].as_str() == Some(ts.as_str()) && m["ts"].as_str() != Some(ts.as_str())
+        })
+        .expect("a note in the thread");
+    assert_eq!(note["text"], "Zed (Teams) reacted +");
+}
+
+#[tokio::test]
+async fn direct_messages_relay_like_channels() {
+    let sim = sim().await;
+    let bridge = bridge(&sim);
+    let alice = Person::new(&sim, "alice");
+    let bot_user = sim.seeded().bot_user_id.clone();
+    // Alice opens a DM with the bot and writes there.
+    let dm = alice
+        .call("conversations.open", json!({ "users": bot_user }))
+        .await;
+    let dm = dm["channel"]["id"].as_str().expect("a DM id").to_owned();
+    assert!(dm.starts_with('D'), "{dm}");
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    alice.post(&dm, "just between us").await;
+    let ev = running.next().await;
+    assert_eq!(ev.origin.channel.as_str(), dm);
+    assert!(
+        matches!(&ev.kind, InboundKind::Message { message, .. } if message.body.to_plain() == "just between us")
+    );
+    // And the bot answers there, as someone from elsewhere.
+    let op = switchboard_model::OutboundOp::new(
+        "dm-answer".into(),
+        ChannelId::new(dm.clone()),
+        switchboard_model::OutboundKind::Send {
+            message: switchboard_model::Message::text("hello from Teams"),
+        },
+    )
+    .with_author(Some(switchboard_model::PuppetRef::new(
+        "puppet:y".into(),
+        "Yan (Teams)",
+    )));
+    bridge
+        .deliver(&op, &switchboard_model::testing::NoMedia)
+        .await
+        .expect("posted in the DM");
+    assert!(
+        sim.messages(&dm)
+            .iter()
+            .any(|m| m["text"] == "hello from Teams" && m["username"] == "Yan (Teams)")
+    );
+    running.stop().await;
+}
