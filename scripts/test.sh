@@ -16,9 +16,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-if [ -n "${SWITCHBOARD_CONFORMANCE_DIR:-}" ] && [ ! -d "$SWITCHBOARD_CONFORMANCE_DIR" ]; then
-  echo "SWITCHBOARD_CONFORMANCE_DIR=$SWITCHBOARD_CONFORMANCE_DIR does not exist" >&2
-  exit 1
+if [ -n "${SWITCHBOARD_CONFORMANCE_DIR:-}" ]; then
+  if [ ! -d "$SWITCHBOARD_CONFORMANCE_DIR" ]; then
+    echo "SWITCHBOARD_CONFORMANCE_DIR=$SWITCHBOARD_CONFORMANCE_DIR does not exist" >&2
+    exit 1
+  fi
+  # Each crate's tests run in that crate's folder: make the path absolute.
+  SWITCHBOARD_CONFORMANCE_DIR="$(cd "$SWITCHBOARD_CONFORMANCE_DIR" && pwd)"
+  export SWITCHBOARD_CONFORMANCE_DIR
 fi
 
 if [ $# -eq 0 ]; then
