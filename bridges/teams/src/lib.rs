@@ -6,8 +6,11 @@
 //! - [`auth`]: Microsoft identity platform tokens (client credentials, device
 //!   code, rotating refresh tokens).
 //! - [`client`]: the Microsoft Graph v1.0 HTTP client (errors, paging, limits).
+//! - [`bridge`]: [`bridge::TeamsBridge`], the connector itself (delegated
+//!   posting, delta polling).
 
 pub mod auth;
+pub mod bridge;
 pub mod client;
 pub mod graph;
 pub mod html;

@@ -1,0 +1,495 @@
+//! [`TeamsBridge`] against the Graph simulator (`bridges/teams-sim`): the
+//! model's conformance suite, inbound edits/deletes/reactions through delta
+//! polling, echoes, and outbound that never needs the application token.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_model::testing::{ConformanceHarness, NoMedia, run_conformance};
+use switchboard_model::{
+    Bridge, BridgeContext, BridgeId, BridgeState, ChannelId, Inbound, InboundKind, InboundSink,
+    Message, MessageId, OpId, Origin, OutboundKind, OutboundOp, Person, UserId,
+};
+use switchboard_teams::auth::{DelegatedTokens, DeviceCodeLogin, IdentityConfig, Secret};
+use switchboard_teams::bridge::{TeamsBridge, TeamsConfig};
+use switchboard_teams::client::{Bearer, GraphClient};
+use switchboard_teams::html;
+use switchboard_teams_sim::seed::Seed;
+use switchboard_teams_sim::{SimConfig, TeamsSim};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const SERVICE: &str = "switchboard@contoso.test";
+const BOB: &str = "bob@contoso.test";
+
+fn seed() -> Seed {
+    serde_json::from_str(
+        r#"{
+        "users": [
+            {"displayName": "Switchboard Relay", "userPrincipalName": "switchboard@contoso.test"},
+            {"displayName": "Bob Builder", "userPrincipalName": "bob@contoso.test"}
+        ],
+        "teams": [{"displayName": "Contoso", "owners": ["switchboard@contoso.test"],
+                   "members": ["bob@contoso.test"]}]
+    }"#,
+    )
+    .expect("seed parses")
+}
+
+fn identity(sim: &TeamsSim) -> IdentityConfig {
+    let s = sim.seeded();
+    IdentityConfig {
+        login_base: sim.login_url(),
+        tenant: s.tenant_id.clone(),
+        client_id: s.client_id.clone(),
+        client_secret: Some(Secret::new(s.client_secret.clone())),
+    }
+}
+
+fn graph(sim: &TeamsSim) -> GraphClient {
+    GraphClient::with_limits(sim.graph_url(), None).expect("client")
+}
+
+async fn sign_in(sim: &TeamsSim, user: &str) -> DelegatedTokens {
+    let g = graph(sim);
+    let login = DeviceCodeLogin::new(
+        g.http().clone(),
+        identity(sim),
+        sim.graph_url(),
+        "https://graph.microsoft.com/.default",
+    );
+    let code = login.start().await.expect("device code");
+    sim.complete_device_code(&code.user_code, user)
+        .expect("sign in");
+    login.poll(&code).await.expect("tokens")
+}
+
+/// A simulator, a bridge on it and the General channel.
+struct SimHarness {
+    sim: TeamsSim,
+    bridge: Arc<TeamsBridge>,
+    channel: ChannelId,
+    team: String,
+    channel_id: String,
+}
+
+impl SimHarness {
+    async fn start(client_secret: Option<&str>) -> SimHarness {
+        let sim = TeamsSim::start(SimConfig {
+            seed: Some(seed()),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("sim starts");
+        let (team, channel_id) = sim.seeded().channels["Contoso/General"].clone();
+        let channel = ChannelId::new(format!("{team}/{channel_id}"));
+        let service = sign_in(&sim, SERVICE).await;
+        let s = sim.seeded();
+        let config = TeamsConfig {
+            id: BridgeId::new("teams:contoso"),
+            graph_base: sim.graph_url(),
+            login_base: sim.login_url(),
+            tenant: s.tenant_id.clone(),
+            client_id: s.client_id.clone(),
+            client_secret: Secret::new(client_secret.unwrap_or(&s.client_secret).to_owned()),
+            service_account: Some(service),
+            poll_interval: Duration::from_millis(100),
+            watch: vec![channel.clone()],
+        };
+        let bridge = TeamsBridge::with_graph(config, graph(&sim)).expect("bridge");
+        SimHarness {
+            sim,
+            bridge,
+            channel,
+            team,
+            channel_id,
+        }
+    }
+
+    fn messages_path(&self) -> String {
+        format!("/teams/{}/channels/{}/messages", self.team, self.channel_id)
+    }
+
+    fn app(&self) -> Secret {
+        Secret::new(self.sim.app_token())
+    }
+
+    fn bob(&self) -> (Secret, String) {
+        (
+            Secret::new(self.sim.delegated_token(BOB).expect("bob's token")),
+            self.sim.seeded().users[BOB].clone(),
+        )
+    }
+
+    /// Bob posts `text`; returns the message id.
+    async fn bob_posts(&self, text: &str) -> String {
+        let (token, user) = self.bob();
+        let posted = graph(&self.sim)
+            .post_json(
+                &self.messages_path(),
+                Bearer::User(&token, &user),
+                &json!({ "body": { "contentType": "html", "content": format!("<p>{text}</p>") } }),
+            )
+            .await
+            .expect("bob posts");
+        posted["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn bob_acts(&self, path: &str, patch: bool, body: Value) {
+        let (token, user) = self.bob();
+        let g = graph(&self.sim);
+        let path = format!("{}/{path}", self.messages_path());
+        let result = if patch {
+            g.patch_json(&path, Bearer::User(&token, &user), &body)
+                .await
+        } else {
+            g.post_json(&path, Bearer::User(&token, &user), &body).await
+        };
+        result.expect("bob acts");
+    }
+
+    async fn get(&self, id: &MessageId) -> Option<Value> {
+        let (root, id) = switchboard_teams::graph::split_message_id(id);
+        let path = match root {
+            Some(root) => format!("{}/{root}/replies/{id}", self.messages_path()),
+            None => format!("{}/{id}", self.messages_path()),
+        };
+        graph(&self.sim)
+            .get_json(&path, Bearer::App(&self.app()))
+            .await
+            .ok()
+    }
+}
+
+#[async_trait]
+impl ConformanceHarness for SimHarness {
+    fn bridge(&self) -> Arc<dyn Bridge> {
+        self.bridge.clone()
+    }
+
+    fn channel(&self) -> ChannelId {
+        self.channel.clone()
+    }
+
+    fn missing_channel(&self) -> ChannelId {
+        ChannelId::new("00000000-0000-0000-0000-000000000000/19:missing@thread.tacv2")
+    }
+
+    async fn post_as_person(&self, _channel: &ChannelId, text: &str) {
+        self.bob_posts(text).await;
+    }
+
+    async fn message_text(&self, _channel: &ChannelId, id: &MessageId) -> Option<String> {
+        let m = self.get(id).await?;
+        if m.get("deletedDateTime").is_some_and(|d| !d.is_null()) {
+            return None;
+        }
+        let content = m.pointer("/body/content")?.as_str()?;
+        Some(
+            html::parse(content, &[], &BridgeId::new("teams:contoso"))
+                .body
+                .to_plain(),
+        )
+    }
+
+    async fn message_count(&self, _channel: &ChannelId) -> usize {
+        graph(&self.sim)
+            .get_all(&self.messages_path(), Bearer::App(&self.app()), 10_000)
+            .await
+            .expect("list")
+            .iter()
+            .filter(|m| m.get("deletedDateTime").is_none_or(Value::is_null))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn conformance_against_the_simulator() {
+    let h = SimHarness::start(None).await;
+    run_conformance(&h).await;
+    h.sim.shutdown().await;
+}
+
+/// Runs the bridge with the relay played by the test; returns the events
+/// receiver and the shutdown token.
+async fn run_bridge(
+    h: &SimHarness,
+) -> (
+    mpsc::Receiver<switchboard_model::bridge::InboundEnvelope>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
+) {
+    let (sink, relay) = InboundSink::channel(256);
+    let shutdown = CancellationToken::new();
+    let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
+    let (_channels_tx, channels) = watch::channel(vec![h.channel.clone()]);
+    let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx).with_channels(channels);
+    let bridge = h.bridge.clone();
+    let runner = tokio::spawn(async move { bridge.run(ctx).await });
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        state.wait_for(|s| *s == BridgeState::Connected),
+    )
+    .await
+    .expect("connected in time")
+    .expect("still running");
+    (relay, shutdown, runner)
+}
+
+/// The next event matching `pred`, acknowledging every event as stored.
+async fn next_event(
+    relay: &mut mpsc::Receiver<switchboard_model::bridge::InboundEnvelope>,
+    pred: impl Fn(&Inbound) -> bool,
+) -> Inbound {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (event, stored) = tokio::time::timeout_at(deadline, relay.recv())
+            .await
+            .expect("event in time")
+            .expect("bridge still pushing");
+        let _ = stored.send(Ok(()));
+        if pred(&event) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn inbound_message_edit_reaction_delete_arrive_by_delta_polling() {
+    let h = SimHarness::start(None).await;
+    // History before the first run is not replayed.
+    h.bob_posts("old history").await;
+    let (mut relay, shutdown, runner) = run_bridge(&h).await;
+
+    let id = h.bob_posts("hello from bob").await;
+    let msg = next_event(&mut relay, |e| {
+        matches!(e.kind, InboundKind::Message { .. })
+    })
+    .await;
+    let InboundKind::Message { id: got, message } = &msg.kind else {
+        unreachable!()
+    };
+    assert_eq!(got.as_str(), id);
+    assert_eq!(message.body.to_plain(), "hello from bob");
+    assert_eq!(msg.origin, Origin::new("teams:contoso", h.channel.clone()));
+    assert!(!msg.sender.is_ours);
+    assert_eq!(
+        msg.sender.person.user.as_str(),
+        h.sim.seeded().users[BOB].as_str()
+    );
+
+    h.bob_acts(
+        &id,
+        true,
+        json!({ "body": { "contentType": "html", "content": "<p>hello, edited</p>" } }),
+    )
+    .await;
+    let edit = next_event(&mut relay, |e| matches!(e.kind, InboundKind::Edit { .. })).await;
+    let InboundKind::Edit { target, message } = &edit.kind else {
+        unreachable!()
+    };
+    assert_eq!(target.as_str(), id);
+    assert_eq!(message.body.to_plain(), "hello, edited");
+
+    h.bob_acts(
+        &format!("{id}/setReaction"),
+        false,
+        json!({ "reactionType": "🎉" }),
+    )
+    .await;
+    let reaction = next_event(&mut relay, |e| {
+        matches!(e.kind, InboundKind::Reaction { .. })
+    })
+    .await;
+    assert_eq!(
+        reaction.kind,
+        InboundKind::Reaction {
+            target: MessageId::new(id.clone()),
+            key: "🎉".into(),
+            added: true
+        }
+    );
+
+    h.bob_acts(&format!("{id}/softDelete"), false, json!({}))
+        .await;
+    let delete = next_event(&mut relay, |e| matches!(e.kind, InboundKind::Delete { .. })).await;
+    assert_eq!(
+        delete.kind,
+        InboundKind::Delete {
+            target: MessageId::new(id.clone())
+        }
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("stops in time")
+        .expect("no panic")
+        .expect("Ok on shutdown");
+    h.sim.shutdown().await;
+}
+
+fn person() -> Person {
+    Person::new(
+        BridgeId::new("slack:acme"),
+        UserId::new("U123"),
+        "Alice Example",
+    )
+}
+
+#[tokio::test]
+async fn our_posts_carry_an_author_line_and_come_back_as_ours() {
+    let h = SimHarness::start(None).await;
+    let (mut relay, shutdown, runner) = run_bridge(&h).await;
+    let puppet = h.bridge.ensure_puppet(&person()).await.expect("puppet");
+    assert_eq!(puppet.display_name, "Alice Example (Slack)");
+    let op = OutboundOp::on_behalf(
+        OpId::new("echo-1"),
+        h.channel.clone(),
+        Origin::new("slack:acme", "C1"),
+        person(),
+        Some(puppet),
+        OutboundKind::Send {
+            message: Message::text("relayed text"),
+        },
+    );
+    let sent = h.bridge.deliver(&op, &NoMedia).await.expect("delivered");
+    let m = h.get(&sent.ids[0]).await.expect("posted");
+    let content = m["body"]["content"].as_str().expect("content");
+    assert!(
+        content.contains("<b>Alice Example</b> (Slack): relayed text"),
+        "{content}"
+    );
+    assert!(content.contains("switchboard-relay:echo-1"), "{content}");
+    assert_eq!(
+        m["from"]["user"]["id"].as_str(),
+        h.bridge.service_user(),
+        "posted by the service account"
+    );
+    let echo = next_event(&mut relay, |e| {
+        matches!(e.kind, InboundKind::Message { .. })
+    })
+    .await;
+    assert!(echo.sender.is_ours, "our own post is recognised");
+
+    // A reply goes under the root.
+    let reply = OutboundOp::on_behalf(
+        OpId::new("echo-2"),
+        h.channel.clone(),
+        Origin::new("slack:acme", "C1"),
+        person(),
+        None,
+        OutboundKind::Send {
+            message: Message::text("in the thread").in_thread(sent.ids[0].clone()),
+        },
+    );
+    let replied = h.bridge.deliver(&reply, &NoMedia).await.expect("reply");
+    let (root, _) = switchboard_teams::graph::split_message_id(&replied.ids[0]);
+    assert_eq!(root, Some(sent.ids[0].as_str()));
+    assert!(h.get(&replied.ids[0]).await.is_some());
+
+    // An op that may have reached Graph before is found by its marker.
+    let fresh = TeamsBridge::with_graph(
+        TeamsConfig {
+            id: BridgeId::new("teams:contoso"),
+            graph_base: h.sim.graph_url(),
+            login_base: h.sim.login_url(),
+            tenant: h.sim.seeded().tenant_id.clone(),
+            client_id: h.sim.seeded().client_id.clone(),
+            client_secret: Secret::new(h.sim.seeded().client_secret.clone()),
+            service_account: Some(sign_in(&h.sim, SERVICE).await),
+            poll_interval: Duration::from_millis(100),
+            watch: Vec::new(),
+        },
+        graph(&h.sim),
+    )
+    .expect("bridge");
+    let again = fresh
+        .deliver(&op.clone().maybe_delivered(true), &NoMedia)
+        .await
+        .expect("found");
+    assert_eq!(again, sent);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("stops in time")
+        .expect("no panic")
+        .expect("Ok on shutdown");
+    h.sim.shutdown().await;
+}
+
+/// Outbound never uses the application token: with app credentials that the
+/// identity platform refuses, sends, edits, reactions and deletes still work
+/// (any app-token use would fail), and the posts are from the service account.
+#[tokio::test]
+async fn outbound_never_uses_the_app_token() {
+    let h = SimHarness::start(Some("wrong-secret")).await;
+    assert!(
+        h.bridge.health_check().await.is_err(),
+        "app credentials are bad"
+    );
+    let puppet = h.bridge.ensure_puppet(&person()).await.expect("puppet");
+    let op = |n: &str, kind| {
+        OutboundOp::on_behalf(
+            OpId::new(format!("noapp-{n}")),
+            h.channel.clone(),
+            Origin::new("slack:acme", "C1"),
+            person(),
+            Some(puppet.clone()),
+            kind,
+        )
+    };
+    let sent = h
+        .bridge
+        .deliver(
+            &op(
+                "send",
+                OutboundKind::Send {
+                    message: Message::text("no app token"),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("send");
+    let id = sent.ids[0].clone();
+    h.bridge
+        .deliver(
+            &op(
+                "edit",
+                OutboundKind::Edit {
+                    parts: vec![id.clone()],
+                    message: Message::text("still none"),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("edit");
+    h.bridge
+        .deliver(
+            &op(
+                "react",
+                OutboundKind::React {
+                    target: id.clone(),
+                    key: "👍".into(),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("react");
+    let m = h.get(&id).await.expect("message");
+    assert_eq!(m["from"]["user"]["id"].as_str(), h.bridge.service_user());
+    assert!(m["from"]["application"].is_null());
+    h.bridge
+        .deliver(
+            &op("delete", OutboundKind::Delete { parts: vec![id] }),
+            &NoMedia,
+        )
+        .await
+        .expect("delete");
+    h.sim.shutdown().await;
+}
