@@ -142,6 +142,28 @@ pub trait LinkedAccounts: Send + Sync + std::fmt::Debug {
     fn account_for(&self, person_bridge: &BridgeId, person_user: &UserId) -> Option<LinkedAccount>;
     /// The token of account `user` on this bridge, if it was linked.
     fn token_of(&self, user: &UserId) -> Option<String>;
+
+    /// The bridge's own service account (the platform account that posts for
+    /// people without a linked account), when it was signed in through
+    /// `switchboard login <platform> --service` rather than configured.
+    fn service_account(&self) -> Option<LinkedAccount> {
+        None
+    }
+
+    /// Replaces the stored token of account `user` (the service account
+    /// included), e.g. after the platform rotated a refresh token. The new
+    /// token must be durable before this returns `Ok`.
+    fn update_token(&self, user: &UserId, token: &str) -> Result<(), String> {
+        let _ = (user, token);
+        Err("these linked accounts cannot be updated".to_owned())
+    }
+
+    /// Records that account `user` needs its owner to sign in again
+    /// (`Some(reason)`), or that it works again (`None`). Shown by
+    /// `switchboard login list` and in the logs; the other accounts go on.
+    fn set_needs_reauth(&self, user: &UserId, reason: Option<&str>) {
+        let _ = (user, reason);
+    }
 }
 
 /// No linked accounts.

@@ -79,6 +79,16 @@ impl AccessToken {
         }
     }
 
+    /// A placeholder that is due for refresh at once.
+    pub fn expired() -> Self {
+        let now = Instant::now();
+        AccessToken {
+            token: Secret::new(""),
+            expires_at: now,
+            refresh_at: now,
+        }
+    }
+
     /// Whether it is time to get a new one.
     pub fn needs_refresh(&self) -> bool {
         Instant::now() >= self.refresh_at
@@ -505,6 +515,23 @@ pub struct DelegatedTokens {
 }
 
 impl DelegatedTokens {
+    /// Tokens resumed from a stored refresh token: the first
+    /// [`Self::token`] redeems it (and rotates it).
+    pub fn resume(
+        http: reqwest::Client,
+        config: IdentityConfig,
+        user_id: impl Into<String>,
+        refresh_token: Secret,
+    ) -> Self {
+        DelegatedTokens {
+            access: AccessToken::expired(),
+            refresh_token,
+            user_id: user_id.into(),
+            http,
+            config,
+        }
+    }
+
     /// Redeems the refresh token for a new access token and stores the new
     /// refresh token (the old one is refused from now on). `invalid_grant`
     /// becomes [`AuthError::ReauthenticationRequired`].

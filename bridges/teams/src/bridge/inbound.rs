@@ -88,7 +88,7 @@ impl TeamsBridge {
             ctx.cursors().put(channel, &link);
             return Ok(true);
         }
-        let our_users: Vec<String> = self.service_user().map(str::to_owned).into_iter().collect();
+        let our_users: Vec<String> = self.service_user().into_iter().collect();
         let resource = conv.resource();
         for message in &messages {
             let Some(mid) = message.get("id").and_then(Value::as_str) else {

@@ -73,13 +73,6 @@ pub struct TeamsConfig {
     pub watch: Vec<ChannelId>,
 }
 
-/// The service account: its tokens (refreshed in place) and user id.
-#[derive(Debug)]
-struct ServiceAccount {
-    user: String,
-    tokens: tokio::sync::Mutex<DelegatedTokens>,
-}
-
 /// Who an operation is carried out as.
 struct Actor {
     token: Secret,
@@ -159,7 +152,7 @@ pub struct TeamsBridge {
     relay_marker: String,
     graph: GraphClient,
     app: AppTokens,
-    service: Option<ServiceAccount>,
+    identities: identity::Identities,
     accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
     /// Ops delivered by this process and what they produced.
     posted: Mutex<HashMap<OpId, Delivered>>,
@@ -184,11 +177,12 @@ impl TeamsBridge {
             client_id: config.client_id,
             client_secret: Some(config.client_secret),
         };
-        let app = AppTokens::new(graph.http().clone(), identity);
-        let service = config.service_account.map(|tokens| ServiceAccount {
-            user: tokens.user_id.clone(),
-            tokens: tokio::sync::Mutex::new(tokens),
-        });
+        let app = AppTokens::new(graph.http().clone(), identity.clone());
+        let identities = identity::Identities::new(
+            graph.http().clone(),
+            identity.clone(),
+            config.service_account,
+        );
         Ok(Arc::new(TeamsBridge {
             id: config.id,
             poll_interval: config.poll_interval,
@@ -196,7 +190,7 @@ impl TeamsBridge {
             relay_marker: DEFAULT_RELAY_MARKER.to_owned(),
             graph,
             app,
-            service,
+            identities,
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             posted: Mutex::new(HashMap::new()),
             ours: Mutex::new(HashSet::new()),
@@ -218,13 +212,9 @@ impl TeamsBridge {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    /// The service account's user id, if one is configured.
-    pub fn service_user(&self) -> Option<&str> {
-        self.service.as_ref().map(|s| s.user.as_str())
-    }
 }
 
+mod identity;
 mod inbound;
 mod outbound;
 
@@ -277,8 +267,8 @@ impl Bridge for TeamsBridge {
 
     async fn health_check(&self) -> Result<(), BridgeError> {
         self.app.token().await?;
-        if let Some(service) = &self.service {
-            service.tokens.lock().await.token().await?;
+        if self.service_user().is_some() {
+            self.service_actor().await?;
         }
         Ok(())
     }

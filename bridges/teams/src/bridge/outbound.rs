@@ -4,7 +4,6 @@
 use super::{
     Actor, Conversation, FIND_POSTED_LIMIT, REMEMBERED_OPS, TeamsBridge, escape, platform_label,
 };
-use crate::auth::Secret;
 use crate::client::Bearer;
 use crate::graph;
 use crate::html;
@@ -14,44 +13,6 @@ use switchboard_model::{
 };
 
 impl TeamsBridge {
-    // ------------------------------------------------------------ identities
-
-    /// Who carries out `op`: the person's linked account, else the service
-    /// account (with an author line).
-    pub(super) async fn actor(&self, op: &OutboundOp) -> Result<Actor, BridgeError> {
-        let accounts = self.accounts();
-        let linked = match (&op.author, &op.on_behalf_of) {
-            (Some(author), _) if author.is_linked_account => accounts
-                .token_of(&author.user)
-                .map(|token| (author.user.clone(), token)),
-            _ => None,
-        }
-        .or_else(|| {
-            op.on_behalf_of
-                .as_ref()
-                .and_then(|p| accounts.account_for(&p.bridge, &p.user))
-                .map(|a| (a.user, a.token))
-        });
-        if let Some((user, token)) = linked {
-            return Ok(Actor {
-                token: Secret::new(token),
-                user: user.as_str().to_owned(),
-                author_line: false,
-            });
-        }
-        let Some(service) = &self.service else {
-            return Err(BridgeError::permanent(
-                "no Teams service account is configured and the author has not linked an account",
-            ));
-        };
-        let token = service.tokens.lock().await.token().await?;
-        Ok(Actor {
-            token,
-            user: service.user.clone(),
-            author_line: op.on_behalf_of.is_some(),
-        })
-    }
-
     // ------------------------------------------------------------ bodies
 
     /// The HTML body for `message` as posted by `actor` for `op`.

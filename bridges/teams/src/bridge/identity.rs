@@ -1,0 +1,206 @@
+//! Who an outbound operation is carried out as, and the delegated tokens
+//! behind it.
+//!
+//! - A person who linked their own Teams account (`switchboard login teams
+//!   --for …`) acts as themselves. The store holds their *refresh* token; the
+//!   first use redeems it, and every rotation is written back through
+//!   [`LinkedAccounts::update_token`] before the new access token is used, so
+//!   a crash never leaves the store with a refresh token Graph already
+//!   retired.
+//! - Everyone else is posted by the service account, with an author line. It
+//!   is either given in the configuration (tests) or signed in with
+//!   `switchboard login teams --service` and kept in the same store.
+//! - A refresh token that is refused (`invalid_grant`: revoked, expired,
+//!   password changed) marks that login as needing re-authentication
+//!   ([`LinkedAccounts::set_needs_reauth`]), visibly, and the person's
+//!   messages fall back to the service account with an author line. The
+//!   other logins go on.
+
+use super::{Actor, TeamsBridge};
+use crate::auth::{AuthError, DelegatedTokens, IdentityConfig, Secret};
+use std::collections::HashMap;
+use std::sync::Arc;
+use switchboard_model::{BridgeError, LinkedAccounts, OutboundOp, UserId};
+use tokio::sync::Mutex;
+
+/// One account's live tokens, and the stored refresh token they came from
+/// (to notice a new sign-in that replaced it).
+#[derive(Debug)]
+struct Live {
+    stored: String,
+    tokens: DelegatedTokens,
+}
+
+/// The delegated identities of one bridge.
+#[derive(Debug)]
+pub(super) struct Identities {
+    http: reqwest::Client,
+    identity: IdentityConfig,
+    /// The configured service account, if any (else the stored one).
+    configured: Option<Arc<Mutex<DelegatedTokens>>>,
+    /// Live tokens by Teams user id (linked people and the stored service
+    /// account).
+    live: Mutex<HashMap<String, Arc<Mutex<Live>>>>,
+}
+
+impl Identities {
+    pub(super) fn new(
+        http: reqwest::Client,
+        identity: IdentityConfig,
+        configured: Option<DelegatedTokens>,
+    ) -> Self {
+        Identities {
+            http,
+            identity,
+            configured: configured.map(|t| Arc::new(Mutex::new(t))),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configured service account's user id.
+    pub(super) fn configured_service_user(&self) -> Option<String> {
+        self.configured
+            .as_ref()
+            .and_then(|t| t.try_lock().ok().map(|t| t.user_id.clone()))
+    }
+
+    /// A valid access token for `user`, from their stored refresh token
+    /// `stored`. Rotated refresh tokens are persisted first.
+    async fn token_for(
+        &self,
+        accounts: &dyn LinkedAccounts,
+        user: &str,
+        stored: &str,
+    ) -> Result<Secret, AuthError> {
+        let entry = {
+            let mut live = self.live.lock().await;
+            let entry = live.entry(user.to_owned()).or_insert_with(|| {
+                Arc::new(Mutex::new(Live {
+                    stored: stored.to_owned(),
+                    tokens: DelegatedTokens::resume(
+                        self.http.clone(),
+                        self.identity.clone(),
+                        user,
+                        Secret::new(stored),
+                    ),
+                }))
+            });
+            entry.clone()
+        };
+        let mut live = entry.lock().await;
+        if live.stored != stored && live.tokens.refresh_token.expose() != stored {
+            // Signed in again since: start from the new refresh token.
+            *live = Live {
+                stored: stored.to_owned(),
+                tokens: DelegatedTokens::resume(
+                    self.http.clone(),
+                    self.identity.clone(),
+                    user,
+                    Secret::new(stored),
+                ),
+            };
+        }
+        if !live.tokens.access.needs_refresh() {
+            return Ok(live.tokens.access.token.clone());
+        }
+        let before = live.tokens.refresh_token.clone();
+        live.tokens.refresh().await?;
+        let after = live.tokens.refresh_token.expose().to_owned();
+        if after != before.expose() {
+            if let Err(e) = accounts.update_token(&UserId::new(user), &after) {
+                // Keep going with the new token in memory; the next refresh
+                // tries to persist again. Only a crash before then loses it.
+                tracing::error!(user, error = %e, "Could not store a rotated Teams refresh token.");
+            }
+            live.stored = after;
+        }
+        accounts.set_needs_reauth(&UserId::new(user), None);
+        Ok(live.tokens.access.token.clone())
+    }
+}
+
+impl TeamsBridge {
+    /// The service account's user id, if one is configured or stored.
+    pub fn service_user(&self) -> Option<String> {
+        self.identities.configured_service_user().or_else(|| {
+            self.accounts()
+                .service_account()
+                .map(|a| a.user.to_string())
+        })
+    }
+
+    /// The service account's access token and user id.
+    pub(super) async fn service_actor(&self) -> Result<(Secret, String), BridgeError> {
+        if let Some(configured) = &self.identities.configured {
+            let mut tokens = configured.lock().await;
+            let token = tokens.token().await?;
+            return Ok((token, tokens.user_id.clone()));
+        }
+        let accounts = self.accounts();
+        let Some(account) = accounts.service_account() else {
+            return Err(BridgeError::permanent(
+                "no Teams service account is signed in (switchboard login teams --service) and the author has not linked an account",
+            ));
+        };
+        let user = account.user.as_str();
+        match self
+            .identities
+            .token_for(accounts.as_ref(), user, &account.token)
+            .await
+        {
+            Ok(token) => Ok((token, user.to_owned())),
+            Err(AuthError::ReauthenticationRequired(why)) => {
+                tracing::error!(bridge = %self.id, user, reason = %why, "The Teams service account must sign in again (switchboard login teams --service).");
+                accounts.set_needs_reauth(&account.user, Some(&why));
+                Err(BridgeError::auth(format!(
+                    "the Teams service account must sign in again: {why}"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Who carries out `op`: the person's linked account, else the service
+    /// account (with an author line).
+    pub(super) async fn actor(&self, op: &OutboundOp) -> Result<Actor, BridgeError> {
+        let accounts = self.accounts();
+        let linked = match (&op.author, &op.on_behalf_of) {
+            (Some(author), _) if author.is_linked_account => accounts
+                .token_of(&author.user)
+                .map(|token| (author.user.clone(), token)),
+            _ => None,
+        }
+        .or_else(|| {
+            op.on_behalf_of
+                .as_ref()
+                .and_then(|p| accounts.account_for(&p.bridge, &p.user))
+                .map(|a| (a.user, a.token))
+        });
+        if let Some((user, stored)) = linked {
+            match self
+                .identities
+                .token_for(accounts.as_ref(), user.as_str(), &stored)
+                .await
+            {
+                Ok(token) => {
+                    return Ok(Actor {
+                        token,
+                        user: user.as_str().to_owned(),
+                        author_line: false,
+                    });
+                }
+                Err(AuthError::ReauthenticationRequired(why)) => {
+                    tracing::warn!(bridge = %self.id, user = %user, reason = %why, "A linked Teams account must sign in again; posting through the service account meanwhile.");
+                    accounts.set_needs_reauth(&user, Some(&why));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (token, user) = self.service_actor().await?;
+        Ok(Actor {
+            token,
+            user,
+            author_line: op.on_behalf_of.is_some(),
+        })
+    }
+}
