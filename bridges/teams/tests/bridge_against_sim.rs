@@ -96,6 +96,8 @@ impl SimHarness {
             service_account: Some(service),
             poll_interval: Duration::from_millis(100),
             watch: vec![channel.clone()],
+            notifications: None,
+            reconcile_interval: Duration::from_secs(300),
         };
         let bridge = TeamsBridge::with_graph(config, graph(&sim)).expect("bridge");
         SimHarness {
@@ -401,6 +403,8 @@ async fn our_posts_carry_an_author_line_and_come_back_as_ours() {
             service_account: Some(sign_in(&h.sim, SERVICE).await),
             poll_interval: Duration::from_millis(100),
             watch: Vec::new(),
+            notifications: None,
+            reconcile_interval: Duration::from_secs(300),
         },
         graph(&h.sim),
     )

@@ -71,6 +71,59 @@ pub struct TeamsConfig {
     /// Channels to poll besides the portal channels the relay names
     /// ([`BridgeContext::channels`]), e.g. from static configuration.
     pub watch: Vec<ChannelId>,
+    /// Change notifications, when Graph can reach the daemon's listener.
+    /// Without them, [`Self::poll_interval`] drives delta polling alone.
+    pub notifications: Option<NotificationSettings>,
+    /// With notifications on: how often delta reconciliation runs to catch
+    /// whatever a notification missed.
+    pub reconcile_interval: Duration,
+}
+
+/// Change notifications (webhooks) from Graph to the daemon's listener.
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    /// The public HTTPS base URL at which Graph reaches the daemon's
+    /// listener, e.g. `https://bridge.example.com` (a reverse proxy in
+    /// front of `http.listen`). The bridge's paths are appended
+    /// ([`notification_path`], [`lifecycle_path`]).
+    pub public_url: String,
+    /// The secret Graph echoes as `clientState` in every notification
+    /// (at most 128 characters).
+    pub client_state: Secret,
+    /// The lifetime asked for each subscription (Graph allows up to three
+    /// days for Teams messages; over one hour needs the lifecycle URL,
+    /// which is always given).
+    pub lifetime: Duration,
+    /// Subscriptions are renewed this long before they expire.
+    pub renew_before: Duration,
+}
+
+/// The listener path of bridge `id`'s change notifications, e.g.
+/// `/teams/contoso/notifications` for `teams:contoso`.
+pub fn notification_path(id: &BridgeId) -> String {
+    format!("{}/notifications", endpoint_prefix(id))
+}
+
+/// The listener path of bridge `id`'s lifecycle notifications.
+pub fn lifecycle_path(id: &BridgeId) -> String {
+    format!("{}/lifecycle", endpoint_prefix(id))
+}
+
+/// `/teams/contoso` for `teams:contoso`.
+fn endpoint_prefix(id: &BridgeId) -> String {
+    let s = id.as_str();
+    let instance = s.split_once(':').map_or(s, |(_, rest)| rest);
+    let clean: String = instance
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("/teams/{clean}")
 }
 
 /// Who an operation is carried out as.
@@ -410,6 +463,8 @@ mod tests {
             service_account: None,
             poll_interval: Duration::from_secs(5),
             watch: Vec::new(),
+            notifications: None,
+            reconcile_interval: Duration::from_secs(300),
         };
         assert!(!format!("{config:?}").contains("super-secret-value"));
         let bridge = TeamsBridge::new(config).expect("bridge");
