@@ -85,6 +85,8 @@ pub use notify::{
     parse_notifications, parse_resource, validation_token,
 };
 
+pub(crate) use time::parse_datetime;
+
 /// The relay marker used unless configured otherwise.
 pub const DEFAULT_RELAY_MARKER: &str = "switchboard-relay";
 

@@ -366,7 +366,7 @@ async fn our_posts_carry_an_author_line_and_come_back_as_ours() {
     assert!(content.contains("switchboard-relay:echo-1"), "{content}");
     assert_eq!(
         m["from"]["user"]["id"].as_str(),
-        h.bridge.service_user(),
+        h.bridge.service_user().as_deref(),
         "posted by the service account"
     );
     let echo = next_event(&mut relay, |e| {
@@ -486,7 +486,7 @@ async fn outbound_never_uses_the_app_token() {
         .await
         .expect("react");
     let m = h.get(&id).await.expect("message");
-    assert_eq!(m["from"]["user"]["id"].as_str(), h.bridge.service_user());
+    assert_eq!(m["from"]["user"]["id"].as_str(), h.bridge.service_user().as_deref());
     assert!(m["from"]["application"].is_null());
     h.bridge
         .deliver(

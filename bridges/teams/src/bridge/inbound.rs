@@ -1,19 +1,266 @@
-//! Inbound: delta polling of the watched channels, turning each message's
-//! new version into canonical events against the last version seen.
+//! Inbound: every version of a Teams message the connector learns of, from
+//! a change notification or from reconciliation, goes through one gate
+//! ([`TeamsBridge::process`]) that compares it with the last version seen and
+//! turns the difference into canonical events.
+//!
+//! - **Reconciliation** ([`TeamsBridge::reconcile_all`]) runs every
+//!   `poll_interval` without notifications and every `reconcile_interval`
+//!   with them. Channels: `GET …/messages/delta` from the stored delta link;
+//!   Graph's delta reports root messages only, but a new reply reports its
+//!   root again, so the replies of every root in the round are listed too.
+//!   Chats (Graph has no per-chat delta): the newest page of
+//!   `GET /chats/{id}/messages`.
+//! - **Exactly once** when both paths see a message: the gate is serialised;
+//!   a version older than or equal to the one seen is skipped; event ids are
+//!   derived from (channel, message, version, kind), so a repeat that slips
+//!   through (a restart, two processes) is dropped by the relay's dedup; and
+//!   the relay drops a second `Message` for a message id it already knows.
+//! - **History is not replayed**: the first round for a conversation stores
+//!   a floor (`{channel}#since`); messages and replies created before it are
+//!   remembered without events.
+//! - After a restart the versions seen are gone: a message created before
+//!   this process started and seen again is reported as a `Message` (which
+//!   the relay drops when it knows it) plus an `Edit` when it was edited, so
+//!   an edit made while the daemon was down still arrives. Reactions changed
+//!   while down are not recovered.
+//! - The versions seen are bounded ([`SEEN_CAP`]); the oldest half is
+//!   forgotten when full, which at worst repeats the restart case above.
 
 use super::{Conversation, TeamsBridge};
 use crate::auth::Secret;
 use crate::client::Bearer;
-use crate::graph::{self, ParseContext, Parsed};
+use crate::graph::{self, ParseContext, Parsed, ResourceRef};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use switchboard_model::{
     BridgeContext, BridgeError, ChannelId, Inbound, InboundKind, IntakeError, RetryKind,
 };
 
-impl TeamsBridge {
-    // ------------------------------------------------------------ inbound
+/// How many message versions are remembered per bridge.
+pub const SEEN_CAP: usize = 20_000;
+/// Replies read per root during reconciliation (Graph's `$top` maximum).
+const REPLIES_TOP: usize = 50;
+/// Chat messages read per chat during reconciliation.
+const CHAT_TOP: usize = 50;
+/// Fields of a message kept in the version cache (what the diff reads).
+const KEPT_FIELDS: &[&str] = &[
+    "id",
+    "replyToId",
+    "etag",
+    "messageType",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "lastEditedDateTime",
+    "deletedDateTime",
+    "subject",
+    "from",
+    "body",
+    "attachments",
+    "reactions",
+    "channelIdentity",
+    "chatId",
+];
 
-    /// The channels to poll now.
+/// Which path brought a message version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// A change notification.
+    Notification,
+    /// Delta or list reconciliation.
+    Reconcile,
+}
+
+/// What the inbound side did, for tests, logs and benchmarks.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) notifications: AtomicU64,
+    pub(super) refused: AtomicU64,
+    pub(super) events_by_notification: AtomicU64,
+    pub(super) events_by_reconcile: AtomicU64,
+    pub(super) stale_skipped: AtomicU64,
+    pub(super) created: AtomicU64,
+    pub(super) renewed: AtomicU64,
+    pub(super) recreated: AtomicU64,
+    pub(super) resyncs: AtomicU64,
+    pub(super) fetch_failures: AtomicU64,
+}
+
+/// A snapshot of the inbound counters ([`TeamsBridge::inbound_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboundCounts {
+    /// Change-notification items accepted (right `clientState`).
+    pub notifications: u64,
+    /// Items refused for a wrong or missing `clientState`.
+    pub refused: u64,
+    /// Events stored first through a notification.
+    pub events_by_notification: u64,
+    /// Events stored first through reconciliation (what notifications missed).
+    pub events_by_reconcile: u64,
+    /// Versions skipped because a newer or equal one was already seen.
+    pub stale_skipped: u64,
+    /// Subscriptions created.
+    pub subscriptions_created: u64,
+    /// Subscriptions renewed.
+    pub subscriptions_renewed: u64,
+    /// Subscriptions recreated after Graph removed them.
+    pub subscriptions_recreated: u64,
+    /// Reconciliations asked for by a lifecycle notification.
+    pub resyncs: u64,
+    /// Notified messages that could not be fetched (left to reconciliation).
+    pub fetch_failures: u64,
+}
+
+impl Counters {
+    pub(super) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> InboundCounts {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        InboundCounts {
+            notifications: g(&self.notifications),
+            refused: g(&self.refused),
+            events_by_notification: g(&self.events_by_notification),
+            events_by_reconcile: g(&self.events_by_reconcile),
+            stale_skipped: g(&self.stale_skipped),
+            subscriptions_created: g(&self.created),
+            subscriptions_renewed: g(&self.renewed),
+            subscriptions_recreated: g(&self.recreated),
+            resyncs: g(&self.resyncs),
+            fetch_failures: g(&self.fetch_failures),
+        }
+    }
+}
+
+/// The last version seen of each message, bounded.
+#[derive(Debug, Default)]
+struct Seen {
+    map: HashMap<(ChannelId, String), (Value, u64)>,
+    tick: u64,
+}
+
+impl Seen {
+    fn get(&self, key: &(ChannelId, String)) -> Option<&Value> {
+        self.map.get(key).map(|(v, _)| v)
+    }
+
+    fn insert(&mut self, key: (ChannelId, String), message: &Value) {
+        self.tick += 1;
+        self.map.insert(key, (trim(message), self.tick));
+        if self.map.len() > SEEN_CAP {
+            let mut ticks: Vec<u64> = self.map.values().map(|(_, t)| *t).collect();
+            ticks.sort_unstable();
+            let cut = ticks.get(ticks.len() / 2).copied().unwrap_or(0);
+            self.map.retain(|_, (_, t)| *t > cut);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// The fields of `message` the diff needs.
+fn trim(message: &Value) -> Value {
+    match message.as_object() {
+        Some(obj) => Value::Object(
+            obj.iter()
+                .filter(|(k, _)| KEPT_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => message.clone(),
+    }
+}
+
+/// `(lastModifiedDateTime in ms, etag)` of a message version.
+fn version(message: &Value) -> (u64, Option<u64>) {
+    let modified = message
+        .get("lastModifiedDateTime")
+        .and_then(Value::as_str)
+        .and_then(graph::parse_datetime)
+        .unwrap_or(0);
+    let etag = message
+        .get("etag")
+        .and_then(Value::as_str)
+        .and_then(|e| e.trim_matches('"').parse().ok());
+    (modified, etag)
+}
+
+/// Whether `current` is a later version than `previous`.
+fn is_newer(previous: &Value, current: &Value) -> bool {
+    let (pm, pe) = version(previous);
+    let (cm, ce) = version(current);
+    if cm != pm {
+        return cm > pm;
+    }
+    match (pe, ce) {
+        (Some(p), Some(c)) => c > p,
+        _ => {
+            // Same time and no comparable etag: newer only if it differs.
+            trim(previous) != trim(current)
+        }
+    }
+}
+
+fn created_ms(message: &Value) -> Option<u64> {
+    message
+        .get("createdDateTime")
+        .and_then(Value::as_str)
+        .and_then(graph::parse_datetime)
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The cursor key of a conversation's history floor.
+fn floor_key(channel: &ChannelId) -> ChannelId {
+    ChannelId::new(format!("{channel}#since"))
+}
+
+/// The inbound state of one bridge.
+#[derive(Debug)]
+pub(super) struct InboundState {
+    seen: Mutex<Seen>,
+    gate: tokio::sync::Mutex<()>,
+    pub(super) counters: Counters,
+    started_ms: u64,
+}
+
+impl InboundState {
+    pub(super) fn new() -> Self {
+        InboundState {
+            seen: Mutex::new(Seen::default()),
+            gate: tokio::sync::Mutex::new(()),
+            counters: Counters::default(),
+            started_ms: now_ms(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TeamsBridge {
+    /// What the inbound side has done so far.
+    pub fn inbound_counts(&self) -> InboundCounts {
+        self.inbound.counters.snapshot()
+    }
+
+    /// How many message versions are remembered now.
+    pub fn versions_remembered(&self) -> usize {
+        self.inbound.seen().len()
+    }
+
+    /// The conversations to watch now: the relay's portal channels and the
+    /// configured ones.
     pub(super) fn watched(&self, ctx: &BridgeContext) -> Vec<ChannelId> {
         let mut all = ctx.channels();
         for c in &self.watch {
@@ -24,9 +271,161 @@ impl TeamsBridge {
         all
     }
 
+    /// The floor of `channel`: messages created before it are history.
+    /// Stored the first time it is asked for.
+    fn floor(&self, ctx: &BridgeContext, channel: &ChannelId) -> u64 {
+        let key = floor_key(channel);
+        if let Some(ms) = ctx.cursors().get(&key).and_then(|s| s.parse().ok()) {
+            return ms;
+        }
+        let now = now_ms();
+        ctx.cursors().put(&key, &now.to_string());
+        now
+    }
+
+    /// The gate every message version passes. `Ok(false)` when the relay
+    /// is shutting down.
+    pub(super) async fn process(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        message: &Value,
+        source: Source,
+    ) -> Result<bool, BridgeError> {
+        let Some(mid) = message.get("id").and_then(Value::as_str) else {
+            tracing::warn!(bridge = %self.id, %channel, "A Teams message without an id was skipped.");
+            return Ok(true);
+        };
+        let key = (channel.clone(), mid.to_owned());
+        let _gate = self.inbound.gate.lock().await;
+        let previous = self.inbound.seen().get(&key).cloned();
+        if let Some(prev) = &previous
+            && !is_newer(prev, message)
+        {
+            Counters::bump(&self.inbound.counters.stale_skipped);
+            return Ok(true);
+        }
+        let floor = self.floor(ctx, channel);
+        let created = created_ms(message).unwrap_or(u64::MAX);
+        if previous.is_none() && created < floor {
+            // History from before this channel was watched.
+            self.inbound.seen().insert(key, message);
+            return Ok(true);
+        }
+        let events = self.events_for(channel, previous.as_ref(), message, created);
+        let n = events.len() as u64;
+        for event in events {
+            let event = self.mark_ours(channel, event);
+            match ctx.inbound.push(event).await {
+                Ok(()) => {}
+                Err(IntakeError::ShuttingDown) => return Ok(false),
+                Err(IntakeError::NotStored(why)) => {
+                    // Not remembered: the next round reads it again.
+                    return Err(BridgeError::transient(format!("event not stored: {why}")));
+                }
+            }
+        }
+        let counter = match source {
+            Source::Notification => &self.inbound.counters.events_by_notification,
+            Source::Reconcile => &self.inbound.counters.events_by_reconcile,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.inbound.seen().insert(key, message);
+        Ok(true)
+    }
+
+    /// The events between `previous` (if seen) and `message`.
+    fn events_for(
+        &self,
+        channel: &ChannelId,
+        previous: Option<&Value>,
+        message: &Value,
+        created: u64,
+    ) -> Vec<Inbound> {
+        let our_users: Vec<String> = self.service_user().into_iter().collect();
+        let resource = Conversation::of(channel).ok().map(|c| c.resource());
+        let pctx = ParseContext {
+            bridge: &self.id,
+            tenant: None,
+            our_users: &our_users,
+            relay_marker: &self.relay_marker,
+        };
+        let mut parsed = Vec::new();
+        match previous {
+            Some(prev) => parsed.push(graph::diff(Some(prev), message, &pctx)),
+            None => {
+                let deleted = message.get("deletedDateTime").is_some_and(|d| !d.is_null());
+                let edited = message
+                    .get("lastEditedDateTime")
+                    .is_some_and(|d| !d.is_null());
+                if edited && !deleted {
+                    // First sight of an edited message: the message itself
+                    // (dropped by the relay if it knows it), then the edit.
+                    let mut original = message.clone();
+                    if let Some(obj) = original.as_object_mut() {
+                        obj.remove("lastEditedDateTime");
+                        obj.remove("reactions");
+                    }
+                    parsed.push(graph::parse_message_in(&original, resource.as_ref(), &pctx));
+                }
+                parsed.push(graph::parse_message_in(message, resource.as_ref(), &pctx));
+                if created >= self.inbound.started_ms
+                    && let Some(reactions) = message.get("reactions")
+                    && reactions.as_array().is_some_and(|r| !r.is_empty())
+                {
+                    // Created while we run: its reactions are new too.
+                    let mut bare = message.clone();
+                    if let Some(obj) = bare.as_object_mut() {
+                        obj.insert("reactions".into(), Value::Array(Vec::new()));
+                    }
+                    let only_reactions = graph::diff(Some(&bare), message, &pctx);
+                    parsed.push(only_reactions.map(|p| {
+                        match p {
+                            Parsed::Events(events) => Parsed::Events(
+                                events
+                                    .into_iter()
+                                    .filter(|e| matches!(e.kind, InboundKind::Reaction { .. }))
+                                    .collect(),
+                            ),
+                            other => other,
+                        }
+                    }));
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for p in parsed {
+            match p {
+                Ok(Parsed::Events(list)) => events.extend(list),
+                Ok(Parsed::Ignored(reason)) => {
+                    tracing::debug!(bridge = %self.id, reason = reason.label(), "Ignored a Teams message.");
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %self.id, %channel, reason = e.label(), "Rejected a Teams message.");
+                }
+            }
+        }
+        events
+    }
+
+    /// Marks as ours the posts (and their edits and deletes) this process made.
+    fn mark_ours(&self, channel: &ChannelId, mut event: Inbound) -> Inbound {
+        let id = match &event.kind {
+            InboundKind::Message { id, .. } => Some(id),
+            InboundKind::Edit { target, .. } | InboundKind::Delete { target } => Some(target),
+            _ => None,
+        };
+        if id.is_some_and(|id| self.is_ours(channel, id)) {
+            event.sender.is_ours = true;
+        }
+        event
+    }
+
+    // ------------------------------------------------------------ reconciliation
+
     /// Reads every page of one delta round from `start`; returns the
     /// messages and the new delta link.
-    pub(super) async fn delta_round(
+    async fn delta_round(
         &self,
         start: &str,
         app: &Secret,
@@ -52,9 +451,18 @@ impl TeamsBridge {
         }
     }
 
-    /// One polling round for one channel. `Ok(false)` when the relay is
-    /// shutting down.
-    pub(super) async fn poll_channel(
+    /// Remembers `messages` without events (a new or renewed baseline).
+    fn baseline(&self, channel: &ChannelId, messages: &[Value]) {
+        let mut seen = self.inbound.seen();
+        for m in messages {
+            if let Some(id) = m.get("id").and_then(Value::as_str) {
+                seen.insert((channel.clone(), id.to_owned()), m);
+            }
+        }
+    }
+
+    /// One reconciliation of one channel or chat. `Ok(false)` on shutdown.
+    pub(super) async fn reconcile(
         &self,
         ctx: &BridgeContext,
         channel: &ChannelId,
@@ -62,8 +470,7 @@ impl TeamsBridge {
     ) -> Result<bool, BridgeError> {
         let conv = Conversation::of(channel)?;
         if !conv.is_channel() {
-            // Graph has no per-chat delta; chat inbound is not done yet.
-            return Ok(true);
+            return self.reconcile_chat(ctx, channel, &conv, app).await;
         }
         let stored = ctx.cursors().get(channel);
         let start = stored
@@ -84,91 +491,90 @@ impl TeamsBridge {
         };
         if stored.is_none() {
             // First run: remember where we are without replaying history.
+            self.floor(ctx, channel);
             self.baseline(channel, &messages);
             ctx.cursors().put(channel, &link);
             return Ok(true);
         }
-        let our_users: Vec<String> = self.service_user().into_iter().collect();
-        let resource = conv.resource();
         for message in &messages {
-            let Some(mid) = message.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            let key = (channel.clone(), mid.to_owned());
-            let previous = self
-                .seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .cloned();
-            let pctx = ParseContext {
-                bridge: &self.id,
-                tenant: None,
-                our_users: &our_users,
-                relay_marker: &self.relay_marker,
-            };
-            let parsed = match &previous {
-                Some(prev) => graph::diff(Some(prev), message, &pctx),
-                None => graph::parse_message_in(message, Some(&resource), &pctx),
-            };
-            let events = match parsed {
-                Ok(Parsed::Events(events)) => events,
-                Ok(Parsed::Ignored(reason)) => {
-                    tracing::debug!(bridge = %self.id, reason = reason.label(), "Ignored a Teams message.");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::warn!(bridge = %self.id, reason = e.label(), "Rejected a Teams message.");
-                    Vec::new()
-                }
-            };
-            for event in events {
-                let event = self.mark_ours(channel, event);
-                match ctx.inbound.push(event).await {
-                    Ok(()) => {}
-                    Err(IntakeError::ShuttingDown) => return Ok(false),
-                    Err(IntakeError::NotStored(why)) => {
-                        // Keep the old delta link and version: read again next round.
-                        return Err(BridgeError::transient(format!("event not stored: {why}")));
-                    }
-                }
+            if !self
+                .process(ctx, channel, message, Source::Reconcile)
+                .await?
+            {
+                return Ok(false);
             }
-            self.seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, message.clone());
+            // A root in the round may have new or changed replies.
+            if let Some(root) = message.get("id").and_then(Value::as_str)
+                && !self
+                    .reconcile_replies(ctx, channel, &conv, root, app)
+                    .await?
+            {
+                return Ok(false);
+            }
         }
         ctx.cursors().put(channel, &link);
         Ok(true)
     }
 
-    pub(super) fn baseline(&self, channel: &ChannelId, messages: &[Value]) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        for m in messages {
-            if let Some(id) = m.get("id").and_then(Value::as_str) {
-                seen.insert((channel.clone(), id.to_owned()), m.clone());
+    /// The newest replies of `root`, through the gate.
+    async fn reconcile_replies(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        conv: &Conversation<'_>,
+        root: &str,
+        app: &Secret,
+    ) -> Result<bool, BridgeError> {
+        let path = format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages());
+        let replies = match self
+            .graph
+            .get_all(&path, Bearer::App(app), REPLIES_TOP)
+            .await
+        {
+            Ok(r) => r,
+            Err(BridgeError::NotFound { .. }) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        // Graph lists newest first; relay oldest first.
+        for reply in replies.iter().rev() {
+            if !self.process(ctx, channel, reply, Source::Reconcile).await? {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
 
-    /// Marks as ours the posts (and their edits and deletes) this process made.
-    pub(super) fn mark_ours(&self, channel: &ChannelId, mut event: Inbound) -> Inbound {
-        let id = match &event.kind {
-            InboundKind::Message { id, .. } => Some(id),
-            InboundKind::Edit { target, .. } | InboundKind::Delete { target } => Some(target),
-            _ => None,
-        };
-        if id.is_some_and(|id| self.is_ours(channel, id)) {
-            event.sender.is_ours = true;
+    /// The newest page of a chat, through the gate.
+    async fn reconcile_chat(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        conv: &Conversation<'_>,
+        app: &Secret,
+    ) -> Result<bool, BridgeError> {
+        self.floor(ctx, channel);
+        let path = format!("{}?$top={CHAT_TOP}", conv.messages());
+        let messages = self
+            .graph
+            .get_all(&path, Bearer::App(app), CHAT_TOP)
+            .await?;
+        for message in messages.iter().rev() {
+            if !self
+                .process(ctx, channel, message, Source::Reconcile)
+                .await?
+            {
+                return Ok(false);
+            }
         }
-        event
+        Ok(true)
     }
 
-    /// One round over every watched channel. `Ok(false)` on shutdown.
-    pub(super) async fn poll_all(&self, ctx: &BridgeContext) -> Result<bool, BridgeError> {
+    /// One reconciliation of every watched conversation. `Ok(false)` on
+    /// shutdown.
+    pub(super) async fn reconcile_all(&self, ctx: &BridgeContext) -> Result<bool, BridgeError> {
         let app = self.app.token().await?;
         for channel in self.watched(ctx) {
-            match self.poll_channel(ctx, &channel, &app).await {
+            match self.reconcile(ctx, &channel, &app).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
                 Err(e) if e.retry_kind() == RetryKind::Reauthenticate => {
@@ -176,10 +582,134 @@ impl TeamsBridge {
                     return Err(e);
                 }
                 Err(e) => {
-                    tracing::warn!(bridge = %self.id, %channel, error = %e, "Polling a Teams channel failed.");
+                    tracing::warn!(bridge = %self.id, %channel, error = %e, "Reconciling a Teams conversation failed.");
                 }
             }
         }
         Ok(true)
+    }
+
+    // ------------------------------------------------------------ notifications
+
+    /// Fetches the message a change notification names and passes it
+    /// through the gate. A message Graph no longer returns after a
+    /// `deleted` notification is reported deleted from its last version.
+    pub(super) async fn fetch_notified(
+        &self,
+        ctx: &BridgeContext,
+        resource: &ResourceRef,
+        deleted: bool,
+    ) -> Result<bool, BridgeError> {
+        let Some(channel) = resource.channel_id() else {
+            return Ok(true);
+        };
+        if !self.watched(ctx).contains(&channel) {
+            tracing::debug!(bridge = %self.id, %channel, "A notification for a conversation not bridged was ignored.");
+            return Ok(true);
+        }
+        let conv = Conversation::of(&channel)?;
+        let (path, graph_id) = match (&resource.message, &resource.reply) {
+            (Some(root), Some(reply)) => (
+                format!("{}/{root}/replies/{reply}", conv.messages()),
+                reply.clone(),
+            ),
+            (Some(id), None) => (format!("{}/{id}", conv.messages()), id.clone()),
+            _ => return Ok(true),
+        };
+        let app = self.app.token().await?;
+        let message = match self.graph.get_json(&path, Bearer::App(&app)).await {
+            Ok(m) => m,
+            Err(BridgeError::NotFound { .. }) if deleted => {
+                let previous = self
+                    .inbound
+                    .seen()
+                    .get(&(channel.clone(), graph_id.clone()))
+                    .cloned();
+                let Some(mut gone) = previous else {
+                    return Ok(true);
+                };
+                let now = iso_now();
+                if let Some(obj) = gone.as_object_mut() {
+                    obj.insert("deletedDateTime".into(), Value::String(now.clone()));
+                    obj.insert("lastModifiedDateTime".into(), Value::String(now));
+                    obj.remove("etag");
+                }
+                gone
+            }
+            Err(e) => return Err(e),
+        };
+        self.process(ctx, &channel, &message, Source::Notification)
+            .await
+    }
+}
+
+/// Now as Graph writes it (`2026-11-22T10:00:00.000Z`).
+fn iso_now() -> String {
+    iso_ms(now_ms())
+}
+
+/// A time in ms since the epoch as Graph writes it.
+pub(super) fn iso_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions_compare_by_time_then_etag() {
+        let a = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:00.000Z","etag":"5"});
+        let b = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:01.000Z","etag":"6"});
+        let c = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:01.000Z","etag":"7"});
+        assert!(is_newer(&a, &b));
+        assert!(!is_newer(&b, &a), "an older version is stale");
+        assert!(!is_newer(&b, &b), "the same version is not newer");
+        assert!(is_newer(&b, &c), "same time, later etag");
+    }
+
+    #[test]
+    fn the_cache_keeps_only_what_the_diff_reads_and_stays_bounded() {
+        let mut seen = Seen::default();
+        let m = json!({"id":"1","body":{"content":"x"},"mentions":[1,2,3],"webUrl":"u"});
+        seen.insert((ChannelId::new("c"), "1".into()), &m);
+        let kept = seen
+            .get(&(ChannelId::new("c"), "1".into()))
+            .expect("kept")
+            .clone();
+        assert_eq!(kept, json!({"id":"1","body":{"content":"x"}}));
+        for i in 0..(SEEN_CAP + 10) {
+            seen.insert((ChannelId::new("c"), i.to_string()), &m);
+        }
+        assert!(seen.len() <= SEEN_CAP, "{} entries", seen.len());
+        assert!(
+            seen.get(&(ChannelId::new("c"), (SEEN_CAP + 9).to_string()))
+                .is_some(),
+            "the newest entries stay"
+        );
+    }
+
+    #[test]
+    fn iso_now_reads_back() {
+        let s = iso_now();
+        let ms = graph::parse_datetime(&s).expect("parses");
+        assert!(ms.abs_diff(now_ms()) < 5_000, "{s}");
     }
 }

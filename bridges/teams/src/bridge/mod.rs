@@ -33,14 +33,13 @@ use crate::client::GraphClient;
 use crate::graph::{self, DEFAULT_RELAY_MARKER, ResourceRef};
 use crate::html;
 use async_trait::async_trait;
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use switchboard_model::{
-    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, Capabilities, ChannelId,
-    Delivered, LinkedAccounts, MediaSource, MessageId, NoLinkedAccounts, OpId, OutboundKind,
-    OutboundOp, Person, PuppetRef, RetryKind, UserId,
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, Delivered,
+    HttpEndpoint, LinkedAccounts, MediaSource, MessageId, NoLinkedAccounts, OpId, OutboundKind,
+    OutboundOp, Person, PuppetRef, UserId,
 };
 
 /// How many delivered ops are remembered before the record is reset.
@@ -211,9 +210,17 @@ pub struct TeamsBridge {
     posted: Mutex<HashMap<OpId, Delivered>>,
     /// Messages this process posted, by channel: echoes.
     ours: Mutex<HashSet<(ChannelId, MessageId)>>,
-    /// The last version of each message seen while polling, by channel and
-    /// Graph message id.
-    seen: Mutex<HashMap<(ChannelId, String), Value>>,
+    /// The tenant (notifications for another are refused).
+    tenant: String,
+    notifications: Option<NotificationSettings>,
+    reconcile_interval: Duration,
+    /// Message versions seen, the gate, counters.
+    inbound: inbound::InboundState,
+    subscriptions: subscriptions::Subscriptions,
+    /// From the notification endpoint to the worker.
+    queue: tokio::sync::mpsc::Sender<notifications::Work>,
+    queue_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<notifications::Work>>,
+    this: Weak<TeamsBridge>,
 }
 
 impl TeamsBridge {
@@ -224,6 +231,7 @@ impl TeamsBridge {
 
     /// A bridge using `graph` (e.g. without client-side limits in tests).
     pub fn with_graph(config: TeamsConfig, graph: GraphClient) -> Result<Arc<Self>, BridgeError> {
+        let tenant = config.tenant.clone();
         let identity = IdentityConfig {
             login_base: config.login_base,
             tenant: config.tenant,
@@ -236,7 +244,8 @@ impl TeamsBridge {
             identity.clone(),
             config.service_account,
         );
-        Ok(Arc::new(TeamsBridge {
+        let (queue, queue_rx) = notifications::queue();
+        Ok(Arc::new_cyclic(|this| TeamsBridge {
             id: config.id,
             poll_interval: config.poll_interval,
             watch: config.watch,
@@ -247,7 +256,14 @@ impl TeamsBridge {
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             posted: Mutex::new(HashMap::new()),
             ours: Mutex::new(HashSet::new()),
-            seen: Mutex::new(HashMap::new()),
+            tenant,
+            notifications: config.notifications,
+            reconcile_interval: config.reconcile_interval,
+            inbound: inbound::InboundState::new(),
+            subscriptions: subscriptions::Subscriptions::default(),
+            queue,
+            queue_rx: tokio::sync::Mutex::new(queue_rx),
+            this: this.clone(),
         }))
     }
 
@@ -269,7 +285,13 @@ impl TeamsBridge {
 
 mod identity;
 mod inbound;
+mod notifications;
 mod outbound;
+mod runner;
+mod subscriptions;
+
+pub use inbound::{InboundCounts, SEEN_CAP};
+pub use notifications::NotificationEndpoint;
 
 /// Escapes text for HTML.
 fn escape(s: &str) -> String {
@@ -327,47 +349,17 @@ impl Bridge for TeamsBridge {
     }
 
     async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
-        ctx.set_state(BridgeState::Connecting);
-        // Establish (or resume) every channel's delta link before reporting
-        // Connected, so that nothing posted after Connected is swallowed by
-        // the first round.
-        match self.poll_all(&ctx).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            Err(e) => {
-                if e.retry_kind() == RetryKind::Reauthenticate {
-                    ctx.set_state(BridgeState::BadCredentials(e.to_string()));
-                } else {
-                    ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
-                }
-                return Err(e);
-            }
+        self.run_inbound(ctx).await
+    }
+
+    fn http_endpoints(&self) -> Vec<(String, Arc<dyn HttpEndpoint>)> {
+        match (&self.notifications, self.this.upgrade()) {
+            (Some(_), Some(this)) => vec![(
+                endpoint_prefix(&self.id) + "/",
+                Arc::new(NotificationEndpoint::new(this)) as Arc<dyn HttpEndpoint>,
+            )],
+            _ => Vec::new(),
         }
-        ctx.set_state(BridgeState::Connected);
-        loop {
-            tokio::select! {
-                () = ctx.shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.poll_interval) => {}
-            }
-            let round = tokio::select! {
-                () = ctx.shutdown.cancelled() => break,
-                r = self.poll_all(&ctx) => r,
-            };
-            match round {
-                Ok(true) => ctx.set_state(BridgeState::Connected),
-                Ok(false) => break,
-                Err(e) if e.retry_kind() == RetryKind::Reauthenticate => {
-                    ctx.set_state(BridgeState::BadCredentials(e.to_string()));
-                    return Err(e);
-                }
-                Err(e) => {
-                    tracing::warn!(bridge = %self.id, error = %e, "Teams polling round failed.");
-                    ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
-                }
-            }
-        }
-        ctx.set_state(BridgeState::Stopped);
-        Ok(())
     }
 
     async fn deliver(

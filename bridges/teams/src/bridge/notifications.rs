@@ -1,0 +1,140 @@
+//! The change-notification endpoint on the daemon's listener
+//! (`/teams/{instance}/notifications` and `/teams/{instance}/lifecycle`).
+//!
+//! - A request with `?validationToken=` is Graph validating the URL: the
+//!   decoded token is echoed as `200 text/plain` at once.
+//! - Otherwise the body is a batch of notifications. Each item's
+//!   `clientState` is compared in constant time with ours; items that do not
+//!   match (or name another tenant) are refused and counted. Accepted items
+//!   are queued for the bridge's worker and the request is answered `202` at
+//!   once (Graph wants an answer within 3 s). A full queue answers `503`, so
+//!   that Graph delivers again later.
+//! - A batch whose every item was refused is answered `403`; a body that is
+//!   not a notification batch `400`. Nothing is lost either way: whatever a
+//!   notification would have told, reconciliation finds.
+
+use super::TeamsBridge;
+use super::inbound::Counters;
+use crate::graph::{self, ChangeType, LifecycleEvent, Notification, ResourceRef};
+use async_trait::async_trait;
+use std::sync::Arc;
+use switchboard_model::{HttpEndpoint, HttpRequest, HttpResponse};
+use tokio::sync::mpsc;
+
+/// How many notification items may wait for the worker.
+pub(super) const QUEUE: usize = 10_000;
+
+/// Work for the notification worker.
+#[derive(Debug)]
+pub(super) enum Work {
+    /// A message changed: fetch it and pass it through the gate.
+    Change {
+        resource: ResourceRef,
+        deleted: bool,
+    },
+    /// A lifecycle event of a subscription.
+    Lifecycle {
+        subscription: String,
+        event: LifecycleEvent,
+    },
+}
+
+/// The queue between the endpoint and the worker.
+pub(super) fn queue() -> (mpsc::Sender<Work>, mpsc::Receiver<Work>) {
+    mpsc::channel(QUEUE)
+}
+
+/// Serves one Teams bridge's notification and lifecycle URLs.
+#[derive(Debug)]
+pub struct NotificationEndpoint {
+    bridge: Arc<TeamsBridge>,
+}
+
+impl NotificationEndpoint {
+    /// The endpoint of `bridge`.
+    pub fn new(bridge: Arc<TeamsBridge>) -> Self {
+        NotificationEndpoint { bridge }
+    }
+}
+
+#[async_trait]
+impl HttpEndpoint for NotificationEndpoint {
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        let bridge = &self.bridge;
+        if request.method != "POST" {
+            return HttpResponse::text(405, "POST only");
+        }
+        if let Some(token) = graph::validation_token(&request.query) {
+            tracing::info!(bridge = %bridge.id, path = %request.path, "Answered Graph's notification URL validation.");
+            return HttpResponse::text(200, token);
+        }
+        let Some(settings) = &bridge.notifications else {
+            return HttpResponse::text(404, "change notifications are not configured");
+        };
+        let items = match graph::parse_notifications(&request.body) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(bridge = %bridge.id, reason = e.label(), "Refused a request that is not a notification batch.");
+                return HttpResponse::text(400, format!("not a notification batch: {}", e.label()));
+            }
+        };
+        let mut accepted = 0usize;
+        let mut refused = 0usize;
+        for item in items {
+            if !graph::client_state_matches(settings.client_state.expose(), item.client_state()) {
+                refused += 1;
+                Counters::bump(&bridge.inbound.counters.refused);
+                continue;
+            }
+            if !item.is_for_tenant(Some(&bridge.tenant)) {
+                refused += 1;
+                Counters::bump(&bridge.inbound.counters.refused);
+                continue;
+            }
+            let work = match item {
+                Notification::Change {
+                    change_type,
+                    resource,
+                    ..
+                } => {
+                    let Some(resource) = graph::parse_resource(&resource) else {
+                        tracing::warn!(bridge = %bridge.id, "A notification named a resource we cannot read; reconciliation covers it.");
+                        continue;
+                    };
+                    Work::Change {
+                        resource,
+                        deleted: change_type == ChangeType::Deleted,
+                    }
+                }
+                Notification::Lifecycle {
+                    subscription_id,
+                    event,
+                    ..
+                } => Work::Lifecycle {
+                    subscription: subscription_id,
+                    event,
+                },
+            };
+            match bridge.queue.try_send(work) {
+                Ok(()) => {
+                    accepted += 1;
+                    Counters::bump(&bridge.inbound.counters.notifications);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(bridge = %bridge.id, "The Teams notification queue is full; asking Graph to deliver again.");
+                    return HttpResponse::text(503, "busy");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return HttpResponse::text(503, "stopping");
+                }
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(bridge = %bridge.id, refused, "Refused notification items with a wrong clientState or tenant.");
+        }
+        if accepted == 0 && refused > 0 {
+            return HttpResponse::text(403, "clientState mismatch");
+        }
+        HttpResponse::text(202, "")
+    }
+}

@@ -1,0 +1,157 @@
+//! The bridge's inbound life: a first reconciliation (establishing or
+//! resuming every conversation's position) before `Connected`, then three
+//! things at once until shutdown:
+//!
+//! - the notification worker, draining what the endpoint queued;
+//! - reconciliation, every `reconcile_interval` while every watched
+//!   conversation has a live subscription, else every `poll_interval`;
+//! - subscription upkeep (create, renew, recreate, drop), about every
+//!   minute, when notifications are configured.
+
+use super::TeamsBridge;
+use super::inbound::Counters;
+use super::notifications::Work;
+use std::time::Duration;
+use switchboard_model::{BridgeContext, BridgeError, BridgeState, ChannelId, RetryKind};
+
+/// The longest pause between two subscription upkeeps.
+const UPKEEP_MAX: Duration = Duration::from_secs(60);
+
+impl TeamsBridge {
+    fn upkeep_every(&self) -> Duration {
+        self.notifications
+            .as_ref()
+            .map_or(UPKEEP_MAX, |n| (n.renew_before / 4).min(UPKEEP_MAX))
+            .max(Duration::from_millis(50))
+    }
+
+    fn reconcile_every(&self) -> Duration {
+        if self.notifications.is_some() && self.subscriptions.healthy() {
+            self.reconcile_interval
+        } else {
+            self.poll_interval
+        }
+    }
+
+    /// Reconciles one conversation now (after a lifecycle event or a
+    /// recreated subscription).
+    async fn resync(&self, ctx: &BridgeContext, channel: &ChannelId) {
+        Counters::bump(&self.inbound.counters.resyncs);
+        let result = match self.app.token().await {
+            Ok(app) => self.reconcile(ctx, channel, &app).await.map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(bridge = %self.id, %channel, error = %e, "Reconciling after a lifecycle event failed; the next round retries.");
+        }
+    }
+
+    async fn handle(&self, ctx: &BridgeContext, work: Work) {
+        match work {
+            Work::Change { resource, deleted } => {
+                if let Err(e) = self.fetch_notified(ctx, &resource, deleted).await {
+                    Counters::bump(&self.inbound.counters.fetch_failures);
+                    tracing::warn!(bridge = %self.id, error = %e, "A notified Teams message could not be read; reconciliation will.");
+                }
+            }
+            Work::Lifecycle {
+                subscription,
+                event,
+            } => match self.on_lifecycle(ctx, &subscription, &event).await {
+                Ok(Some(channel)) => self.resync(ctx, &channel).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(bridge = %self.id, error = %e, "Handling a Teams lifecycle notification failed; upkeep retries.");
+                }
+            },
+        }
+    }
+
+    async fn worker(&self, ctx: &BridgeContext) {
+        let mut rx = self.queue_rx.lock().await;
+        while let Some(work) = rx.recv().await {
+            self.handle(ctx, work).await;
+        }
+    }
+
+    async fn upkeep(&self, ctx: &BridgeContext) {
+        match self.maintain_subscriptions(ctx).await {
+            Ok(recreated) => {
+                for channel in recreated {
+                    self.resync(ctx, &channel).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(bridge = %self.id, error = %e, "Teams subscription upkeep failed.");
+            }
+        }
+    }
+
+    /// The inbound side until shutdown.
+    pub(super) async fn run_inbound(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        ctx.set_state(BridgeState::Connecting);
+        // Establish (or resume) every conversation's position before
+        // reporting Connected, so that nothing posted after Connected is
+        // swallowed by a first round.
+        match self.reconcile_all(&ctx).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                if e.retry_kind() == RetryKind::Reauthenticate {
+                    ctx.set_state(BridgeState::BadCredentials(e.to_string()));
+                } else {
+                    ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
+                }
+                return Err(e);
+            }
+        }
+        if self.notifications.is_some() {
+            self.upkeep(&ctx).await;
+        }
+        ctx.set_state(BridgeState::Connected);
+        let reconciling = async {
+            loop {
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(self.reconcile_every()) => {}
+                }
+                let round = tokio::select! {
+                    () = ctx.shutdown.cancelled() => return Ok(()),
+                    r = self.reconcile_all(&ctx) => r,
+                };
+                match round {
+                    Ok(true) => ctx.set_state(BridgeState::Connected),
+                    Ok(false) => return Ok(()),
+                    Err(e) if e.retry_kind() == RetryKind::Reauthenticate => {
+                        ctx.set_state(BridgeState::BadCredentials(e.to_string()));
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(bridge = %self.id, error = %e, "Teams reconciliation round failed.");
+                        ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
+                    }
+                }
+            }
+        };
+        let upkeeping = async {
+            if self.notifications.is_none() {
+                return std::future::pending::<()>().await;
+            }
+            loop {
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.upkeep_every()) => {}
+                }
+                self.upkeep(&ctx).await;
+            }
+        };
+        let result = tokio::select! {
+            r = reconciling => r,
+            () = self.worker(&ctx) => Ok(()),
+            () = upkeeping => Ok(()),
+            () = ctx.shutdown.cancelled() => Ok(()),
+        };
+        ctx.set_state(BridgeState::Stopped);
+        result
+    }
+}
