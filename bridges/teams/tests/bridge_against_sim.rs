@@ -11,59 +11,16 @@ use switchboard_model::{
     Bridge, BridgeContext, BridgeId, BridgeState, ChannelId, Inbound, InboundKind, InboundSink,
     Message, MessageId, OpId, Origin, OutboundKind, OutboundOp, Person, UserId,
 };
-use switchboard_teams::auth::{DelegatedTokens, DeviceCodeLogin, IdentityConfig, Secret};
+use switchboard_teams::auth::Secret;
 use switchboard_teams::bridge::{TeamsBridge, TeamsConfig};
-use switchboard_teams::client::{Bearer, GraphClient};
+use switchboard_teams::client::Bearer;
 use switchboard_teams::html;
-use switchboard_teams_sim::seed::Seed;
 use switchboard_teams_sim::{SimConfig, TeamsSim};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-const SERVICE: &str = "switchboard@contoso.test";
-const BOB: &str = "bob@contoso.test";
-
-fn seed() -> Seed {
-    serde_json::from_str(
-        r#"{
-        "users": [
-            {"displayName": "Switchboard Relay", "userPrincipalName": "switchboard@contoso.test"},
-            {"displayName": "Bob Builder", "userPrincipalName": "bob@contoso.test"}
-        ],
-        "teams": [{"displayName": "Contoso", "owners": ["switchboard@contoso.test"],
-                   "members": ["bob@contoso.test"]}]
-    }"#,
-    )
-    .expect("seed parses")
-}
-
-fn identity(sim: &TeamsSim) -> IdentityConfig {
-    let s = sim.seeded();
-    IdentityConfig {
-        login_base: sim.login_url(),
-        tenant: s.tenant_id.clone(),
-        client_id: s.client_id.clone(),
-        client_secret: Some(Secret::new(s.client_secret.clone())),
-    }
-}
-
-fn graph(sim: &TeamsSim) -> GraphClient {
-    GraphClient::with_limits(sim.graph_url(), None).expect("client")
-}
-
-async fn sign_in(sim: &TeamsSim, user: &str) -> DelegatedTokens {
-    let g = graph(sim);
-    let login = DeviceCodeLogin::new(
-        g.http().clone(),
-        identity(sim),
-        sim.graph_url(),
-        "https://graph.microsoft.com/.default",
-    );
-    let code = login.start().await.expect("device code");
-    sim.complete_device_code(&code.user_code, user)
-        .expect("sign in");
-    login.poll(&code).await.expect("tokens")
-}
+mod common;
+use common::{BOB, SERVICE, graph, seed, sign_in};
 
 /// A simulator, a bridge on it and the General channel.
 struct SimHarness {
@@ -486,7 +443,10 @@ async fn outbound_never_uses_the_app_token() {
         .await
         .expect("react");
     let m = h.get(&id).await.expect("message");
-    assert_eq!(m["from"]["user"]["id"].as_str(), h.bridge.service_user().as_deref());
+    assert_eq!(
+        m["from"]["user"]["id"].as_str(),
+        h.bridge.service_user().as_deref()
+    );
     assert!(m["from"]["application"].is_null());
     h.bridge
         .deliver(

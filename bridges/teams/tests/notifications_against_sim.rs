@@ -1,0 +1,590 @@
+//! Change notifications against the Graph simulator: the endpoint on a real
+//! loopback listener, subscriptions created, renewed and recreated, lifecycle
+//! events, and faulty delivery (dropped, duplicated, delayed) reconciled into
+//! exactly-once events.
+
+mod common;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use common::{BOB, SERVICE, graph, seed, sign_in};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_model::bridge::InboundEnvelope;
+use switchboard_model::{
+    Bridge, BridgeContext, BridgeId, BridgeState, ChannelId, CursorStore, HttpEndpoint,
+    HttpRequest, InboundKind, InboundSink, MemoryCursors,
+};
+use switchboard_teams::auth::Secret;
+use switchboard_teams::bridge::{
+    NotificationSettings, TeamsBridge, TeamsConfig, notification_path,
+};
+use switchboard_teams::client::Bearer;
+use switchboard_teams_sim::limits::FaultConfig;
+use switchboard_teams_sim::{SimConfig, TeamsSim};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const CLIENT_STATE: &str = "a-long-random-client-state-0123456789";
+
+/// Forwards every request to the bridge's endpoints, as the daemon does.
+async fn forward(
+    State(endpoints): State<Arc<Vec<(String, Arc<dyn HttpEndpoint>)>>>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let Some((_, endpoint)) = endpoints.iter().find(|(p, _)| path.starts_with(p.as_str())) else {
+        return (axum::http::StatusCode::NOT_FOUND, "no endpoint").into_response();
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let answer = endpoint
+        .handle(HttpRequest::new(
+            parts.method.as_str(),
+            path,
+            parts.uri.query().unwrap_or(""),
+            headers,
+            body.to_vec(),
+        ))
+        .await;
+    let mut response = Response::builder().status(answer.status);
+    for (k, v) in &answer.headers {
+        response = response.header(k, v);
+    }
+    response
+        .body(axum::body::Body::from(answer.body))
+        .unwrap_or_else(|_| Response::new(axum::body::Body::empty()))
+}
+
+struct Harness {
+    sim: TeamsSim,
+    bridge: Arc<TeamsBridge>,
+    channel: ChannelId,
+    messages_path: String,
+    listener: String,
+    cursors: Arc<MemoryCursors>,
+}
+
+struct Settings {
+    lifetime: Duration,
+    renew_before: Duration,
+    reconcile: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lifetime: Duration::from_secs(3 * 24 * 3600),
+            renew_before: Duration::from_secs(12 * 3600),
+            reconcile: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Harness {
+    async fn start(settings: Settings) -> Harness {
+        let sim = TeamsSim::start(SimConfig {
+            seed: Some(seed()),
+            retry_delays: vec![Duration::from_millis(200), Duration::from_millis(500)],
+            device_code_interval: Duration::from_millis(50),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("sim starts");
+        let (team, channel_id) = sim.seeded().channels["Contoso/General"].clone();
+        let channel = ChannelId::new(format!("{team}/{channel_id}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let public_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let service = sign_in(&sim, SERVICE).await;
+        let s = sim.seeded();
+        let config = TeamsConfig {
+            id: BridgeId::new("teams:contoso"),
+            graph_base: sim.graph_url(),
+            login_base: sim.login_url(),
+            tenant: s.tenant_id.clone(),
+            client_id: s.client_id.clone(),
+            client_secret: Secret::new(s.client_secret.clone()),
+            service_account: Some(service),
+            // Long: reconciliation is what these tests switch on explicitly.
+            poll_interval: settings.reconcile,
+            watch: vec![channel.clone()],
+            notifications: Some(NotificationSettings {
+                public_url: public_url.clone(),
+                client_state: Secret::new(CLIENT_STATE),
+                lifetime: settings.lifetime,
+                renew_before: settings.renew_before,
+            }),
+            reconcile_interval: settings.reconcile,
+        };
+        let bridge = TeamsBridge::with_graph(config, graph(&sim)).expect("bridge");
+        let endpoints = Arc::new(bridge.http_endpoints());
+        assert_eq!(endpoints.len(), 1, "one endpoint prefix");
+        let app = axum::Router::new().fallback(forward).with_state(endpoints);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Harness {
+            sim,
+            bridge,
+            channel,
+            messages_path: format!("/teams/{team}/channels/{channel_id}/messages"),
+            listener: public_url,
+            cursors: Arc::new(MemoryCursors::default()),
+        }
+    }
+
+    async fn run(
+        &self,
+    ) -> (
+        mpsc::Receiver<InboundEnvelope>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
+    ) {
+        let (sink, relay) = InboundSink::channel(1024);
+        let shutdown = CancellationToken::new();
+        let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
+        let (_keep, channels) = watch::channel(vec![self.channel.clone()]);
+        let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx)
+            .with_channels(channels)
+            .with_cursors(self.cursors.clone() as Arc<dyn CursorStore>);
+        let bridge = self.bridge.clone();
+        let runner = tokio::spawn(async move { bridge.run(ctx).await });
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            state.wait_for(|s| *s == BridgeState::Connected),
+        )
+        .await
+        .expect("connected in time")
+        .expect("still running");
+        (relay, shutdown, runner)
+    }
+
+    fn bob(&self) -> (Secret, String) {
+        (
+            Secret::new(self.sim.delegated_token(BOB).expect("bob's token")),
+            self.sim.seeded().users[BOB].clone(),
+        )
+    }
+
+    async fn bob_posts(&self, path_suffix: &str, text: &str) -> String {
+        let (token, user) = self.bob();
+        let posted = graph(&self.sim)
+            .post_json(
+                &format!("{}{path_suffix}", self.messages_path),
+                Bearer::User(&token, &user),
+                &json!({ "body": { "contentType": "html", "content": format!("<p>{text}</p>") } }),
+            )
+            .await
+            .expect("bob posts");
+        posted["id"].as_str().expect("id").to_owned()
+    }
+
+    fn our_subscriptions(&self) -> Vec<Value> {
+        self.sim
+            .subscriptions()
+            .into_iter()
+            .filter(|s| s["clientState"] == CLIENT_STATE)
+            .collect()
+    }
+
+    async fn post_raw(&self, path_and_query: &str, body: &str) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path_and_query}", self.listener))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("listener answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+/// Events until `deadline`, acknowledged as stored.
+async fn collect_until(
+    relay: &mut mpsc::Receiver<InboundEnvelope>,
+    done: impl Fn(&[switchboard_model::Inbound]) -> bool,
+    within: Duration,
+) -> Vec<switchboard_model::Inbound> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while !done(&out) {
+        match tokio::time::timeout_at(deadline, relay.recv()).await {
+            Ok(Some((event, stored))) => {
+                let _ = stored.send(Ok(()));
+                out.push(event);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The bridge's counters once `ready` holds (they are bumped just after the
+/// relay acknowledged the events).
+async fn counts_when(
+    bridge: &TeamsBridge,
+    ready: impl Fn(&switchboard_teams::bridge::InboundCounts) -> bool,
+) -> switchboard_teams::bridge::InboundCounts {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = bridge.inbound_counts();
+        if ready(&counts) || tokio::time::Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn message_ids(events: &[switchboard_model::Inbound]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            InboundKind::Message { id, .. } => Some(id.as_str().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn notifications_bring_messages_replies_and_edits_without_reconciliation() {
+    let h = Harness::start(Settings::default()).await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let subs = h.our_subscriptions();
+    assert_eq!(subs.len(), 1, "one subscription for the channel: {subs:?}");
+    assert_eq!(
+        subs[0]["notificationUrl"],
+        format!(
+            "{}{}",
+            h.listener,
+            notification_path(&BridgeId::new("teams:contoso"))
+        )
+    );
+    assert!(
+        subs[0]["lifecycleNotificationUrl"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/teams/contoso/lifecycle"))
+    );
+
+    let root = h.bob_posts("", "hello by notification").await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![root.clone()]);
+
+    let reply = h.bob_posts(&format!("/{root}/replies"), "a reply").await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let InboundKind::Message { id, message } = &events.last().expect("reply").kind else {
+        panic!("not a message: {events:?}");
+    };
+    assert_eq!(id.as_str(), format!("{root}/{reply}"));
+    assert_eq!(
+        message.thread_root.as_ref().map(|r| r.as_str()),
+        Some(root.as_str())
+    );
+
+    let (token, user) = h.bob();
+    graph(&h.sim)
+        .patch_json(
+            &format!("{}/{root}", h.messages_path),
+            Bearer::User(&token, &user),
+            &json!({ "body": { "contentType": "html", "content": "<p>edited</p>" } }),
+        )
+        .await
+        .expect("edit");
+    let events = collect_until(
+        &mut relay,
+        |e| e.iter().any(|e| matches!(e.kind, InboundKind::Edit { .. })),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(events.iter().any(|e| matches!(&e.kind, InboundKind::Edit { target, message } if target.as_str() == root && message.body.to_plain() == "edited")));
+
+    let counts = counts_when(&h.bridge, |c| c.events_by_notification >= 3).await;
+    assert!(counts.events_by_notification >= 3, "{counts:?}");
+    assert_eq!(
+        counts.events_by_reconcile, 0,
+        "reconciliation never ran: {counts:?}"
+    );
+    assert_eq!(counts.subscriptions_created, 1);
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn the_endpoint_echoes_validation_and_refuses_forgeries() {
+    let h = Harness::start(Settings::default()).await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let path = notification_path(&BridgeId::new("teams:contoso"));
+
+    let (status, body) = h
+        .post_raw(
+            &format!("{path}?validationToken=Validation%3A%20hello%20%26%20more"),
+            "",
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "Validation: hello & more"));
+
+    let forged = json!({"value": [{
+        "subscriptionId": "x", "changeType": "created", "clientState": "guess",
+        "resource": format!("teams('a')/channels('b')/messages('1')"),
+        "resourceData": {"id": "1"}, "tenantId": h.sim.seeded().tenant_id,
+    }]});
+    let (status, _) = h.post_raw(&path, &forged.to_string()).await;
+    assert_eq!(status, 403, "a wrong clientState is refused");
+    let (status, _) = h.post_raw(&path, "{not json").await;
+    assert_eq!(status, 400, "malformed bodies are refused");
+    let (status, _) = h.post_raw(&path, r#"{"value": 5}"#).await;
+    assert_eq!(status, 400);
+
+    let other_tenant = json!({"value": [{
+        "subscriptionId": "x", "changeType": "created", "clientState": CLIENT_STATE,
+        "resource": "teams('a')/channels('b')/messages('1')",
+        "resourceData": {"id": "1"}, "tenantId": "another-tenant",
+    }]});
+    let (status, _) = h.post_raw(&path, &other_tenant.to_string()).await;
+    assert_eq!(status, 403, "another tenant's notification is refused");
+
+    let counts = h.bridge.inbound_counts();
+    assert_eq!(counts.refused, 2, "{counts:?}");
+    assert_eq!(counts.notifications, 0);
+    let events = collect_until(&mut relay, |_| false, Duration::from_millis(500)).await;
+    assert!(events.is_empty(), "nothing relayed: {events:?}");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+/// Drops 30 % of the notifications, duplicates 20 % and delays all of them;
+/// every message must still arrive exactly once, the missing ones through
+/// reconciliation. Bounded by a message count, not by wall-clock minutes.
+#[tokio::test]
+async fn faulty_notifications_are_reconciled_into_exactly_once() {
+    const ROOTS: usize = 120;
+    let h = Harness::start(Settings {
+        reconcile: Duration::from_millis(700),
+        ..Settings::default()
+    })
+    .await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    h.sim.set_faults(FaultConfig {
+        drop_rate: 0.3,
+        duplicate_rate: 0.2,
+        notification_delay_ms: 150,
+        ..FaultConfig::default()
+    });
+    let mut expected = Vec::new();
+    for i in 0..ROOTS {
+        let root = h.bob_posts("", &format!("message {i}")).await;
+        expected.push(root.clone());
+        if i % 10 == 0 {
+            let reply = h
+                .bob_posts(&format!("/{root}/replies"), &format!("reply {i}"))
+                .await;
+            expected.push(format!("{root}/{reply}"));
+        }
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let want = expected.len();
+    let mut events = collect_until(
+        &mut relay,
+        |e| message_ids(e).len() >= want,
+        Duration::from_secs(90),
+    )
+    .await;
+    // Anything late would be a duplicate: keep listening a little.
+    events.extend(collect_until(&mut relay, |_| false, Duration::from_secs(3)).await);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for id in message_ids(&events) {
+        *seen.entry(id).or_default() += 1;
+    }
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    let duplicated: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    let counts = counts_when(&h.bridge, |c| {
+        c.events_by_notification + c.events_by_reconcile >= want as u64
+    })
+    .await;
+    let sim = h.sim.counters();
+    println!(
+        "messages {want}: by notification {}, by reconciliation {}, stale skipped {}; simulator dropped {} and duplicated {} notifications",
+        counts.events_by_notification,
+        counts.events_by_reconcile,
+        counts.stale_skipped,
+        sim.notifications_fault_dropped,
+        sim.notifications_duplicated
+    );
+    assert!(missing.is_empty(), "missing: {missing:?}");
+    assert!(duplicated.is_empty(), "duplicated: {duplicated:?}");
+    assert_eq!(seen.len(), want, "nothing unexpected");
+    assert!(sim.notifications_fault_dropped > 0 && sim.notifications_duplicated > 0);
+    assert!(
+        counts.events_by_reconcile > 0,
+        "reconciliation filled the gaps: {counts:?}"
+    );
+    assert!(counts.events_by_notification > 0, "{counts:?}");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn subscriptions_are_renewed_before_they_expire() {
+    let h = Harness::start(Settings {
+        lifetime: Duration::from_secs(6),
+        renew_before: Duration::from_secs(4),
+        ..Settings::default()
+    })
+    .await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let first = h.our_subscriptions();
+    assert_eq!(first.len(), 1);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let later = h.our_subscriptions();
+    assert_eq!(later.len(), 1, "still subscribed after the first lifetime");
+    assert_eq!(later[0]["id"], first[0]["id"], "renewed, not recreated");
+    assert_ne!(
+        later[0]["expirationDateTime"],
+        first[0]["expirationDateTime"]
+    );
+    let counts = h.bridge.inbound_counts();
+    assert!(counts.subscriptions_renewed >= 1, "{counts:?}");
+    assert_eq!(counts.subscriptions_created, 1);
+    // And it still works.
+    let id = h.bob_posts("", "after renewal").await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![id]);
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_removed_subscription_is_recreated_and_what_was_missed_arrives() {
+    let h = Harness::start(Settings::default()).await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let sub = h.our_subscriptions()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Graph removes the subscription: a message posted now is not notified.
+    h.sim
+        .trigger_lifecycle(&sub, "subscriptionRemoved")
+        .await
+        .expect("lifecycle");
+    let id = h.bob_posts("", "while unsubscribed").await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![id]);
+    let subs = h.our_subscriptions();
+    assert_eq!(subs.len(), 1, "recreated");
+    assert_ne!(subs[0]["id"].as_str(), Some(sub.as_str()));
+    let counts = counts_when(&h.bridge, |c| c.resyncs >= 1).await;
+    assert_eq!(counts.subscriptions_recreated, 1, "{counts:?}");
+    assert!(counts.resyncs >= 1, "{counts:?}");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_missed_lifecycle_event_triggers_a_catch_up_and_reauthorization_keeps_it() {
+    let h = Harness::start(Settings::default()).await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let sub = h.our_subscriptions()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Every notification is lost; only the catch-up can find the message.
+    h.sim.set_faults(FaultConfig {
+        drop_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let id = h.bob_posts("", "lost notification").await;
+    let quiet = collect_until(&mut relay, |_| false, Duration::from_millis(800)).await;
+    assert!(quiet.is_empty(), "not notified: {quiet:?}");
+    h.sim.set_faults(FaultConfig::default());
+    h.sim
+        .trigger_lifecycle(&sub, "missed")
+        .await
+        .expect("lifecycle");
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![id]);
+    let counts = counts_when(&h.bridge, |c| c.events_by_reconcile >= 1).await;
+    assert_eq!(counts.events_by_reconcile, 1, "{counts:?}");
+
+    let before = h.bridge.inbound_counts().subscriptions_renewed;
+    h.sim
+        .trigger_lifecycle(&sub, "reauthorizationRequired")
+        .await
+        .expect("lifecycle");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.bridge.inbound_counts().subscriptions_renewed == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reauthorized in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.our_subscriptions()[0]["id"].as_str(), Some(sub.as_str()));
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_restart_reuses_the_subscription() {
+    let h = Harness::start(Settings::default()).await;
+    let (_relay, shutdown, runner) = h.run().await;
+    let sub = h.our_subscriptions()[0]["id"].clone();
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+    let (mut relay, shutdown, runner) = h.run().await;
+    assert_eq!(h.our_subscriptions().len(), 1);
+    assert_eq!(
+        h.our_subscriptions()[0]["id"],
+        sub,
+        "the stored one is reused"
+    );
+    let id = h.bob_posts("", "after restart").await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![id]);
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
