@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -75,11 +76,19 @@ struct Window {
     count: u32,
 }
 
-/// Fixed one-second windows per (key, class).
+/// How long after a 429 a request counts as already in flight rather than
+/// early.
+const IN_FLIGHT: Duration = Duration::from_millis(100);
+
+/// Fixed one-second windows per (key, class), and when each throttled key
+/// may come back, to count clients that return before `Retry-After`.
 #[derive(Debug, Default)]
 pub struct Limiter {
     mode: Mutex<Mode>,
     windows: Mutex<HashMap<(String, Class), Window>>,
+    /// Per key: when the last 429 was given and until when it holds.
+    throttled_until: Mutex<HashMap<String, (Instant, Instant)>>,
+    early: AtomicU64,
 }
 
 impl Limiter {
@@ -88,6 +97,8 @@ impl Limiter {
         Limiter {
             mode: Mutex::new(mode),
             windows: Mutex::new(HashMap::new()),
+            throttled_until: Mutex::new(HashMap::new()),
+            early: AtomicU64::new(0),
         }
     }
 
@@ -95,6 +106,12 @@ impl Limiter {
     pub fn set_mode(&self, mode: Mode) {
         *lock(&self.mode) = mode;
         lock(&self.windows).clear();
+    }
+
+    /// Requests that came before the `Retry-After` their key was given had
+    /// passed (a well-behaved client makes none).
+    pub fn early_retries(&self) -> u64 {
+        self.early.load(Ordering::Relaxed)
     }
 
     /// The current mode.
@@ -110,6 +127,18 @@ impl Limiter {
         }
         let limit = class.rps(mode);
         let now = Instant::now();
+        {
+            let until = lock(&self.throttled_until);
+            // Requests that were already in flight when the 429 went out
+            // (arriving within IN_FLIGHT of it) are not counted.
+            if keys.iter().any(|k| {
+                until
+                    .get(k)
+                    .is_some_and(|(at, u)| *u > now && now.duration_since(*at) > IN_FLIGHT)
+            }) {
+                self.early.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let mut w = lock(&self.windows);
         let mut wait: Option<Duration> = None;
         for k in keys {
@@ -127,6 +156,16 @@ impl Limiter {
             }
         }
         if let Some(left) = wait {
+            // Whole milliseconds, as advertised in Retry-After.
+            let left = Duration::from_millis(
+                u64::try_from(left.as_micros().div_ceil(1000))
+                    .unwrap_or(1000)
+                    .max(1),
+            );
+            let mut until = lock(&self.throttled_until);
+            for k in keys {
+                until.insert(k.clone(), (now, now + left));
+            }
             return Err(too_many_requests(left));
         }
         for k in keys {
@@ -196,5 +235,28 @@ impl Faults {
     /// True with probability `p`.
     pub fn roll(&self, p: f64) -> bool {
         p > 0.0 && lock(&self.rng).f64() < p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_before_retry_after_are_counted_early() {
+        let limiter = Limiter::new(Mode::Strict);
+        let keys = vec!["app:c".to_owned()];
+        assert!(limiter.check(&keys, Class::PostChannelMessage).is_ok());
+        assert!(limiter.check(&keys, Class::PostChannelMessage).is_ok());
+        assert!(
+            limiter.check(&keys, Class::PostChannelMessage).is_err(),
+            "third in a second"
+        );
+        // Still in flight when the 429 went out: not early.
+        let _ = limiter.check(&keys, Class::PostChannelMessage);
+        assert_eq!(limiter.early_retries(), 0);
+        std::thread::sleep(IN_FLIGHT + Duration::from_millis(20));
+        let _ = limiter.check(&keys, Class::PostChannelMessage);
+        assert_eq!(limiter.early_retries(), 1, "came back before Retry-After");
     }
 }

@@ -71,11 +71,14 @@ struct Bucket {
     last: Instant,
 }
 
-/// Token buckets per app and per user. `None` config = no limiting.
+/// Token buckets per app and per user (`None` config = no budgets), and the
+/// floor a 429 sets: every request counts against the app's tenant budget,
+/// so after a 429 nothing at all is sent before its `Retry-After` has passed.
 #[derive(Debug)]
 pub struct Limiter {
     config: Option<LimitConfig>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    not_before: Mutex<Option<Instant>>,
 }
 
 impl Limiter {
@@ -84,6 +87,7 @@ impl Limiter {
         Limiter {
             config,
             buckets: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(None),
         }
     }
 
@@ -109,8 +113,23 @@ impl Limiter {
         }
     }
 
+    /// Nothing is sent before `until` (after a 429).
+    pub fn hold_until(&self, until: Instant) {
+        let mut floor = self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+        if floor.is_none_or(|f| f < until) {
+            *floor = Some(until);
+        }
+    }
+
     /// Waits until a request as `bearer` may go.
     pub async fn acquire(&self, bearer: &Bearer<'_>) {
+        loop {
+            let floor = *self.not_before.lock().unwrap_or_else(|p| p.into_inner());
+            match floor {
+                Some(f) if f > Instant::now() => tokio::time::sleep_until(f).await,
+                _ => break,
+            }
+        }
         let Some(c) = self.config else { return };
         let mut wait = self.reserve("app", c.app_rps, c.burst);
         if let Bearer::User(_, user) = bearer {
@@ -284,6 +303,10 @@ impl GraphClient {
         } else {
             serde_json::from_slice(&bytes).ok()
         };
+        if status == 429 {
+            let after = retry_after(&headers).unwrap_or_else(default_backoff);
+            self.limiter.hold_until(Instant::now() + after);
+        }
         if (200..300).contains(&status) {
             return value.ok_or_else(|| {
                 BridgeError::transient(format!("{method} {path}: answer is not JSON"))

@@ -457,3 +457,110 @@ async fn outbound_never_uses_the_app_token() {
         .expect("delete");
     h.sim.shutdown().await;
 }
+
+/// The simulator throttles with the 2021 Teams table (2 POSTs and 5 message
+/// GETs per second per app) while the bridge polls every 100 ms and two
+/// lanes deliver 20 posts without any client-side budget: 429s follow, and
+/// still nothing is lost, nothing is posted twice, and no request comes back
+/// before its `Retry-After`.
+#[tokio::test]
+async fn a_429_storm_on_the_tenant_budget_loses_nothing_and_retries_nothing_early() {
+    const POSTS: usize = 20;
+    const INBOUND: usize = 10;
+    let h = SimHarness::start(None).await;
+    let (mut relay, shutdown, runner) = run_bridge(&h).await;
+    let mut inbound = Vec::new();
+    for i in 0..INBOUND {
+        inbound.push(h.bob_posts(&format!("inbound {i}")).await);
+    }
+    h.sim
+        .set_rate_limit_mode(switchboard_teams_sim::limits::Mode::Strict);
+    let puppet = h.bridge.ensure_puppet(&person()).await.expect("puppet");
+    let lane = |lane: usize| {
+        let bridge = h.bridge.clone();
+        let channel = h.channel.clone();
+        let puppet = puppet.clone();
+        tokio::spawn(async move {
+            let mut throttled = 0u32;
+            for i in 0..POSTS / 2 {
+                let op = OutboundOp::on_behalf(
+                    OpId::new(format!("storm-{lane}-{i}")),
+                    channel.clone(),
+                    Origin::new("slack:acme", "C1"),
+                    person(),
+                    Some(puppet.clone()),
+                    OutboundKind::Send {
+                        message: Message::text(format!("storm {lane}-{i}")),
+                    },
+                );
+                loop {
+                    match bridge.deliver(&op, &NoMedia).await {
+                        Ok(_) => break,
+                        Err(switchboard_model::BridgeError::RateLimited { retry_after }) => {
+                            // What the relay does: pause, then try again.
+                            throttled += 1;
+                            tokio::time::sleep(retry_after).await;
+                        }
+                        Err(e) => panic!("delivery failed: {e}"),
+                    }
+                }
+            }
+            throttled
+        })
+    };
+    let lanes = [lane(0), lane(1)];
+    let mut throttled_in_lanes = 0;
+    for l in lanes {
+        throttled_in_lanes += l.await.expect("lane");
+    }
+    eprintln!(
+        "after lanes: {:?} {:?}",
+        h.bridge.inbound_counts(),
+        h.sim.counters()
+    );
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < INBOUND && tokio::time::Instant::now() < deadline {
+        let event = next_event(&mut relay, |e| {
+            matches!(e.kind, InboundKind::Message { .. })
+        })
+        .await;
+        if let InboundKind::Message { id, .. } = &event.kind
+            && !event.sender.is_ours
+        {
+            got.push(id.as_str().to_owned());
+        }
+    }
+    let counters = h.sim.counters();
+    let early = h.sim.inner().limiter.early_retries();
+    println!(
+        "429 answers: {}, deliveries throttled: {throttled_in_lanes}, early retries: {early}",
+        counters.throttled
+    );
+    h.sim
+        .set_rate_limit_mode(switchboard_teams_sim::limits::Mode::Off);
+    assert_eq!(got, inbound, "every inbound message once, in order");
+    let posted: Vec<String> = graph(&h.sim)
+        .get_all(&h.messages_path(), Bearer::App(&h.app()), 10_000)
+        .await
+        .expect("list")
+        .iter()
+        .filter_map(|m| {
+            m.pointer("/body/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .filter(|c| c.contains("storm "))
+        .collect();
+    for lane in 0..2 {
+        for i in 0..POSTS / 2 {
+            let needle = format!("storm {lane}-{i}<");
+            let n = posted.iter().filter(|c| c.contains(&needle)).count();
+            assert_eq!(n, 1, "{needle} posted {n} times");
+        }
+    }
+    assert!(counters.throttled > 0, "the storm happened");
+    assert_eq!(early, 0, "no request before its Retry-After");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}

@@ -433,7 +433,7 @@ impl TeamsBridge {
         let mut messages = Vec::new();
         let mut next = start.to_owned();
         loop {
-            let page = self.graph.get_json(&next, Bearer::App(app)).await?;
+            let page = patiently(|| self.graph.get_json(&next, Bearer::App(app))).await?;
             let bytes = serde_json::to_vec(&page)
                 .map_err(|e| BridgeError::transient(format!("delta page: {e}")))?;
             let page = graph::parse_delta_page(&bytes)
@@ -526,15 +526,12 @@ impl TeamsBridge {
         app: &Secret,
     ) -> Result<bool, BridgeError> {
         let path = format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages());
-        let replies = match self
-            .graph
-            .get_all(&path, Bearer::App(app), REPLIES_TOP)
-            .await
-        {
-            Ok(r) => r,
-            Err(BridgeError::NotFound { .. }) => return Ok(true),
-            Err(e) => return Err(e),
-        };
+        let replies =
+            match patiently(|| self.graph.get_all(&path, Bearer::App(app), REPLIES_TOP)).await {
+                Ok(r) => r,
+                Err(BridgeError::NotFound { .. }) => return Ok(true),
+                Err(e) => return Err(e),
+            };
         // Graph lists newest first; relay oldest first.
         for reply in replies.iter().rev() {
             if !self.process(ctx, channel, reply, Source::Reconcile).await? {
@@ -640,6 +637,30 @@ impl TeamsBridge {
         };
         self.process(ctx, &channel, &message, Source::Notification)
             .await
+    }
+}
+
+/// How many 429s one read inside a reconciliation round waits out before
+/// the round gives up (and the next one starts from the same position).
+const PATIENCE: u32 = 8;
+
+/// Runs `read`, waiting out `429 Retry-After` answers instead of failing the
+/// round: a round that restarted on every 429 would never get past the
+/// first few reads of a busy channel while the tenant is throttled.
+async fn patiently<T, F, Fut>(read: F) -> Result<T, BridgeError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BridgeError>>,
+{
+    let mut waited = 0;
+    loop {
+        match read().await {
+            Err(BridgeError::RateLimited { retry_after }) if waited < PATIENCE => {
+                waited += 1;
+                tokio::time::sleep(retry_after).await;
+            }
+            other => return other,
+        }
     }
 }
 
