@@ -150,10 +150,21 @@ impl Harness {
         CancellationToken,
         tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
     ) {
+        self.run_on(vec![self.channel.clone()]).await
+    }
+
+    async fn run_on(
+        &self,
+        watched: Vec<ChannelId>,
+    ) -> (
+        mpsc::Receiver<InboundEnvelope>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
+    ) {
         let (sink, relay) = InboundSink::channel(1024);
         let shutdown = CancellationToken::new();
         let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
-        let (_keep, channels) = watch::channel(vec![self.channel.clone()]);
+        let (_keep, channels) = watch::channel(watched);
         let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx)
             .with_channels(channels)
             .with_cursors(self.cursors.clone() as Arc<dyn CursorStore>);
@@ -585,6 +596,83 @@ async fn a_restart_reuses_the_subscription() {
     )
     .await;
     assert_eq!(message_ids(&events), vec![id]);
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+/// Group chats: subscribed per chat, and read back by reconciliation when
+/// every notification is lost; chat history from before is not replayed.
+#[tokio::test]
+async fn chats_arrive_by_notification_and_by_reconciliation() {
+    let h = Harness::start(Settings {
+        reconcile: Duration::from_millis(500),
+        ..Settings::default()
+    })
+    .await;
+    let chat = h
+        .sim
+        .add_chat(&switchboard_teams_sim::seed::ChatSeed {
+            id: None,
+            name: None,
+            chat_type: Some("group".into()),
+            topic: Some("Ops".into()),
+            members: vec![SERVICE.into(), BOB.into()],
+        })
+        .expect("chat");
+    let chat_channel = ChannelId::new(chat.clone());
+    let bob_chats = |text: String| {
+        let (token, user) = h.bob();
+        let chat = chat.clone();
+        let sim = &h.sim;
+        async move {
+            graph(sim)
+                .post_json(
+                    &format!("/chats/{chat}/messages"),
+                    Bearer::User(&token, &user),
+                    &json!({ "body": { "contentType": "html", "content": format!("<p>{text}</p>") } }),
+                )
+                .await
+                .expect("bob chats")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    bob_chats("history".into()).await;
+    let (mut relay, shutdown, runner) = h.run_on(vec![chat_channel.clone()]).await;
+    let subs = h.our_subscriptions();
+    assert_eq!(subs.len(), 2, "the configured channel and the chat");
+    assert!(
+        subs.iter()
+            .any(|s| s["resource"] == format!("/chats/{chat}/messages")),
+        "{subs:?}"
+    );
+
+    let first = bob_chats("by notification".into()).await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![first]);
+    assert_eq!(events[0].origin.channel, chat_channel);
+
+    h.sim.set_faults(FaultConfig {
+        drop_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let second = bob_chats("by reconciliation".into()).await;
+    let mut events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    events.extend(collect_until(&mut relay, |_| false, Duration::from_millis(1500)).await);
+    assert_eq!(message_ids(&events), vec![second], "once, and no history");
+    let counts = counts_when(&h.bridge, |c| c.events_by_reconcile >= 1).await;
+    assert_eq!(counts.events_by_reconcile, 1, "{counts:?}");
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
 }
