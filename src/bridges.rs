@@ -63,5 +63,100 @@ pub fn build(
             }
             Ok(bridge)
         }
+        BridgeKind::Teams(teams) => {
+            use switchboard_teams::auth::Secret;
+            use switchboard_teams::bridge::{NotificationSettings, TeamsBridge, TeamsConfig};
+            use switchboard_teams::client::{GraphClient, LimitConfig};
+            use switchboard_teams::graph::crypto::NotificationKey;
+            let settings = TeamsConfig {
+                id: config.id.clone(),
+                graph_base: teams.graph_url.clone(),
+                login_base: teams.login_url.clone(),
+                tenant: teams.tenant.clone(),
+                client_id: teams.client_id.clone(),
+                client_secret: Secret::new(teams.client_secret.expose()),
+                // The service account is the one stored by `switchboard
+                // login teams --service`, read through the linked accounts.
+                service_account: None,
+                poll_interval: teams.poll_interval,
+                watch: teams.watch.clone(),
+                notifications: match &teams.notifications {
+                    None => None,
+                    Some(n) => Some(NotificationSettings {
+                        public_url: n.public_url.clone(),
+                        client_state: Secret::new(n.client_state.expose()),
+                        lifetime: n.lifetime,
+                        renew_before: n.renew_before,
+                        encryption: match &n.encryption_key_file {
+                            None => None,
+                            Some(path) => Some(std::sync::Arc::new(
+                                NotificationKey::load_or_create(path).map_err(|e| {
+                                    anyhow::anyhow!("bridge {}: notification key: {e}", config.id)
+                                })?,
+                            )),
+                        },
+                    }),
+                },
+                reconcile_interval: teams.reconcile_interval,
+            };
+            let limits = teams.rate_limits.map(|l| LimitConfig {
+                app_rps: f64::from(l.app_rps),
+                user_rps: f64::from(l.user_rps),
+                burst: f64::from(l.burst),
+            });
+            let graph = GraphClient::with_limits(teams.graph_url.clone(), limits)
+                .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
+            let bridge = TeamsBridge::with_graph(settings, graph)
+                .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
+            match accounts {
+                Some(accounts) => bridge.set_accounts(accounts),
+                None => tracing::warn!(
+                    bridge = %config.id,
+                    "No store key (store.key_file): the Teams service account and linked accounts cannot be read, so nothing can be posted to Teams."
+                ),
+            }
+            Ok(bridge)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    #[test]
+    fn a_teams_bridge_is_built_from_its_configuration() {
+        let text = r#"
+[store]
+path = "/s"
+[[bridge]]
+id = "teams:contoso"
+type = "teams"
+tenant = "t-1"
+client_id = "c-1"
+client_secret_env = "TEAMS_SECRET"
+rate_limits = false
+watch = ["team-1/19:a@thread.tacv2"]
+[bridge.notifications]
+public_url = "https://bridge.example.com"
+client_state_env = "STATE"
+"#;
+        let env = HashMap::from([
+            ("TEAMS_SECRET".to_owned(), "app-secret-value".to_owned()),
+            ("STATE".to_owned(), "state-secret-value".to_owned()),
+        ]);
+        let config = crate::config::from_toml_str(text, &env, Path::new("/")).expect("valid");
+        for accounts in [
+            None,
+            Some(Arc::new(switchboard_model::NoLinkedAccounts) as _),
+        ] {
+            let bridge = build(&config.bridges[0], accounts).expect("built");
+            assert_eq!(bridge.id().as_str(), "teams:contoso");
+            let shown = format!("{bridge:?}");
+            assert!(!shown.contains("app-secret-value"), "{shown}");
+            assert!(!shown.contains("state-secret-value"), "{shown}");
+        }
     }
 }

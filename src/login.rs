@@ -1,14 +1,16 @@
 //! `switchboard login`: a person links their own account on a platform, so
 //! that what they write elsewhere appears there as themselves.
 //!
-//! The platform's OAuth flow runs here, with a loopback redirect; the account
-//! is then handed to the running daemon through the admin API (when
+//! The platform's sign-in runs here (Slack: OAuth with a loopback redirect;
+//! Teams: the device-code flow, whose refresh token is kept); the account is
+//! then handed to the running daemon through the admin API (when
 //! `http.admin_token` is configured and the daemon answers), or written
 //! straight into the store (when the daemon is stopped). Either way the token
-//! is sealed with the store key.
+//! is sealed with the store key. `switchboard login list` shows the stored
+//! logins the same two ways, never their tokens.
 
 use crate::config::{BridgeKind, Config};
-use crate::store::login::{SecretBox, store_key};
+use crate::store::login::{LoginStatus, SERVICE_USER, SecretBox, store_key};
 use crate::store::{Db, SledStore, Store};
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -63,6 +65,113 @@ pub async fn slack(
     Ok(account)
 }
 
+/// The delegated permissions a Teams login asks for: posting, editing,
+/// deleting and reacting in channels and chats, online meetings for call
+/// invites, and `/me` for the account's id. `offline_access` brings the
+/// refresh token that is stored.
+pub const TEAMS_SCOPES: &str = "offline_access ChannelMessage.Send ChatMessage.Send ChannelMessage.ReadWrite Chat.ReadWrite OnlineMeetings.ReadWrite User.Read";
+
+/// What a Teams sign-in shows the person: where to go and what to type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCodePrompt {
+    /// The page to open.
+    pub verification_uri: String,
+    /// The code to enter there.
+    pub user_code: String,
+}
+
+/// Signs a Teams account in with the device-code flow and stores its
+/// refresh token: the person's own (`person` = who they are elsewhere), or
+/// the bridge's service account (`person` = `None`, stored as (the bridge,
+/// `@service`)). `announce` receives what to show the person.
+pub async fn teams(
+    config: &Config,
+    bridge: &BridgeId,
+    person: Option<(BridgeId, UserId)>,
+    timeout: Duration,
+    announce: impl Fn(&DeviceCodePrompt),
+) -> anyhow::Result<LinkedAccount> {
+    use switchboard_teams::auth::{DeviceCodeLogin, IdentityConfig, Secret, http_client};
+    let Some(teams) = config.bridges.iter().find(|b| &b.id == bridge) else {
+        bail!("no bridge {bridge} in the configuration");
+    };
+    let BridgeKind::Teams(settings) = &teams.kind else {
+        bail!("bridge {bridge} is not a Teams bridge");
+    };
+    let person = person.unwrap_or_else(|| (bridge.clone(), UserId::new(SERVICE_USER)));
+    let http = http_client().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let identity = IdentityConfig {
+        login_base: settings.login_url.clone(),
+        tenant: settings.tenant.clone(),
+        client_id: settings.client_id.clone(),
+        client_secret: Some(Secret::new(settings.client_secret.expose())),
+    };
+    let login = DeviceCodeLogin::new(http, identity, settings.graph_url.clone(), TEAMS_SCOPES);
+    let code = login
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the sign-in: {e}"))?;
+    announce(&DeviceCodePrompt {
+        verification_uri: code.verification_uri.clone(),
+        user_code: code.user_code.clone(),
+    });
+    let tokens = tokio::time::timeout(timeout, login.poll(&code))
+        .await
+        .map_err(|_| anyhow::anyhow!("nobody signed in within {}s", timeout.as_secs()))?
+        .map_err(|e| anyhow::anyhow!("sign-in failed: {e}"))?;
+    let account = LinkedAccount {
+        user: UserId::new(tokens.user_id.clone()),
+        token: tokens.refresh_token.expose().to_owned(),
+    };
+    save(config, bridge, &person, &account).await?;
+    Ok(account)
+}
+
+/// Every stored login: from the running daemon (admin API) when it answers,
+/// else from the store.
+pub async fn list(config: &Config) -> anyhow::Result<Vec<LoginStatus>> {
+    if let Some(token) = &config.http.admin_token {
+        match request(
+            config.http.listen,
+            "GET",
+            "/admin/logins",
+            token.expose(),
+            "",
+        )
+        .await
+        {
+            Ok((200, answer)) => {
+                #[derive(serde::Deserialize)]
+                struct Listed {
+                    logins: Vec<LoginStatus>,
+                }
+                let listed: Listed = serde_json::from_str(&answer)
+                    .context("the daemon's list of logins is not understood")?;
+                return Ok(listed.logins);
+            }
+            Ok((status, answer)) => bail!("the daemon refused the list ({status}): {answer}"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e).context("cannot reach the daemon's admin API"),
+        }
+    }
+    let (db, secrets) = open_store(config)?;
+    Ok(db.login_statuses(&secrets)?)
+}
+
+/// The store and its key, for when the daemon is stopped.
+fn open_store(config: &Config) -> anyhow::Result<(Db, SecretBox)> {
+    let secrets: SecretBox = store_key(config.store.key_file.as_deref())
+        .context("cannot read the store key")?
+        .context("set store.key_file (or the systemd credential store-key) to link accounts")?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.path).with_context(|| {
+        format!(
+            "cannot open the store at {} (if the daemon is running, configure http.admin_token so that login talks to it)",
+            config.store.path.display()
+        )
+    })?);
+    Ok((Db::open(store)?, secrets))
+}
+
 /// Hands the account to the daemon, or stores it directly.
 async fn save(
     config: &Config,
@@ -79,7 +188,15 @@ async fn save(
             "token": account.token,
         })
         .to_string();
-        match post(config.http.listen, "/admin/logins", token.expose(), &body).await {
+        match request(
+            config.http.listen,
+            "POST",
+            "/admin/logins",
+            token.expose(),
+            &body,
+        )
+        .await
+        {
             Ok((200, _)) => return Ok(()),
             Ok((status, answer)) => bail!("the daemon refused the login ({status}): {answer}"),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -88,32 +205,24 @@ async fn save(
             Err(e) => return Err(e).context("cannot reach the daemon's admin API"),
         }
     }
-    let secrets: SecretBox = store_key(config.store.key_file.as_deref())
-        .context("cannot read the store key")?
-        .context("set store.key_file (or the systemd credential store-key) to link accounts")?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.path).with_context(|| {
-        format!(
-            "cannot open the store at {} (if the daemon is running, configure http.admin_token so that login hands the account to it)",
-            config.store.path.display()
-        )
-    })?);
-    let db = Db::open(store)?;
+    let (db, secrets) = open_store(config)?;
     db.put_login(&secrets, bridge, (&person.0, &person.1), account)?;
     db.forget_puppet(bridge, (&person.0, &person.1))?;
     db.flush()?;
     Ok(())
 }
 
-/// A minimal HTTP/1.1 POST to the daemon on loopback.
-async fn post(
+/// A minimal HTTP/1.1 request to the daemon on loopback.
+async fn request(
     addr: SocketAddr,
+    method: &str,
     path: &str,
     token: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;

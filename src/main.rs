@@ -35,8 +35,9 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
-    /// Link a person's own account on a platform (OAuth with a loopback
-    /// redirect), so that what they write elsewhere appears there as themselves.
+    /// Link a person's own account on a platform, so that what they write
+    /// elsewhere appears there as themselves; sign in a bridge's service
+    /// account; list the stored logins.
     Login {
         #[command(subcommand)]
         platform: LoginPlatform,
@@ -71,8 +72,52 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum LoginPlatform {
-    /// Link a Slack account.
+    /// Link a Slack account (OAuth with a loopback redirect).
     Slack(LoginArgs),
+    /// Sign in a Teams account with a device code: a person's own (--for),
+    /// or the account that posts for everyone else (--service).
+    Teams(TeamsLoginArgs),
+    /// List the stored logins and whether they need re-authentication
+    /// (never their tokens).
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TeamsLoginArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
+    /// The Teams bridge (`teams:contoso`).
+    #[arg(long)]
+    bridge: String,
+    /// Sign in the bridge's service account, which posts (with an author
+    /// line) for everyone who has not linked their own account.
+    #[arg(long, conflicts_with = "person", required_unless_present = "person")]
+    service: bool,
+    /// Whose account: the person on the other platform, as `BRIDGE/USER`
+    /// (`slack:acme/U0123ABCD`).
+    #[arg(long = "for")]
+    person: Option<String>,
+    /// How long to wait for the sign-in, in seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +174,12 @@ fn main() -> ExitCode {
         Some(Command::Login {
             platform: LoginPlatform::Slack(args),
         }) => login_slack(args),
+        Some(Command::Login {
+            platform: LoginPlatform::Teams(args),
+        }) => login_teams(args),
+        Some(Command::Login {
+            platform: LoginPlatform::List(args),
+        }) => login_list(args),
         None => run(RunArgs {
             config: std::env::var_os("SWITCHBOARD_CONFIG").map_or_else(
                 || PathBuf::from("/etc/switchboard/config.toml"),
@@ -270,6 +321,104 @@ fn login_slack(args: LoginArgs) -> ExitCode {
                 "Linked: {} now appears on {} as {}.",
                 args.person, args.bridge, account.user
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn login_teams(args: TeamsLoginArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let person = match &args.person {
+        None => None,
+        Some(text) => match text.split_once('/') {
+            Some((bridge, user)) if !bridge.is_empty() && !user.is_empty() => {
+                Some((bridge.into(), user.into()))
+            }
+            _ => {
+                eprintln!("--for must be BRIDGE/USER, e.g. slack:acme/U0123ABCD");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        },
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(switchboard::login::teams(
+                &cfg,
+                &args.bridge.as_str().into(),
+                person,
+                std::time::Duration::from_secs(args.timeout),
+                |prompt| {
+                    println!(
+                        "To sign in, open {} and enter the code {}",
+                        prompt.verification_uri, prompt.user_code
+                    );
+                },
+            ))
+        });
+    match result {
+        Ok(account) => {
+            match &args.person {
+                Some(person) => println!(
+                    "Linked: {person} now appears on {} as {}.",
+                    args.bridge, account.user
+                ),
+                None => println!(
+                    "Signed in: {} now posts on {} for people without their own account.",
+                    account.user, args.bridge
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn login_list(args: ListArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(switchboard::login::list(&cfg)));
+    match result {
+        Ok(logins) if logins.is_empty() => {
+            println!("No logins stored.");
+            ExitCode::SUCCESS
+        }
+        Ok(logins) => {
+            for login in logins {
+                let status = match &login.needs_reauth {
+                    Some(reason) => format!("needs re-authentication: {reason}"),
+                    None => "ok".to_owned(),
+                };
+                let whose = if login.person_bridge == login.bridge
+                    && login.person_user.as_str() == switchboard::store::login::SERVICE_USER
+                {
+                    "service account".to_owned()
+                } else {
+                    format!("{}/{}", login.person_bridge, login.person_user)
+                };
+                println!(
+                    "{}\t{whose}\tas {}\t{status}",
+                    login.bridge, login.account_user
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -60,3 +60,27 @@ impl Default for RelayConfig {
         }
     }
 }
+
+/// `graph_url` of a Teams bridge.
+pub const DEFAULT_TEAMS_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+/// `login_url` of a Teams bridge.
+pub const DEFAULT_TEAMS_LOGIN_URL: &str = "https://login.microsoftonline.com";
+/// `poll_interval` of a Teams bridge: 10 s.
+pub const DEFAULT_TEAMS_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// `notifications.lifetime`, and its maximum: Graph's 4,320 minutes (three
+/// days) for Teams messages.
+pub const MAX_TEAMS_SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(4320 * 60);
+/// `notifications.renew_before`: 12 h.
+pub const DEFAULT_TEAMS_RENEW_BEFORE: Duration = Duration::from_secs(12 * 60 * 60);
+/// `notifications.reconcile_interval`: 5 min.
+pub const DEFAULT_TEAMS_RECONCILE_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Graph's limit on `clientState`, in characters.
+pub const MAX_TEAMS_CLIENT_STATE_CHARS: usize = 128;
+/// The connector's default client-side limits (today's Graph table: "other
+/// calls" 30 rps per app; 4 rps per team or channel for one person).
+pub const DEFAULT_TEAMS_RATE_LIMITS: super::types::TeamsRateLimits =
+    super::types::TeamsRateLimits {
+        app_rps: 30,
+        user_rps: 4,
+        burst: 10,
+    };

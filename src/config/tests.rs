@@ -752,12 +752,12 @@ id = "memory:x"
 type = "memroy"
 state_dir = "/s"
 [[bridge]]
-id = "teams:y"
-type = "teams"
+id = "matrix:y"
+type = "matrix"
 tenant = "z"
 [[portal]]
 name = "p"
-members = ["teams:y/a", "memory:x/b", "slack:right/c"]
+members = ["matrix:y/a", "memory:x/b", "slack:right/c"]
 "#;
     // The portal does not repeat the bridges' problems: its members name
     // bridges that are configured, however badly.
@@ -770,7 +770,7 @@ members = ["teams:y/a", "memory:x/b", "slack:right/c"]
             "bridge[2].id: the name after ':' may only contain a-z, 0-9, _ and -, \
              got \"memory:Mixed Case\"",
             "bridge[3].type: unknown bridge type \"memroy\"; did you mean \"memory\"?",
-            "bridge[4].type: unknown bridge type \"teams\" (supported: memory, slack)",
+            "bridge[4].type: unknown bridge type \"matrix\" (supported: memory, slack, teams)",
         ]
     );
 }
@@ -904,9 +904,20 @@ fn documented_keys(text: &str) -> BTreeSet<String> {
         if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
             keys.insert(name.to_owned());
             section = format!("{name}[]");
-        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            keys.insert(name.to_owned());
-            section = name.to_owned();
+        } else if let Some(name) = line
+            .strip_prefix("# ")
+            .unwrap_or(line)
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .filter(|name| !name.starts_with('['))
+        {
+            // `[bridge.notifications]` is a table of the last `[[bridge]]`.
+            let name = match name.strip_prefix("bridge.") {
+                Some(sub) => format!("bridge[].{sub}"),
+                None => name.to_owned(),
+            };
+            keys.insert(name.clone());
+            section = name;
         } else {
             let line = line.strip_prefix("# ").unwrap_or(line);
             if let Some((key, _)) = line.split_once(" = ")
@@ -937,7 +948,7 @@ fn uncommented_example() -> String {
             inside = false;
         }
         match line.strip_prefix("# ") {
-            Some(rest) if inside && (rest.starts_with("[[") || rest.contains(" = ")) => {
+            Some(rest) if inside && (rest.starts_with('[') || rest.contains(" = ")) => {
                 out.push_str(rest)
             }
             _ => out.push_str(line),
@@ -959,6 +970,12 @@ fn the_example_documents_exactly_the_known_keys() {
     assert!(
         outcome.known_keys.contains("bridge[].bot_token_file"),
         "the commented Slack bridge was read"
+    );
+    assert!(
+        outcome
+            .known_keys
+            .contains("bridge[].notifications.client_state_file"),
+        "the commented Teams bridge and its notifications table were read"
     );
     // Sanity check of the check itself.
     assert!(outcome.known_keys.contains("relay.max_attempts"));
@@ -1119,4 +1136,208 @@ fn slack_bridges_need_their_tokens_and_refuse_inline_secrets() {
         found,
         ["bridge[1].mode: socket mode needs app_token_file or app_token_env (an xapp- token)"]
     );
+}
+
+const TEAMS: &str = r#"
+[store]
+path = "/var/lib/switchboard"
+
+[[bridge]]
+id = "memory:left"
+type = "memory"
+state_dir = "/srv/left"
+
+[[bridge]]
+id = "teams:contoso"
+type = "teams"
+tenant = "0d3a9c1e-0000-4000-8000-000000000001"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_secret_env = "TEAMS_SECRET"
+"#;
+
+fn teams_of(config: &Config) -> &TeamsBridgeConfig {
+    match &config.bridges[1].kind {
+        BridgeKind::Teams(teams) => teams,
+        other => panic!("a teams bridge, got {other:?}"),
+    }
+}
+
+#[test]
+fn teams_bridges_take_graph_s_defaults() {
+    let config = parse_ok(TEAMS, &env(&[("TEAMS_SECRET", "app-secret")]));
+    assert_eq!(config.bridges[1].kind.type_name(), "teams");
+    assert_eq!(
+        teams_of(&config),
+        &TeamsBridgeConfig {
+            graph_url: "https://graph.microsoft.com/v1.0".into(),
+            login_url: "https://login.microsoftonline.com".into(),
+            tenant: "0d3a9c1e-0000-4000-8000-000000000001".into(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            client_secret: Secret::new("app-secret"),
+            poll_interval: Duration::from_secs(10),
+            watch: Vec::new(),
+            notifications: None,
+            reconcile_interval: Duration::from_secs(300),
+            rate_limits: Some(TeamsRateLimits {
+                app_rps: 30,
+                user_rps: 4,
+                burst: 10,
+            }),
+        }
+    );
+}
+
+#[test]
+fn teams_bridges_with_every_key() {
+    let text = format!(
+        "{TEAMS}graph_url = \"http://127.0.0.1:9/v1.0/\"\nlogin_url = \"http://127.0.0.1:9\"\n\
+         poll_interval = \"300ms\"\nwatch = [\"team-1/19:a@thread.tacv2\", \"19:chat@thread.v2\"]\n\
+         rate_limits = false\n\
+         [bridge.notifications]\npublic_url = \"https://bridge.example.com/\"\n\
+         client_state_env = \"STATE\"\nlifetime = \"1d\"\nrenew_before = \"2h\"\nreconcile_interval = \"1m\"\n\
+         encryption_key_file = \"/var/lib/switchboard/teams.pem\"\n"
+    );
+    let config = parse_ok(
+        &text,
+        &env(&[("TEAMS_SECRET", "app-secret"), ("STATE", "opaque-state")]),
+    );
+    let teams = teams_of(&config);
+    assert_eq!(teams.graph_url, "http://127.0.0.1:9/v1.0");
+    assert_eq!(teams.poll_interval, Duration::from_millis(300));
+    assert_eq!(
+        teams.watch,
+        vec![
+            ChannelId::new("team-1/19:a@thread.tacv2"),
+            ChannelId::new("19:chat@thread.v2")
+        ]
+    );
+    assert_eq!(teams.rate_limits, None);
+    assert_eq!(teams.reconcile_interval, Duration::from_secs(60));
+    assert_eq!(
+        teams.notifications,
+        Some(TeamsNotificationsConfig {
+            public_url: "https://bridge.example.com".into(),
+            client_state: Secret::new("opaque-state"),
+            lifetime: Duration::from_secs(24 * 3600),
+            renew_before: Duration::from_secs(2 * 3600),
+            encryption_key_file: Some("/var/lib/switchboard/teams.pem".into()),
+        })
+    );
+    // Limits can be tuned; a notifications table takes Graph's maximum lifetime.
+    let text = format!(
+        "{TEAMS}app_rps = 50\nuser_rps = 2\nrate_burst = 5\n\
+         [bridge.notifications]\npublic_url = \"http://localhost:8080\"\nclient_state_env = \"STATE\"\n"
+    );
+    let config = parse_ok(&text, &env(&[("TEAMS_SECRET", "s"), ("STATE", "x")]));
+    let teams = teams_of(&config);
+    assert_eq!(
+        teams.rate_limits,
+        Some(TeamsRateLimits {
+            app_rps: 50,
+            user_rps: 2,
+            burst: 5
+        })
+    );
+    let notifications = teams.notifications.as_ref().expect("notifications");
+    assert_eq!(notifications.lifetime, Duration::from_secs(4320 * 60));
+    assert_eq!(notifications.renew_before, Duration::from_secs(12 * 3600));
+}
+
+#[test]
+fn teams_problems_are_reported_by_key_path() {
+    let text = r#"
+[store]
+path = "/s"
+[[bridge]]
+id = "teams:contoso"
+type = "teams"
+client_secret = "inline-app-secret"
+graph_url = "graph.microsoft.com"
+poll_interval = "10"
+watch = ["/19:a", ""]
+app_rps = 0
+[bridge.notifications]
+public_url = "http://bridge.example.com"
+client_state_env = "STATE"
+lifetime = "4d"
+renew_before = "1h"
+reconcile_interval = "5m"
+publc_url = "x"
+"#;
+    let long_state = "s".repeat(129);
+    let found = problems(text, &env(&[("STATE", &long_state)]));
+    assert_eq!(
+        found,
+        vec![
+            "bridge[0].graph_url: must be an http(s) URL, got \"graph.microsoft.com\"",
+            "bridge[0].tenant: required",
+            "bridge[0].client_id: required",
+            "bridge[0].client_secret: secrets cannot be written in the config file; use client_secret_file or client_secret_env",
+            "bridge[0].poll_interval: invalid duration \"10\"; expected a whole number followed by ms, s, m, h or d, e.g. \"20s\"",
+            "bridge[0].watch[0]: expected \"<team id>/<channel id>\" or a chat id, got \"/19:a\"",
+            "bridge[0].watch[1]: expected \"<team id>/<channel id>\" or a chat id, got \"\"",
+            "bridge[0].app_rps: must be between 1 and 100000, got 0",
+            "bridge[0].notifications.public_url: must be an https URL (http only for loopback hosts), got \"http://bridge.example.com\"",
+            "bridge[0].notifications.client_state_file: the client state may be at most 128 characters, got 129",
+            "bridge[0].notifications.lifetime: Graph allows at most 3d (4320 minutes) for Teams messages, got 4d",
+            "bridge[0].notifications.publc_url: unknown key; did you mean \"public_url\"?",
+        ]
+    );
+    assert!(found.iter().all(|p| !p.contains("inline-app-secret")));
+    assert!(found.iter().all(|p| !p.contains(&long_state)));
+
+    // Required inside a notifications table; renew_before below lifetime;
+    // CHANGE-ME refused.
+    let text =
+        format!("{TEAMS}[bridge.notifications]\nlifetime = \"12h\"\nrenew_before = \"12h\"\n");
+    assert_eq!(
+        problems(&text, &env(&[("TEAMS_SECRET", "s")])),
+        vec![
+            "bridge[1].notifications.renew_before: must be less than lifetime (12h), got 12h",
+            "bridge[1].notifications.public_url: required",
+            "bridge[1].notifications.client_state_file: required",
+        ]
+    );
+    let text = TEAMS.replace("0d3a9c1e-0000-4000-8000-000000000001", "CHANGE-ME");
+    assert_eq!(
+        problems(&text, &env(&[("TEAMS_SECRET", "s")])),
+        vec!["bridge[1].tenant: placeholder value from config.example.toml; set a real value"]
+    );
+    assert_eq!(
+        problems(TEAMS, &no_env()),
+        vec!["bridge[1].client_secret_env: environment variable TEAMS_SECRET is not set"]
+    );
+}
+
+#[test]
+fn notification_urls_allow_http_only_on_loopback() {
+    for ok in [
+        "https://bridge.example.com",
+        "https://bridge.example.com:8443/prefix",
+        "http://127.0.0.1:29340",
+        "http://localhost",
+        "http://[::1]:8080",
+    ] {
+        let text = format!(
+            "{TEAMS}[bridge.notifications]\npublic_url = \"{ok}\"\nclient_state_env = \"STATE\"\n"
+        );
+        parse_ok(&text, &env(&[("TEAMS_SECRET", "s"), ("STATE", "x")]));
+    }
+    for bad in [
+        "http://10.0.0.1",
+        "http://localhost.example.com",
+        "ftp://x",
+        "https://",
+        "https://x/?a=b",
+    ] {
+        let text = format!(
+            "{TEAMS}[bridge.notifications]\npublic_url = \"{bad}\"\nclient_state_env = \"STATE\"\n"
+        );
+        let found = problems(&text, &env(&[("TEAMS_SECRET", "s"), ("STATE", "x")]));
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        assert!(
+            found[0].starts_with("bridge[1].notifications.public_url: "),
+            "{found:?}"
+        );
+    }
 }

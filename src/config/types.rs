@@ -132,6 +132,8 @@ pub enum BridgeKind {
     Memory(MemoryBridgeConfig),
     /// `type = "slack"`: one Slack workspace.
     Slack(SlackBridgeConfig),
+    /// `type = "teams"`: one Microsoft 365 tenant, through Microsoft Graph.
+    Teams(TeamsBridgeConfig),
 }
 
 impl BridgeKind {
@@ -140,6 +142,7 @@ impl BridgeKind {
         match self {
             BridgeKind::Memory(_) => "memory",
             BridgeKind::Slack(_) => "slack",
+            BridgeKind::Teams(_) => "teams",
         }
     }
 }
@@ -176,6 +179,60 @@ pub struct SlackBridgeConfig {
     pub client_secret: Option<Secret>,
     /// OAuth: the authorize page.
     pub oauth_url: String,
+}
+
+/// `type = "teams"` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamsBridgeConfig {
+    /// The Microsoft Graph base URL (`https://graph.microsoft.com/v1.0`).
+    pub graph_url: String,
+    /// The identity platform's base URL (`https://login.microsoftonline.com`).
+    pub login_url: String,
+    /// The tenant id (a GUID, or a verified domain).
+    pub tenant: String,
+    /// The app registration's client id.
+    pub client_id: String,
+    /// The app's client secret (application tokens that read; device-code
+    /// sign-ins of people and of the service account).
+    pub client_secret: Secret,
+    /// How often the watched channels are polled for changes (delta).
+    pub poll_interval: Duration,
+    /// Channels polled besides the portal channels (`team-id/channel-id`).
+    pub watch: Vec<ChannelId>,
+    /// Change notifications from Graph, when it can reach the listener.
+    pub notifications: Option<TeamsNotificationsConfig>,
+    /// With notifications on, how often delta reconciliation runs.
+    pub reconcile_interval: Duration,
+    /// Client-side rate limits; `None` when switched off.
+    pub rate_limits: Option<TeamsRateLimits>,
+}
+
+/// `[bridge.notifications]` of a Teams bridge: Graph change notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamsNotificationsConfig {
+    /// The public base URL at which Graph reaches the daemon's listener.
+    pub public_url: String,
+    /// The secret Graph echoes as `clientState` (at most 128 characters).
+    pub client_state: Secret,
+    /// The lifetime asked for each subscription (at most 3 days).
+    pub lifetime: Duration,
+    /// Subscriptions are renewed this long before they expire.
+    pub renew_before: Duration,
+    /// Where the key that decrypts rich notifications lives (PKCS#8 key and
+    /// certificate, PEM; created when missing). `None`: notifications carry
+    /// no resource data and each changed message is read with a GET.
+    pub encryption_key_file: Option<std::path::PathBuf>,
+}
+
+/// Client-side limits of a Teams bridge, in requests per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamsRateLimits {
+    /// For the whole app (per tenant).
+    pub app_rps: u32,
+    /// Per signed-in person (the service account included).
+    pub user_rps: u32,
+    /// How many requests may go at once after a quiet period.
+    pub burst: u32,
 }
 
 /// How Slack events reach the daemon.

@@ -13,12 +13,18 @@ use std::time::Duration;
 use config::{Map, Value};
 use switchboard_model::{BridgeId, ChannelId};
 
-use super::defaults::{DEFAULT_DEDUP_RETENTION, DEFAULT_MIN_FREE_BYTES};
+use super::defaults::{
+    DEFAULT_DEDUP_RETENTION, DEFAULT_MIN_FREE_BYTES, DEFAULT_TEAMS_GRAPH_URL,
+    DEFAULT_TEAMS_LOGIN_URL, DEFAULT_TEAMS_POLL_INTERVAL, DEFAULT_TEAMS_RATE_LIMITS,
+    DEFAULT_TEAMS_RECONCILE_INTERVAL, DEFAULT_TEAMS_RENEW_BEFORE, MAX_TEAMS_CLIENT_STATE_CHARS,
+    MAX_TEAMS_SUBSCRIPTION_LIFETIME,
+};
 use super::duration::format_duration;
 use super::types::{
     BridgeConfig, BridgeKind, Config, HttpConfig, LogConfig, LogFormat, MemoryBridgeConfig,
     MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback, RelayConfig,
-    SlackBridgeConfig, SlackMode, StoreConfig,
+    SlackBridgeConfig, SlackMode, StoreConfig, TeamsBridgeConfig, TeamsNotificationsConfig,
+    TeamsRateLimits,
 };
 use super::walk::{Context, SecretKeys, Sink, Table, closest};
 use super::{ConfigError, ConfigErrors};
@@ -50,16 +56,18 @@ impl Outcome {
 enum BridgeType {
     Memory,
     Slack,
+    Teams,
 }
 
 impl BridgeType {
-    const ALL: &[BridgeType] = &[BridgeType::Memory, BridgeType::Slack];
+    const ALL: &[BridgeType] = &[BridgeType::Memory, BridgeType::Slack, BridgeType::Teams];
 
     /// The `type` string; equals [`BridgeKind::type_name`].
     fn name(self) -> &'static str {
         match self {
             BridgeType::Memory => "memory",
             BridgeType::Slack => "slack",
+            BridgeType::Teams => "teams",
         }
     }
 
@@ -187,6 +195,236 @@ fn slack(
         client_secret: client_secret?,
         oauth_url: oauth_url?,
     })
+}
+
+/// A Teams bridge's `clientState` for change notifications.
+const CLIENT_STATE: SecretKeys = SecretKeys {
+    literal: "client_state",
+    file: "client_state_file",
+    env: "client_state_env",
+};
+
+/// An http(s) URL without a trailing `/`.
+fn http_url(url: &str) -> Result<String, String> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(url.trim_end_matches('/').to_owned())
+    } else {
+        Err(format!("must be an http(s) URL, got {url:?}"))
+    }
+}
+
+/// The host of an http(s) URL, without port or brackets.
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+/// Whether `host` is a loopback name or address.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The public URL Graph posts notifications to: https, or http on loopback
+/// (a test or a local proxy); no query or fragment, no trailing `/`.
+fn public_url(url: &str) -> Result<String, String> {
+    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(format!("must be an https URL, got {url:?}"));
+    };
+    let host = url_host(rest);
+    if host.is_empty() {
+        return Err(format!("has no host, got {url:?}"));
+    }
+    if url.contains(['?', '#']) {
+        return Err(format!("must not have a query or fragment, got {url:?}"));
+    }
+    if !https && !is_loopback_host(host) {
+        return Err(format!(
+            "must be an https URL (http only for loopback hosts), got {url:?}"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// The keys of a `type = "teams"` bridge.
+fn teams(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<TeamsBridgeConfig> {
+    let graph_url = t
+        .parsed("graph_url", sink, http_url)
+        .or(DEFAULT_TEAMS_GRAPH_URL.to_owned());
+    let login_url = t
+        .parsed("login_url", sink, http_url)
+        .or(DEFAULT_TEAMS_LOGIN_URL.to_owned());
+    let tenant = t
+        .parsed("tenant", sink, |text| {
+            let valid = !text.is_empty()
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if valid {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "expected a tenant id (a GUID) or domain, got {text:?}"
+                ))
+            }
+        })
+        .required(sink);
+    let client_id = t
+        .parsed("client_id", sink, |text| {
+            if text.trim().is_empty() || text.chars().any(char::is_whitespace) {
+                Err(format!("expected the app's client id, got {text:?}"))
+            } else {
+                Ok(text.to_owned())
+            }
+        })
+        .required(sink);
+    let client_secret = t.secret(CLIENT_SECRET, ctx, sink).required(sink);
+    let poll_interval = t
+        .duration("poll_interval", Duration::from_millis(100), sink)
+        .or(DEFAULT_TEAMS_POLL_INTERVAL);
+    let watch = t.strings("watch", sink).optional().map(|raw| {
+        raw.unwrap_or_default()
+            .into_iter()
+            .map(|(path, text)| {
+                let text = text?;
+                let valid = !text.is_empty()
+                    && !text.starts_with('/')
+                    && !text.ends_with('/')
+                    && !text.chars().any(char::is_whitespace);
+                if valid {
+                    Some(ChannelId::new(text))
+                } else {
+                    sink.error(
+                        path,
+                        format!("expected \"<team id>/<channel id>\" or a chat id, got {text:?}"),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let watch = watch.and_then(|w| w.into_iter().collect::<Option<Vec<_>>>());
+    let rate_limits = t.boolean("rate_limits", sink).or(true);
+    let d = DEFAULT_TEAMS_RATE_LIMITS;
+    let app_rps = t.integer("app_rps", 1u32, 100_000u32, sink).or(d.app_rps);
+    let user_rps = t.integer("user_rps", 1u32, 100_000u32, sink).or(d.user_rps);
+    let rate_burst = t.integer("rate_burst", 1u32, 100_000u32, sink).or(d.burst);
+    let notifications = t
+        .table("notifications", sink)
+        .and_then(|n| teams_notifications(n, ctx, sink));
+    let limits = match rate_limits? {
+        true => Some(TeamsRateLimits {
+            app_rps: app_rps?,
+            user_rps: user_rps?,
+            burst: rate_burst?,
+        }),
+        false => None,
+    };
+    let (notifications, reconcile_interval) = notifications?;
+    Some(TeamsBridgeConfig {
+        graph_url: graph_url?,
+        login_url: login_url?,
+        tenant: tenant?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        poll_interval: poll_interval?,
+        watch: watch?,
+        notifications,
+        reconcile_interval,
+        rate_limits: limits,
+    })
+}
+
+/// `[bridge.notifications]`: `None` when there is a problem; the settings
+/// (none when the table is absent) and the reconcile interval otherwise.
+fn teams_notifications(
+    mut t: Table<'_>,
+    ctx: Context<'_>,
+    sink: &mut Sink,
+) -> Option<(Option<TeamsNotificationsConfig>, Duration)> {
+    let present = t.is_present();
+    let public_url = t.parsed("public_url", sink, public_url);
+    let state_path = t.key_path("client_state_file");
+    let client_state = t.secret(CLIENT_STATE, ctx, sink).and_then(|secret| {
+        let chars = secret.expose().chars().count();
+        if chars > MAX_TEAMS_CLIENT_STATE_CHARS {
+            // The value itself is never shown.
+            sink.error(
+                &state_path,
+                format!(
+                    "the client state may be at most {MAX_TEAMS_CLIENT_STATE_CHARS} characters, got {chars}"
+                ),
+            );
+            None
+        } else {
+            Some(secret)
+        }
+    });
+    let lifetime_path = t.key_path("lifetime");
+    let lifetime = t
+        .duration("lifetime", Duration::from_secs(60), sink)
+        .and_then(|lifetime| {
+            if lifetime > MAX_TEAMS_SUBSCRIPTION_LIFETIME {
+                sink.error(
+                    &lifetime_path,
+                    format!(
+                        "Graph allows at most {} (4320 minutes) for Teams messages, got {}",
+                        format_duration(MAX_TEAMS_SUBSCRIPTION_LIFETIME),
+                        format_duration(lifetime)
+                    ),
+                );
+                None
+            } else {
+                Some(lifetime)
+            }
+        })
+        .or(MAX_TEAMS_SUBSCRIPTION_LIFETIME);
+    let mut renew_before = t
+        .duration("renew_before", Duration::from_secs(1), sink)
+        .or(DEFAULT_TEAMS_RENEW_BEFORE);
+    if let (Some(lifetime), Some(renew)) = (lifetime, renew_before)
+        && renew >= lifetime
+    {
+        sink.error(
+            t.key_path("renew_before"),
+            format!(
+                "must be less than lifetime ({}), got {}",
+                format_duration(lifetime),
+                format_duration(renew)
+            ),
+        );
+        renew_before = None;
+    }
+    let reconcile_interval = t
+        .duration("reconcile_interval", Duration::from_secs(1), sink)
+        .or(DEFAULT_TEAMS_RECONCILE_INTERVAL);
+    let encryption_key_file = t.path_value("encryption_key_file", ctx, sink).optional();
+    t.finish(sink);
+    if !present {
+        return Some((None, reconcile_interval?));
+    }
+    let public_url = public_url.required(sink);
+    let client_state = client_state.required(sink);
+    Some((
+        Some(TeamsNotificationsConfig {
+            public_url: public_url?,
+            client_state: client_state?,
+            lifetime: lifetime?,
+            renew_before: renew_before?,
+            encryption_key_file: encryption_key_file?,
+        }),
+        reconcile_interval?,
+    ))
 }
 
 /// Validates the whole tree. `sink` may already hold problems found in the
@@ -402,6 +640,7 @@ fn bridge<'a>(
                 .map_or("slack", |(_, n)| n);
             slack(&mut t, ctx, name, sink).map(BridgeKind::Slack)
         }
+        Some(BridgeType::Teams) => teams(&mut t, ctx, sink).map(BridgeKind::Teams),
         None => None,
     };
     if bridge_type.is_some() {
@@ -642,6 +881,18 @@ mod tests {
                     client_secret: None,
                     oauth_url: String::new(),
                 }),
+                BridgeType::Teams => BridgeKind::Teams(TeamsBridgeConfig {
+                    graph_url: String::new(),
+                    login_url: String::new(),
+                    tenant: "t".into(),
+                    client_id: "c".into(),
+                    client_secret: crate::config::Secret::new("s"),
+                    poll_interval: Duration::from_secs(1),
+                    watch: Vec::new(),
+                    notifications: None,
+                    reconcile_interval: Duration::from_secs(1),
+                    rate_limits: None,
+                }),
             };
             assert_eq!(bridge_type.name(), kind.type_name());
             assert_eq!(BridgeType::parse(bridge_type.name()), Ok(*bridge_type));
@@ -652,7 +903,7 @@ mod tests {
         );
         assert_eq!(
             BridgeType::parse("irc"),
-            Err("unknown bridge type \"irc\" (supported: memory, slack)".to_owned())
+            Err("unknown bridge type \"irc\" (supported: memory, slack, teams)".to_owned())
         );
     }
 }

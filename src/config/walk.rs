@@ -162,6 +162,11 @@ impl<'a> Table<'a> {
         &self.path
     }
 
+    /// Whether the table is in the file (an absent sub-table reads as empty).
+    pub(super) fn is_present(&self) -> bool {
+        self.map.is_some()
+    }
+
     /// The key path of `key` in this table (`bridge[1].state_dir`).
     pub(super) fn key_path(&self, key: &str) -> String {
         join(&self.path, key)

@@ -6,9 +6,12 @@
 //! - `POST /admin/logins` — store a linked account (what `switchboard login`
 //!   sends): `{"bridge", "person_bridge", "person_user", "account_user", "token"}`.
 //!   The token is sealed with the store key; the bridge starts using it at once.
+//! - `GET /admin/logins` — every stored login (what `switchboard login list`
+//!   shows): `{"logins": [{"bridge", "person_bridge", "person_user",
+//!   "account_user", "needs_reauth"}]}`. Never a token.
 
 use crate::store::Db;
-use crate::store::login::{DbLinkedAccounts, SecretBox};
+use crate::store::login::{DbLinkedAccounts, LoginStatus, SecretBox};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
@@ -107,6 +110,15 @@ impl Admin {
     }
 }
 
+impl Admin {
+    fn list(&self) -> HttpResponse {
+        let mut bridges: Vec<&Arc<DbLinkedAccounts>> = self.accounts.values().collect();
+        bridges.sort_by(|a, b| a.target().as_str().cmp(b.target().as_str()));
+        let logins: Vec<LoginStatus> = bridges.iter().flat_map(|a| a.statuses()).collect();
+        HttpResponse::json(200, &json!({ "logins": logins }))
+    }
+}
+
 #[async_trait]
 impl HttpEndpoint for Admin {
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
@@ -115,6 +127,7 @@ impl HttpEndpoint for Admin {
         }
         match (request.method.as_str(), request.path.as_str()) {
             ("POST", "/admin/logins") => self.login(&request.body),
+            ("GET", "/admin/logins") => self.list(),
             _ => HttpResponse::json(404, &json!({ "error": "no such admin call" })),
         }
     }
@@ -207,6 +220,45 @@ mod tests {
             404
         );
         assert!(!format!("{admin:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn logins_are_listed_with_their_status_and_without_tokens() {
+        let (admin, accounts) = admin();
+        let get = |token: &str| {
+            HttpRequest::new(
+                "GET",
+                "/admin/logins",
+                "",
+                vec![("Authorization".into(), format!("Bearer {token}"))],
+                Vec::new(),
+            )
+        };
+        assert_eq!(admin.handle(get("wrong")).await.status, 401);
+        let body = r#"{"bridge":"slack:a","person_bridge":"matrix:hs","person_user":"@ann:hs","account_user":"U1","token":"xoxp-listed"}"#;
+        assert_eq!(
+            admin
+                .handle(post("/admin/logins", "s3cret-admin", body))
+                .await
+                .status,
+            200
+        );
+        accounts.set_needs_reauth(&"U1".into(), Some("token revoked"));
+        let answer = admin.handle(get("s3cret-admin")).await;
+        assert_eq!(answer.status, 200);
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        assert!(!text.contains("xoxp-listed"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(
+            v["logins"],
+            json!([{
+                "bridge": "slack:a",
+                "person_bridge": "matrix:hs",
+                "person_user": "@ann:hs",
+                "account_user": "U1",
+                "needs_reauth": "token revoked",
+            }])
+        );
     }
 
     #[test]

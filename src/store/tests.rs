@@ -40,13 +40,32 @@ macro_rules! store_suite {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let path = dir.path().to_owned();
                 super::$name(&move || {
-                    let store = super::SledStore::open(&path).expect("open sled");
+                    let store = super::open_sled_when_released(&path);
                     (std::sync::Arc::new(store) as std::sync::Arc<dyn super::Store>, Some(()))
                 });
                 drop(dir);
             } )*
         }
     };
+}
+
+/// Opens a sled store at `path`, waiting (up to 5 s) for a just-dropped
+/// handle's background threads to release the file lock: sled releases it
+/// only when its flusher thread lets go, a moment after the last drop.
+fn open_sled_when_released(path: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledStore::open(path) {
+            Ok(store) => return store,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open sled: {e:?}"),
+        }
+    }
 }
 
 /// Opens the store under test. The second value is `Some` when reopening

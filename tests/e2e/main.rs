@@ -7,3 +7,4 @@ mod conformance;
 mod daemon;
 mod slack;
 mod support;
+mod teams;

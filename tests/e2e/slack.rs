@@ -153,8 +153,8 @@ impl SlackSetup {
 }
 
 pub struct SlackPerson {
-    api: SlackApi,
-    token: Token,
+    pub api: SlackApi,
+    pub token: Token,
 }
 
 fn ts(m: &Value) -> f64 {

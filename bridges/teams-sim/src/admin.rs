@@ -37,6 +37,7 @@ pub fn routes() -> axum::Router<Arc<Sim>> {
         .route("/_admin/tokens/delegated", post(delegated))
         .route("/_admin/tokens/app", post(app))
         .route("/_admin/tokens/expire", post(expire))
+        .route("/_admin/tokens/revoke", post(revoke))
         .route("/_admin/meetings/start", post(meeting_start))
         .route("/_admin/meetings/end", post(meeting_end))
         .route("/_admin/subscriptions/{id}/lifecycle", post(lifecycle))
@@ -183,6 +184,27 @@ async fn expire(State(sim): State<Arc<Sim>>, b: Bytes) -> Response {
         StatusCode::OK,
         json!({"expired": handle(&sim).expire_token(&t)}),
     )
+}
+
+/// `POST /_admin/tokens/revoke` `{"user", "access_tokens"?: bool}` →
+/// `{"refresh_tokens": n, "access_tokens": n}`: what an administrator's
+/// "revoke sessions" (or a password change) does to a person — every refresh
+/// token issued to them is refused from now on (`invalid_grant`); with
+/// `access_tokens`, their delegated access tokens stop working too.
+async fn revoke(State(sim): State<Arc<Sim>>, b: Bytes) -> Response {
+    let v: Value = try_r!(parse(&b));
+    let user = try_r!(field(&v, "user"));
+    let access = v
+        .get("access_tokens")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match handle(&sim).revoke_tokens(&user, access) {
+        Ok((refresh, access)) => json_response(
+            StatusCode::OK,
+            json!({"refresh_tokens": refresh, "access_tokens": access}),
+        ),
+        Err(e) => err(&e),
+    }
 }
 
 /// `POST /_admin/meetings/start` `{"team","channel","organizer"}` → `{"id"}`.

@@ -416,6 +416,14 @@ async fn token(
         }
         // https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#refresh-the-access-token
         "refresh_token" => {
+            // Tokens from the device-code flow belong to a public client.
+            if f.contains_key("client_secret") || f.contains_key("client_assertion") {
+                return bad(
+                    "invalid_client",
+                    700025,
+                    "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+                );
+            }
             let Some(rt) = f.get("refresh_token") else {
                 return bad(
                     "invalid_request",

@@ -49,6 +49,11 @@ type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
 /// The documented size limit of a message ("approximately 28 KB per post").
 pub const MAX_MESSAGE_BYTES: usize = 28 * 1024;
 
+/// Graph's request body limit (4 MB): a POST with inline images
+/// (`hostedContents`, base64) may not be larger. The 28 KB of
+/// [`MAX_MESSAGE_BYTES`] count the message without its hosted contents.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// Graph routes under `/v1.0`.
 pub fn routes() -> axum::Router<Arc<Sim>> {
     const CH: &str = "/v1.0/teams/{team}/channels/{channel}/messages";
@@ -62,6 +67,11 @@ pub fn routes() -> axum::Router<Arc<Sim>> {
         .route("/v1.0/users/{user}/photo/$value", get(photo))
         .route("/v1.0/me/photo/$value", get(photo))
         .route("/v1.0/me/onlineMeetings", post(online_meeting))
+        .route(
+            "/v1.0/me/onlineMeetings/createOrGet",
+            post(online_meeting_create_or_get),
+        )
+        .route("/v1.0/me/onlineMeetings/{meeting}", get(get_online_meeting))
         .route("/v1.0/teams/{team}", get(team))
         .route("/v1.0/teams/{team}/members", get(team_members))
         .route("/v1.0/teams/{team}/channels", get(channels))
@@ -112,9 +122,16 @@ pub fn routes() -> axum::Router<Arc<Sim>> {
             .route(
                 &format!("{base}/unsetReaction"),
                 post(|s, h, p, b| action(s, h, p, b, Action::UnsetReaction)),
+            )
+            .route(&format!("{base}/hostedContents"), get(list_hosted))
+            .route(&format!("{base}/hostedContents/{{hc}}"), get(get_hosted))
+            .route(
+                &format!("{base}/hostedContents/{{hc}}/$value"),
+                get(hosted_value),
             );
     }
-    r
+    // Inline images make message POSTs larger than axum's default limit.
+    r.layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES + 1))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -867,7 +884,19 @@ async fn post_message(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, b:
         Scope::Chat { .. } => need(&pr, &["ChatMessage.Send", "Chat.ReadWrite"], &[])?,
     }
     let body = parse_body(&b)?;
-    if b.len() > MAX_MESSAGE_BYTES {
+    let hosted = parse_hosted(&body)?;
+    // The 28 KB are the message; inline images count against the request
+    // limit instead.
+    let message_bytes = if hosted.is_empty() {
+        b.len()
+    } else {
+        let mut without = body.clone();
+        if let Some(o) = without.as_object_mut() {
+            o.remove("hostedContents");
+        }
+        without.to_string().len()
+    };
+    if b.len() > MAX_REQUEST_BYTES || message_bytes > MAX_MESSAGE_BYTES {
         return Err(GraphError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
@@ -898,6 +927,7 @@ async fn post_message(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, b:
     };
     let (attachments, mentions) = (list("attachments")?, list("mentions")?);
     check_references(&content, &content_type, &attachments, &mentions)?;
+    check_hosted_references(&content, &hosted)?;
     let subject = body
         .get("subject")
         .and_then(Value::as_str)
@@ -927,6 +957,9 @@ async fn post_message(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, b:
             None,
             importance,
         );
+        if !hosted.is_empty() {
+            store_hosted(&mut st, &sim.base, &scope, parent.as_deref(), &id, hosted);
+        }
         let m = st
             .find(&scope, &id, parent.as_deref())
             .map(|m| st.render_message(m, unknown))
@@ -1208,6 +1241,13 @@ async fn online_meeting(State(sim): State<Arc<Sim>>, h: HeaderMap, b: Bytes) -> 
     };
     need(&pr, &["OnlineMeetings.ReadWrite"], &[])?;
     let body = parse_body(&b)?;
+    let meeting = create_meeting(&sim, &user, &body, None);
+    Ok(json_response(StatusCode::CREATED, meeting))
+}
+
+/// Creates and stores a meeting organised by `user`; returns its resource.
+fn create_meeting(sim: &Sim, user: &str, body: &Value, external_id: Option<String>) -> Value {
+    let user = user.to_string();
     let now = now_ms();
     let start = body
         .get("startDateTime")
@@ -1244,11 +1284,10 @@ async fn online_meeting(State(sim): State<Arc<Sim>>, h: HeaderMap, b: Bytes) -> 
     );
     let organizer = st.identity(&user);
     let upn = st.users.get(&user).map(|u| u.upn.clone());
-    Ok(json_response(
-        StatusCode::CREATED,
-        json!({
+    let id = format!("MSo{}", crate::util::opaque(60));
+    let meeting = json!({
             "@odata.context": format!("{}/v1.0/$metadata#users('{user}')/onlineMeetings/$entity", sim.base),
-            "id": format!("MSo{}", crate::util::opaque(60)),
+            "id": id,
             "creationDateTime": iso_ms(now),
             "startDateTime": iso_ms(start),
             "endDateTime": iso_ms(end),
@@ -1258,7 +1297,7 @@ async fn online_meeting(State(sim): State<Arc<Sim>>, h: HeaderMap, b: Bytes) -> 
             "subject": subject,
             "isBroadcast": false,
             "autoAdmittedUsers": "EveryoneInCompany",
-            "externalId": null,
+            "externalId": external_id,
             "videoTeleconferenceId": null,
             "audioConferencing": null,
             "chatInfo": {"threadId": thread, "messageId": "0", "replyChainMessageId": null},
@@ -1268,6 +1307,274 @@ async fn online_meeting(State(sim): State<Arc<Sim>>, h: HeaderMap, b: Bytes) -> 
             },
             "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": false},
             "joinInformation": {"content": "data:text/html,", "contentType": "html"},
-        }),
-    ))
+    });
+    st.online_meetings.insert(
+        id,
+        crate::state::OnlineMeeting {
+            organizer: user,
+            external_id,
+            resource: meeting.clone(),
+        },
+    );
+    meeting
+}
+
+/// `POST /me/onlineMeetings/createOrGet` —
+/// <https://learn.microsoft.com/graph/api/onlinemeeting-createorget>. Delegated
+/// (`OnlineMeetings.ReadWrite`). `externalId` is required; the organizer's meeting with that
+/// `externalId` is returned (200) if there is one, else one is created (201).
+async fn online_meeting_create_or_get(State(sim): State<Arc<Sim>>, h: HeaderMap, b: Bytes) -> R {
+    let pr = sim.gate(&h, Class::Other).await?;
+    let Some(user) = pr.user().map(str::to_string) else {
+        return Err(GraphError::bad_request(
+            "/me request is only valid with delegated authentication flow.",
+        ));
+    };
+    need(&pr, &["OnlineMeetings.ReadWrite"], &[])?;
+    let body = parse_body(&b)?;
+    let Some(external) = body
+        .get("externalId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
+        return Err(GraphError::bad_request("externalId is required."));
+    };
+    let existing = {
+        let st = lock(&sim.state);
+        st.online_meetings
+            .values()
+            .find(|m| m.organizer == user && m.external_id.as_deref() == Some(external.as_str()))
+            .map(|m| m.resource.clone())
+    };
+    Ok(match existing {
+        Some(meeting) => json_response(StatusCode::OK, meeting),
+        None => json_response(
+            StatusCode::CREATED,
+            create_meeting(&sim, &user, &body, Some(external)),
+        ),
+    })
+}
+
+/// `GET /me/onlineMeetings/{id}` — <https://learn.microsoft.com/graph/api/onlinemeeting-get>.
+/// Delegated (`OnlineMeetings.Read`, `OnlineMeetings.ReadWrite`); only the organizer's own
+/// meetings; 404 otherwise.
+async fn get_online_meeting(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(ids): Ids) -> R {
+    let id = arg(&ids, "meeting")?.to_string();
+    let pr = sim.gate(&h, Class::OtherGet).await?;
+    let Some(user) = pr.user().map(str::to_string) else {
+        return Err(GraphError::bad_request(
+            "/me request is only valid with delegated authentication flow.",
+        ));
+    };
+    need(
+        &pr,
+        &["OnlineMeetings.Read", "OnlineMeetings.ReadWrite"],
+        &[],
+    )?;
+    let st = lock(&sim.state);
+    match st.online_meetings.get(&id) {
+        Some(m) if m.organizer == user => ok(m.resource.clone()),
+        _ => Err(GraphError::not_found("The online meeting was not found.")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hosted contents (inline images)
+
+/// A `hostedContents[]` entry of a message POST, decoded.
+#[derive(Debug)]
+struct NewHosted {
+    temporary_id: String,
+    content_type: String,
+    bytes: Vec<u8>,
+}
+
+/// Reads `hostedContents`: each entry needs `@microsoft.graph.temporaryId`,
+/// `contentBytes` (base64) and `contentType`; temporary ids are unique
+/// (<https://learn.microsoft.com/graph/api/chatmessage-post>, "Send inline images along with the
+/// message").
+fn parse_hosted(body: &Value) -> Result<Vec<NewHosted>, GraphError> {
+    use base64::Engine as _;
+    let entries = match body.get("hostedContents") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(GraphError::bad_request(
+                "'hostedContents' must be an array.",
+            ));
+        }
+    };
+    let mut out: Vec<NewHosted> = Vec::new();
+    for e in entries {
+        let field = |k: &str| e.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let temporary_id = field("@microsoft.graph.temporaryId").ok_or_else(|| {
+            GraphError::bad_request("Each hostedContent needs a @microsoft.graph.temporaryId.")
+        })?;
+        let content_type = field("contentType")
+            .ok_or_else(|| GraphError::bad_request("Each hostedContent needs a contentType."))?;
+        let bytes = field("contentBytes")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| {
+                GraphError::bad_request("Each hostedContent needs base64 contentBytes.")
+            })?;
+        if out.iter().any(|h| h.temporary_id == temporary_id) {
+            return Err(GraphError::bad_request(format!(
+                "Duplicate hostedContent temporaryId {temporary_id}."
+            )));
+        }
+        out.push(NewHosted {
+            temporary_id: temporary_id.to_string(),
+            content_type: content_type.to_string(),
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// The temporary ids an HTML body refers to as `../hostedContents/{id}/$value`.
+fn hosted_refs(content: &str) -> Vec<&str> {
+    const PREFIX: &str = "../hostedContents/";
+    let mut out = Vec::new();
+    let mut rest = content;
+    while let Some(i) = rest.find(PREFIX) {
+        let after = rest.get(i + PREFIX.len()..).unwrap_or("");
+        let end = after.find('/').unwrap_or(after.len());
+        out.push(after.get(..end).unwrap_or(""));
+        rest = after.get(end..).unwrap_or("");
+    }
+    out
+}
+
+/// Every `../hostedContents/{id}/$value` in the body names a posted entry, and every entry is
+/// used.
+fn check_hosted_references(content: &str, hosted: &[NewHosted]) -> Result<(), GraphError> {
+    let refs = hosted_refs(content);
+    for r in &refs {
+        if !hosted.iter().any(|h| h.temporary_id == *r) {
+            return Err(GraphError::bad_request(format!(
+                "Hosted content with temporaryId {r} referenced in the body is missing from hostedContents."
+            )));
+        }
+    }
+    for h in hosted {
+        if !refs.contains(&h.temporary_id.as_str()) {
+            return Err(GraphError::bad_request(format!(
+                "Hosted content with temporaryId {} is not referenced in the message body.",
+                h.temporary_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stores a new message's hosted contents under Graph ids and points its body at them
+/// (`{graph}/…/messages/{id}/hostedContents/{hosted id}/$value`, as Graph returns them).
+fn store_hosted(
+    st: &mut Tenant,
+    base: &str,
+    scope: &Scope,
+    parent: Option<&str>,
+    id: &str,
+    hosted: Vec<NewHosted>,
+) {
+    use base64::Engine as _;
+    let Ok(n) = id.parse::<u64>() else { return };
+    let message_url = format!("{base}/v1.0{}/{id}", list_path(scope, parent));
+    let mut stored = Vec::new();
+    let mut renames = Vec::new();
+    for h in hosted {
+        let graph_id = base64::engine::general_purpose::STANDARD
+            .encode(format!("id=x_0-sim-{},type=1,url=", crate::util::hex(32)));
+        renames.push((
+            format!("../hostedContents/{}/$value", h.temporary_id),
+            format!("{message_url}/hostedContents/{graph_id}/$value"),
+        ));
+        stored.push(crate::state::HostedContent {
+            id: graph_id,
+            content_type: h.content_type,
+            bytes: h.bytes,
+        });
+    }
+    st.hosted_contents.insert(n, stored);
+    if let Some(m) = st.find_mut(scope, id, parent) {
+        for (from, to) in renames {
+            m.content = m.content.replace(&from, &to);
+        }
+    }
+}
+
+/// The hosted contents of the message a path names (404 for an unknown message).
+fn hosted_of(
+    sim: &Sim,
+    p: &HashMap<String, String>,
+    pr: &Principal,
+) -> Result<(String, Vec<crate::state::HostedContent>), GraphError> {
+    let (scope, id, parent) = target(p)?;
+    let id = id.ok_or_else(|| GraphError::bad_request("Missing message id."))?;
+    let (d, a) = read_scopes(&scope);
+    need(pr, d, a)?;
+    let st = lock(&sim.state);
+    check_scope(&st, pr, &scope)?;
+    let m = st
+        .find(&scope, &id, parent.as_deref())
+        .ok_or_else(|| GraphError::not_found("Message not found."))?;
+    let n = m.created_ms;
+    let ctx = format!(
+        "{}/v1.0/$metadata#{}('{}')/hostedContents",
+        sim.base,
+        list_path(&scope, parent.as_deref()).trim_start_matches('/'),
+        id
+    );
+    Ok((ctx, st.hosted_contents.get(&n).cloned().unwrap_or_default()))
+}
+
+/// `GET …/messages/{id}/hostedContents` —
+/// <https://learn.microsoft.com/graph/api/chatmessage-list-hostedcontents>. Ids only
+/// (`contentBytes` and `contentType` are null, as in Graph's examples).
+async fn list_hosted(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids) -> R {
+    let (scope, _, _) = target(&p)?;
+    let pr = sim.gate(&h, get_class(&scope)).await?;
+    let (ctx, hosted) = hosted_of(&sim, &p, &pr)?;
+    let items = hosted
+        .iter()
+        .map(|c| json!({"id": c.id, "contentBytes": null, "contentType": null}))
+        .collect();
+    collection(ctx, items)
+}
+
+/// `GET …/messages/{id}/hostedContents/{id}` —
+/// <https://learn.microsoft.com/graph/api/chatmessagehostedcontent-get>; 404 for an unknown id.
+async fn get_hosted(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids) -> R {
+    let (scope, _, _) = target(&p)?;
+    let hc = arg(&p, "hc")?.to_string();
+    let pr = sim.gate(&h, get_class(&scope)).await?;
+    let (ctx, hosted) = hosted_of(&sim, &p, &pr)?;
+    let c = hosted
+        .iter()
+        .find(|c| c.id == hc)
+        .ok_or_else(|| GraphError::not_found("Hosted content not found."))?;
+    ok(json!({
+        "@odata.context": format!("{ctx}/$entity"),
+        "id": c.id, "contentBytes": null, "contentType": null,
+    }))
+}
+
+/// `GET …/messages/{id}/hostedContents/{id}/$value` — the bytes, with their content type;
+/// 404 for an unknown id.
+async fn hosted_value(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids) -> R {
+    let (scope, _, _) = target(&p)?;
+    let hc = arg(&p, "hc")?.to_string();
+    let pr = sim.gate(&h, get_class(&scope)).await?;
+    let (_, hosted) = hosted_of(&sim, &p, &pr)?;
+    let c = hosted
+        .into_iter()
+        .find(|c| c.id == hc)
+        .ok_or_else(|| GraphError::not_found("Hosted content not found."))?;
+    let ct = HeaderValue::from_str(&c.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    let mut r = c.bytes.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    Ok(r)
 }

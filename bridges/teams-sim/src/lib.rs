@@ -44,6 +44,7 @@ pub mod auth;
 pub mod graph;
 pub mod limits;
 pub mod notify;
+pub mod rich;
 pub mod seed;
 pub mod state;
 pub mod util;
@@ -503,6 +504,37 @@ impl TeamsSim {
             }
             None => false,
         }
+    }
+
+    /// Revokes a person's sign-in sessions (user id or UPN), as an administrator's
+    /// "revoke sessions" does: every refresh token issued to them is refused from now on
+    /// with `invalid_grant`; with `access_tokens`, their delegated access tokens expire now
+    /// too. Returns how many refresh and access tokens were revoked.
+    pub fn revoke_tokens(
+        &self,
+        user: &str,
+        access_tokens: bool,
+    ) -> Result<(usize, usize), SimError> {
+        let mut st = lock(&self.inner.state);
+        let id = st
+            .resolve_user(user)
+            .map(|u| u.id.clone())
+            .ok_or_else(|| SimError::NotFound(format!("user {user:?}")))?;
+        let before = st.refresh.len();
+        st.refresh.retain(|_, r| r.user != id);
+        let refresh = before - st.refresh.len();
+        let mut access = 0;
+        if access_tokens {
+            for t in st.tokens.values_mut() {
+                if matches!(&t.principal, Principal::Delegated { user, .. } if *user == id)
+                    && t.expires_ms > 0
+                {
+                    t.expires_ms = 0;
+                    access += 1;
+                }
+            }
+        }
+        Ok((refresh, access))
     }
 
     /// "The user signs in": completes the device-code sign-in showing `user_code` as

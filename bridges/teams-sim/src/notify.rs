@@ -10,9 +10,14 @@
 //!   the decoded token within 10 s, otherwise the create call fails with 400.
 //! * Lifecycle notifications: <https://learn.microsoft.com/graph/change-notifications-lifecycle-events>
 //!
-//! Not simulated: `includeResourceData` / `encryptedContent` (rich notifications) — a
-//! subscription asking for them is refused with 400 — and the slow-endpoint throttling
-//! (10 % slow → delayed, 15 % → dropped).
+//! * Notifications with resource data (`includeResourceData`, `encryptedContent`):
+//!   <https://learn.microsoft.com/graph/change-notifications-with-resource-data> — the
+//!   subscription's certificate is checked at creation ([`crate::rich`]); `created` and
+//!   `updated` notifications then carry the message as `GET` renders it, encrypted; `deleted`
+//!   ones carry no resource data.
+//!
+//! Not simulated: the `validationTokens` of rich notifications (none are sent) and the
+//! slow-endpoint throttling (10 % slow → delayed, 15 % → dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +31,7 @@ use serde_json::{Value, json};
 
 use crate::graph::need;
 use crate::limits::Class;
+use crate::rich::Encryption;
 use crate::state::{Change, Principal, Scope, State as Tenant, Subscription, Watch};
 use crate::util::{GraphError, guid, iso_ms, json_response, lock, now_ms, parse_iso, pct};
 use crate::{Counters, Sim, SimError};
@@ -59,10 +65,10 @@ pub fn render(s: &Subscription) -> Value {
         "lifecycleNotificationUrl": s.lifecycle_url,
         "expirationDateTime": iso_ms(s.expires_ms),
         "creatorId": s.creator_id,
-        "includeResourceData": false,
+        "includeResourceData": s.encryption.is_some(),
         "latestSupportedTlsVersion": "v1_2",
-        "encryptionCertificate": null,
-        "encryptionCertificateId": null,
+        "encryptionCertificate": s.encryption.as_ref().map(|e| e.certificate.as_str()),
+        "encryptionCertificateId": s.encryption.as_ref().map(|e| e.certificate_id.as_str()),
         "notificationUrlAppId": null,
         "notificationContentType": "application/json",
     })
@@ -220,11 +226,17 @@ async fn create(
     {
         return Err(sub_error("clientState must be at most 128 characters."));
     }
-    if body.get("includeResourceData").and_then(Value::as_bool) == Some(true) {
-        return Err(sub_error(
-            "includeResourceData (encrypted resource data) is not supported by this simulator.",
-        ));
-    }
+    let encryption = match body.get("includeResourceData") {
+        None | Some(Value::Null | Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(
+            Encryption::from_request(
+                s("encryptionCertificate").as_deref(),
+                s("encryptionCertificateId").as_deref(),
+            )
+            .map_err(sub_error)?,
+        ),
+        Some(_) => return Err(sub_error("includeResourceData must be a boolean.")),
+    };
     let mut change_types = Vec::new();
     for c in change_type.split(',').map(str::trim) {
         if !["created", "updated", "deleted"].contains(&c) {
@@ -277,6 +289,7 @@ async fn create(
         expires_ms: exp,
         application_id,
         creator_id,
+        encryption,
     };
     let mut v = render(&sub);
     if let Some(o) = v.as_object_mut() {
@@ -437,7 +450,7 @@ pub fn dispatch(sim: &Arc<Sim>, changes: Vec<Change>) {
                 {
                     continue;
                 }
-                let item = json!({
+                let mut item = json!({
                     "subscriptionId": s.id,
                     "changeType": c.change_type,
                     "clientState": s.client_state,
@@ -450,6 +463,12 @@ pub fn dispatch(sim: &Arc<Sim>, changes: Vec<Change>) {
                     },
                     "tenantId": st.tenant_id,
                 });
+                if let Some(enc) = &s.encryption
+                    && let Some(content) = encrypted_content(&st, enc, c)
+                    && let Some(o) = item.as_object_mut()
+                {
+                    o.insert("encryptedContent".into(), content);
+                }
                 out.push((s.notification_url.clone(), json!({"value": [item]})));
             }
         }
@@ -472,6 +491,29 @@ pub fn dispatch(sim: &Arc<Sim>, changes: Vec<Change>) {
             let delay = Duration::from_millis(f.notification_delay_ms);
             sim.tracker
                 .spawn(async move { deliver(sim2, u, p, delay).await });
+        }
+    }
+}
+
+/// The `encryptedContent` of a `created` or `updated` change: the message as `GET` renders it
+/// plus the empty `replies` and `hostedContents` of Graph's documented decrypted payload
+/// (`conformance/teams/notifications/payloads/chatmessage-notification-decrypted-resource.json`).
+/// `None` for `deleted` changes and for messages that are gone.
+fn encrypted_content(st: &Tenant, enc: &Encryption, c: &Change) -> Option<Value> {
+    if c.change_type == "deleted" {
+        return None;
+    }
+    let m = st.find(&c.scope, &c.id, c.reply_to.as_deref())?;
+    let mut v = st.render_message(m, false);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("replies".into(), json!([]));
+        o.insert("hostedContents".into(), json!([]));
+    }
+    match enc.encrypt(&v) {
+        Ok(content) => Some(content),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not encrypt the resource data.");
+            None
         }
     }
 }

@@ -296,6 +296,8 @@ pub struct Subscription {
     pub application_id: String,
     /// Creator (user id, or the app's service principal).
     pub creator_id: String,
+    /// `includeResourceData`: the certificate to encrypt resource data with.
+    pub encryption: Option<crate::rich::Encryption>,
 }
 
 /// A message change, to notify subscribers of.
@@ -309,6 +311,30 @@ pub struct Change {
     pub id: String,
     /// Root id for replies.
     pub reply_to: Option<String>,
+}
+
+/// An inline image of a message: a `chatMessageHostedContent`
+/// (<https://learn.microsoft.com/graph/api/resources/chatmessagehostedcontent>).
+#[derive(Clone, Debug)]
+pub struct HostedContent {
+    /// Its opaque id (base64, as Graph's are).
+    pub id: String,
+    /// Its MIME type, as posted.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// An online meeting created through `/me/onlineMeetings`
+/// (<https://learn.microsoft.com/graph/api/resources/onlinemeeting>).
+#[derive(Clone, Debug)]
+pub struct OnlineMeeting {
+    /// The organizer's user id (meetings are read through their `/me`).
+    pub organizer: String,
+    /// `externalId` given to `createOrGet`, if any.
+    pub external_id: Option<String>,
+    /// The resource as Graph renders it.
+    pub resource: Value,
 }
 
 /// A channel meeting in progress.
@@ -363,6 +389,10 @@ pub struct State {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Meetings in progress by (team, channel).
     pub calls: HashMap<(String, String), Call>,
+    /// Inline images by the numeric id of their message.
+    pub hosted_contents: BTreeMap<u64, Vec<HostedContent>>,
+    /// Online meetings by id.
+    pub online_meetings: BTreeMap<String, OnlineMeeting>,
 }
 
 impl State {
@@ -387,6 +417,8 @@ impl State {
             cursors: HashMap::new(),
             subscriptions: BTreeMap::new(),
             calls: HashMap::new(),
+            hosted_contents: BTreeMap::new(),
+            online_meetings: BTreeMap::new(),
         }
     }
 

@@ -535,15 +535,16 @@ impl DelegatedTokens {
     /// Redeems the refresh token for a new access token and stores the new
     /// refresh token (the old one is refused from now on). `invalid_grant`
     /// becomes [`AuthError::ReauthenticationRequired`].
+    ///
+    /// No client secret is sent: these tokens come from the device-code
+    /// flow, a public-client flow, and Entra refuses a secret on their
+    /// refresh (AADSTS700025).
     pub async fn refresh(&mut self) -> Result<(), AuthError> {
-        let mut fields = vec![
+        let fields = vec![
             ("grant_type", "refresh_token"),
             ("client_id", self.config.client_id.as_str()),
             ("refresh_token", self.refresh_token.expose()),
         ];
-        if let Some(s) = &self.config.client_secret {
-            fields.push(("client_secret", s.expose()));
-        }
         let v = match post_form(&self.http, &self.config.endpoint("token"), &fields).await {
             Ok(v) => v,
             Err(AuthError::Identity {

@@ -62,6 +62,7 @@
 //! connector must also remember the ids Graph returned for its own posts;
 //! the marker is the first guard, the id record the authoritative one.
 
+pub mod crypto;
 mod notify;
 mod system;
 mod time;
@@ -75,8 +76,8 @@ use crate::html::{self, Mention};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use switchboard_model::{
-    Attachment, BridgeId, ChannelId, EventId, Inbound, InboundKind, Message, MessageId, Origin,
-    Person, RichText, Sender, Timestamp, UserId,
+    Attachment, Block, BridgeId, ChannelId, EventId, Inbound, InboundKind, Inline, Message,
+    MessageId, Origin, Person, RichText, Sender, Timestamp, UserId,
 };
 
 pub use notify::{
@@ -536,19 +537,19 @@ fn message_content(h: &Header<'_>, ctx: &ParseContext<'_>) -> Message {
     let mut message = Message::new(parsed.body);
     message.thread_root = h.thread_root.clone();
     let mut notes: Vec<String> = Vec::new();
+    let mut files: Vec<(String, String)> = Vec::new();
     for att in opt_array(h.obj, "attachments") {
         let Some(att) = att.as_object() else { continue };
         let content_type = opt_str(att, "contentType").unwrap_or("");
         let name = opt_str(att, "name");
         match content_type {
             "reference" => {
+                // Files live in SharePoint or OneDrive, which the app has no
+                // permission to read: a link in the text, not an attachment
+                // that every other platform would fail to download.
                 if let Some(url) = opt_str(att, "contentUrl") {
-                    let id = opt_str(att, "id").unwrap_or(url);
                     let name = name.map_or_else(|| file_name(url), str::to_owned);
-                    let mime = mime_from_name(&name);
-                    message
-                        .attachments
-                        .push(Attachment::new(id, name, mime, url));
+                    files.push((name, url.to_owned()));
                 }
             }
             "messageReference" => {
@@ -594,6 +595,21 @@ fn message_content(h: &Header<'_>, ctx: &ParseContext<'_>) -> Message {
             src.clone(),
         ));
     }
+    for (name, url) in files {
+        let lower = url.to_ascii_lowercase();
+        let content = if lower.starts_with("https://") || lower.starts_with("http://") {
+            vec![
+                Inline::text("📎 "),
+                Inline::Link {
+                    url,
+                    content: vec![Inline::text(name)],
+                },
+            ]
+        } else {
+            vec![Inline::text(format!("📎 {name}"))]
+        };
+        message.body.blocks.push(Block::Paragraph { content });
+    }
     if !notes.is_empty() {
         let mut blocks = message.body.blocks;
         blocks.extend(RichText::plain(notes.join("\n")).blocks);
@@ -608,28 +624,6 @@ fn file_name(url: &str) -> String {
         .find(|s| !s.is_empty())
         .unwrap_or("file")
         .to_owned()
-}
-
-/// A MIME type from a file name's extension.
-fn mime_from_name(name: &str) -> String {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "pdf" => "application/pdf",
-        "txt" => "text/plain",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "zip" => "application/zip",
-        "mp4" => "video/mp4",
-        _ => "application/octet-stream",
-    }
-    .to_owned()
 }
 
 // ---------------------------------------------------------------- diff

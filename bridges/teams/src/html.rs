@@ -47,6 +47,7 @@
 //! `bridge`, no links inside links, no whitespace-only paragraphs, code blocks
 //! without a trailing newline, no tabs or non-breaking spaces in text).
 
+mod split;
 mod tokenizer;
 
 use switchboard_model::dialect::{Dialect, DialectError};
@@ -199,7 +200,7 @@ pub fn parse_text(text: &str) -> RichText {
 }
 
 /// The URL schemes links may have.
-fn safe_url(url: &str) -> bool {
+pub(crate) fn safe_url(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
     (lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:"))
         && !url.chars().any(char::is_control)
@@ -889,155 +890,7 @@ fn text_into(s: &str, out: &mut String) {
 
 // ---------------------------------------------------------------- splitting
 
-/// The marker appended to a part that continues in the next message.
-pub const CONTINUED: &str = "(continued…)";
-
-/// Splits a body into messages whose HTML is at most `max_bytes` (use
-/// [`DEFAULT_SPLIT_BYTES`] under Graph's [`MESSAGE_SIZE_LIMIT`]). Blocks are
-/// kept whole where possible; a block too large on its own is split by lines
-/// (code) or as plain text, every part but the last ending in [`CONTINUED`].
-/// Each part has its own mention numbering. A body that fits is one part; an
-/// empty body is one empty part. Limits below about 160 bytes cannot always
-/// be honoured (a code block's markup alone is 54 bytes); every part then
-/// still carries at least one character, so splitting always ends.
-pub fn split_to_limit(
-    body: &RichText,
-    bridge: &BridgeId,
-    max_bytes: usize,
-) -> Vec<(String, Vec<Mention>)> {
-    let whole = render(body, bridge);
-    if whole.0.len() <= max_bytes || body.blocks.is_empty() {
-        return vec![whole];
-    }
-    // Pieces: whole blocks, or fragments of oversized ones.
-    let mut pieces: Vec<Block> = Vec::new();
-    for block in &body.blocks {
-        let one = RichText {
-            blocks: vec![block.clone()],
-        };
-        if render(&one, bridge).0.len() + CONTINUED.len() + 7 <= max_bytes {
-            pieces.push(block.clone());
-        } else {
-            pieces.extend(split_block(block, bridge, max_bytes));
-        }
-    }
-    let mut parts: Vec<Vec<Block>> = Vec::new();
-    let mut current: Vec<Block> = Vec::new();
-    for piece in pieces {
-        current.push(piece);
-        let fits = render(
-            &RichText {
-                blocks: current.clone(),
-            },
-            bridge,
-        )
-        .0
-        .len()
-            + CONTINUED.len()
-            + 7
-            <= max_bytes;
-        if !fits && current.len() > 1 {
-            let last = current.pop();
-            parts.push(std::mem::take(&mut current));
-            current.extend(last);
-        }
-    }
-    if !current.is_empty() {
-        parts.push(current);
-    }
-    let count = parts.len();
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(n, mut blocks)| {
-            if n + 1 < count {
-                blocks.push(Block::Paragraph {
-                    content: vec![Inline::text(CONTINUED)],
-                });
-            }
-            render(&RichText { blocks }, bridge)
-        })
-        .collect()
-}
-
-/// Splits one oversized block into blocks that each fit.
-fn split_block(block: &Block, bridge: &BridgeId, max_bytes: usize) -> Vec<Block> {
-    let budget = max_bytes.saturating_sub(CONTINUED.len() + 7).max(1);
-    match block {
-        Block::CodeBlock { language, code } => {
-            let make = |s: &str| Block::CodeBlock {
-                language: language.clone(),
-                code: s.to_owned(),
-            };
-            split_text(code, budget, bridge, &make)
-        }
-        other => {
-            let plain = RichText {
-                blocks: vec![other.clone()],
-            }
-            .to_plain();
-            let make = |s: &str| Block::Paragraph {
-                content: {
-                    let mut b = RichText::plain(s.replace("\n\n", "\n"));
-                    match b.blocks.pop() {
-                        Some(Block::Paragraph { content }) => content,
-                        _ => Vec::new(),
-                    }
-                },
-            };
-            split_text(&plain, budget, bridge, &make)
-        }
-    }
-}
-
-/// Cuts `text` into the longest prefixes whose rendered block fits `budget`
-/// (at least one character each), preferring to cut after a newline or space.
-fn split_text(
-    text: &str,
-    budget: usize,
-    bridge: &BridgeId,
-    make: &dyn Fn(&str) -> Block,
-) -> Vec<Block> {
-    let size = |s: &str| {
-        render(
-            &RichText {
-                blocks: vec![make(s)],
-            },
-            bridge,
-        )
-        .0
-        .len()
-    };
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let bounds: Vec<usize> = rest.char_indices().map(|(i, c)| i + c.len_utf8()).collect();
-        // Binary search the largest prefix (in chars) that fits.
-        let (mut lo, mut hi) = (1usize, bounds.len());
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if size(&rest[..bounds[mid - 1]]) <= budget {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        let mut cut = bounds[lo - 1];
-        if cut < rest.len()
-            && let Some(nl) = rest[..cut].rfind(['\n', ' '])
-            && nl > cut / 2
-            && size(rest[..nl + 1].trim_end_matches('\n')) <= budget
-        {
-            cut = nl + 1;
-        }
-        let piece = rest[..cut].trim_end_matches('\n');
-        if !piece.is_empty() {
-            out.push(make(piece));
-        }
-        rest = &rest[cut..];
-    }
-    out
-}
+pub use split::{CONTINUED, MAX_PARTS, TRUNCATED, split_to_limit};
 
 // ---------------------------------------------------------------- dialect
 

@@ -26,6 +26,8 @@ use common::{BOB, SERVICE, graph, seed, sign_in};
 struct SimHarness {
     sim: TeamsSim,
     bridge: Arc<TeamsBridge>,
+    config: TeamsConfig,
+    cursors: Arc<switchboard_model::MemoryCursors>,
     channel: ChannelId,
     team: String,
     channel_id: String,
@@ -56,10 +58,12 @@ impl SimHarness {
             notifications: None,
             reconcile_interval: Duration::from_secs(300),
         };
-        let bridge = TeamsBridge::with_graph(config, graph(&sim)).expect("bridge");
+        let bridge = TeamsBridge::with_graph(config.clone(), graph(&sim)).expect("bridge");
         SimHarness {
             sim,
             bridge,
+            config,
+            cursors: Arc::default(),
             channel,
             team,
             channel_id,
@@ -179,20 +183,39 @@ async fn run_bridge(
     CancellationToken,
     tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
 ) {
+    run_bridge_on(h, &h.bridge, true).await
+}
+
+/// Runs `bridge` on the harness's channel and cursors; waits until it is
+/// connected if `wait` (not when its first round has events to hand over:
+/// it reports Connected only once the test acknowledges them).
+async fn run_bridge_on(
+    h: &SimHarness,
+    bridge: &Arc<TeamsBridge>,
+    wait: bool,
+) -> (
+    mpsc::Receiver<switchboard_model::bridge::InboundEnvelope>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), switchboard_model::BridgeError>>,
+) {
     let (sink, relay) = InboundSink::channel(256);
     let shutdown = CancellationToken::new();
     let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
     let (_channels_tx, channels) = watch::channel(vec![h.channel.clone()]);
-    let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx).with_channels(channels);
-    let bridge = h.bridge.clone();
+    let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx)
+        .with_channels(channels)
+        .with_cursors(h.cursors.clone() as Arc<dyn switchboard_model::CursorStore>);
+    let bridge = bridge.clone();
     let runner = tokio::spawn(async move { bridge.run(ctx).await });
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        state.wait_for(|s| *s == BridgeState::Connected),
-    )
-    .await
-    .expect("connected in time")
-    .expect("still running");
+    if wait {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            state.wait_for(|s| *s == BridgeState::Connected),
+        )
+        .await
+        .expect("connected in time")
+        .expect("still running");
+    }
     (relay, shutdown, runner)
 }
 
@@ -561,6 +584,39 @@ async fn a_429_storm_on_the_tenant_budget_loses_nothing_and_retries_nothing_earl
     }
     assert!(counters.throttled > 0, "the storm happened");
     assert_eq!(early, 0, "no request before its Retry-After");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+/// The bridge is stopped, Bob edits his message, a new bridge process
+/// starts from the stored delta link with no versions in memory: the edit
+/// still arrives (with the message, which the relay drops as known).
+#[tokio::test]
+async fn an_edit_made_while_stopped_arrives_after_a_restart() {
+    let h = SimHarness::start(None).await;
+    let (mut relay, shutdown, runner) = run_bridge(&h).await;
+    let id = h.bob_posts("before the restart").await;
+    next_event(&mut relay, |e| {
+        matches!(e.kind, InboundKind::Message { .. })
+    })
+    .await;
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+
+    h.bob_acts(
+        &id,
+        true,
+        json!({ "body": { "contentType": "html", "content": "<p>edited while down</p>" } }),
+    )
+    .await;
+    let restarted = TeamsBridge::with_graph(h.config.clone(), graph(&h.sim)).expect("bridge");
+    let (mut relay, shutdown, runner) = run_bridge_on(&h, &restarted, false).await;
+    let edit = next_event(&mut relay, |e| matches!(e.kind, InboundKind::Edit { .. })).await;
+    let InboundKind::Edit { target, message } = &edit.kind else {
+        unreachable!()
+    };
+    assert_eq!(target.as_str(), id);
+    assert_eq!(message.body.to_plain(), "edited while down");
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
 }

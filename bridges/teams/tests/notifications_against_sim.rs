@@ -23,6 +23,7 @@ use switchboard_teams::bridge::{
     NotificationSettings, TeamsBridge, TeamsConfig, notification_path,
 };
 use switchboard_teams::client::Bearer;
+use switchboard_teams::graph::crypto::NotificationKey;
 use switchboard_teams_sim::limits::FaultConfig;
 use switchboard_teams_sim::{SimConfig, TeamsSim};
 use tokio::sync::{mpsc, watch};
@@ -30,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 const CLIENT_STATE: &str = "a-long-random-client-state-0123456789";
 
+/// The bridge's endpoints by path prefix.
+type Endpoints = Arc<Vec<(String, Arc<dyn HttpEndpoint>)>>;
+
 /// Forwards every request to the bridge's endpoints, as the daemon does.
-async fn forward(
-    State(endpoints): State<Arc<Vec<(String, Arc<dyn HttpEndpoint>)>>>,
-    req: Request,
-) -> Response {
+async fn forward(State(endpoints): State<Endpoints>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body: Bytes = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -79,6 +80,7 @@ struct Settings {
     lifetime: Duration,
     renew_before: Duration,
     reconcile: Duration,
+    rich: bool,
 }
 
 impl Default for Settings {
@@ -87,8 +89,19 @@ impl Default for Settings {
             lifetime: Duration::from_secs(3 * 24 * 3600),
             renew_before: Duration::from_secs(12 * 3600),
             reconcile: Duration::from_secs(600),
+            rich: false,
         }
     }
+}
+
+/// A test key pair (not a secret), shared with the simulator's tests.
+fn test_key() -> Arc<NotificationKey> {
+    Arc::new(
+        NotificationKey::from_pem(include_str!(
+            "../../teams-sim/tests/fixtures/rich-notifications.pem"
+        ))
+        .expect("the test key reads"),
+    )
 }
 
 impl Harness {
@@ -125,6 +138,7 @@ impl Harness {
                 client_state: Secret::new(CLIENT_STATE),
                 lifetime: settings.lifetime,
                 renew_before: settings.renew_before,
+                encryption: settings.rich.then(test_key),
             }),
             reconcile_interval: settings.reconcile,
         };
@@ -673,6 +687,37 @@ async fn chats_arrive_by_notification_and_by_reconciliation() {
     assert_eq!(message_ids(&events), vec![second], "once, and no history");
     let counts = counts_when(&h.bridge, |c| c.events_by_reconcile >= 1).await;
     assert_eq!(counts.events_by_reconcile, 1, "{counts:?}");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+/// With a key, Graph sends the changed message encrypted to our
+/// certificate: it is decrypted and relayed without reading it back.
+#[tokio::test]
+async fn rich_notifications_are_decrypted_without_a_read() {
+    let h = Harness::start(Settings {
+        rich: true,
+        ..Settings::default()
+    })
+    .await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let subs = h.our_subscriptions();
+    assert_eq!(subs[0]["includeResourceData"], true, "{subs:?}");
+    let id = h.bob_posts("", "sealed for us").await;
+    let events = collect_until(
+        &mut relay,
+        |e| !message_ids(e).is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(message_ids(&events), vec![id]);
+    let InboundKind::Message { message, .. } = &events[0].kind else {
+        unreachable!()
+    };
+    assert_eq!(message.body.to_plain(), "sealed for us");
+    let counts = counts_when(&h.bridge, |c| c.rich >= 1).await;
+    assert_eq!(counts.rich, 1, "{counts:?}");
+    assert_eq!(counts.fetch_failures, 0);
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
 }

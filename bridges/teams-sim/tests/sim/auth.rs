@@ -315,3 +315,60 @@ async fn short_token_lifetime_expires_by_itself() {
     assert_eq!(call("GET", &url, Some(&tok), None).await.status, 401);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn revoking_a_person_s_sessions_refuses_their_refresh_tokens() {
+    let sim = start_with(SimConfig {
+        device_code_interval: Duration::from_millis(1),
+        ..SimConfig::default()
+    })
+    .await;
+    let s = sim.seeded().clone();
+    let dc_url = format!("{}/{}/oauth2/v2.0/devicecode", sim.login_url(), s.tenant_id);
+    let dc = new_dc(&dc_url, &s.client_id, "User.Read offline_access").await;
+    sim.complete_device_code(dc.body["user_code"].as_str().expect("uc"), ADELE)
+        .expect("sign in");
+    let r = poll_dc(
+        &sim,
+        &s.client_id,
+        dc.body["device_code"].as_str().expect("dc"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let refresh = r.body["refresh_token"].as_str().expect("rt").to_string();
+    let access = r.body["access_token"].as_str().expect("at").to_string();
+
+    let revoked = call(
+        "POST",
+        &format!("{}/_admin/tokens/revoke", sim.base_url()),
+        None,
+        Some(json!({"user": ADELE})),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{:?}", revoked.body);
+    assert_eq!(
+        revoked.body,
+        json!({"refresh_tokens": 1, "access_tokens": 0})
+    );
+    let again = form(
+        &sim.token_url(),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &s.client_id),
+            ("refresh_token", &refresh),
+        ],
+    )
+    .await;
+    assert_eq!(again.status, 400);
+    assert_eq!(again.body["error"], "invalid_grant");
+    // The access token lives on until it expires, unless revoked as well.
+    let me = |token: String| {
+        let url = format!("{}/me", sim.graph_url());
+        async move { call("GET", &url, Some(&token), None).await.status }
+    };
+    assert_eq!(me(access.clone()).await, 200);
+    assert_eq!(sim.revoke_tokens(ADELE, true), Ok((0, 1)));
+    assert_eq!(me(access).await, 401);
+    assert!(sim.revoke_tokens("nobody@contoso.test", false).is_err());
+    sim.shutdown().await;
+}

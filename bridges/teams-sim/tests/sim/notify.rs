@@ -441,3 +441,159 @@ async fn renewal_limits_expiry_and_lifecycle_without_url() {
     assert_eq!(r.status, 404);
     sim.shutdown().await;
 }
+
+/// The test key pair of `tests/fixtures/rich-notifications.pem`: (PKCS#8 DER of the private
+/// key, base64 DER of the certificate).
+fn rich_fixture() -> (Vec<u8>, String) {
+    use base64::Engine as _;
+    let pem = include_str!("../fixtures/rich-notifications.pem");
+    let block = |label: &str| -> String {
+        pem.lines()
+            .skip_while(|l| *l != format!("-----BEGIN {label}-----"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect()
+    };
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(block("PRIVATE KEY"))
+        .expect("key");
+    (key, block("CERTIFICATE"))
+}
+
+/// Decrypts an `encryptedContent` as Graph's documentation says a subscriber does.
+fn decrypt_content(ec: &Value, key_der: &[u8]) -> Value {
+    use aes::Aes256;
+    use base64::Engine as _;
+    use cbc::cipher::block_padding::Pkcs7;
+    use cbc::cipher::{BlockDecryptMut, KeyIvInit};
+    use hmac::{Hmac, Mac};
+    use rsa::pkcs8::DecodePrivateKey;
+    let b64 = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(ec[k].as_str().expect("field"))
+            .expect("base64")
+    };
+    let key = rsa::RsaPrivateKey::from_pkcs8_der(key_der).expect("key");
+    let sym = key
+        .decrypt(rsa::Oaep::new::<sha1::Sha1>(), &b64("dataKey"))
+        .expect("RSA-OAEP");
+    let mut data = b64("data");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&sym).expect("hmac");
+    mac.update(&data);
+    mac.verify_slice(&b64("dataSignature"))
+        .expect("dataSignature");
+    let plain = cbc::Decryptor::<Aes256>::new_from_slices(&sym, &sym[..16])
+        .expect("aes")
+        .decrypt_padded_mut::<Pkcs7>(&mut data)
+        .expect("padding");
+    serde_json::from_slice(plain).expect("json")
+}
+
+#[tokio::test]
+async fn rich_notifications_carry_the_encrypted_message() {
+    let sim = start_with(quick()).await;
+    let hook = hook(Mode::Good).await;
+    let app = sim.app_token();
+    let g = sim.graph_url();
+    let (key, cert) = rich_fixture();
+    let body = |cert: Option<&str>, id: Option<&str>| {
+        let mut b = json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": hook.url,
+            "resource": "/teams/getAllMessages",
+            "expirationDateTime": in_secs(30 * 60),
+            "clientState": "s3cr3t-state",
+            "includeResourceData": true,
+        });
+        if let Some(c) = cert {
+            b["encryptionCertificate"] = json!(c);
+        }
+        if let Some(i) = id {
+            b["encryptionCertificateId"] = json!(i);
+        }
+        b
+    };
+    // Refusals: Graph's 400 InvalidRequest, before the handshake.
+    let long_id = "x".repeat(129);
+    for (c, i) in [
+        (None, Some("k1")),
+        (Some(cert.as_str()), None),
+        (Some(cert.as_str()), Some(long_id.as_str())),
+        (Some("bm90IGEgY2VydA=="), Some("k1")),
+    ] {
+        let r = call(
+            "POST",
+            &format!("{g}/subscriptions"),
+            Some(&app),
+            Some(body(c, i)),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "InvalidRequest");
+    }
+    assert!(hook.validations.lock().expect("lock").is_empty());
+
+    let r = call(
+        "POST",
+        &format!("{g}/subscriptions"),
+        Some(&app),
+        Some(body(Some(&cert), Some("k1"))),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["includeResourceData"], true);
+    assert_eq!(r.body["encryptionCertificateId"], "k1");
+    assert_eq!(r.body["encryptionCertificate"], cert.as_str());
+
+    let adele = sim.delegated_token(ADELE).expect("token");
+    let m = post(&sim, &adele, "secret hello").await;
+    let (team, ch) = general(&sim);
+    let url = format!(
+        "{g}/teams/{team}/channels/{ch}/messages/{}",
+        m["id"].as_str().expect("id")
+    );
+    let items = hook.wait_for(1).await;
+    let ec = &items[0]["encryptedContent"];
+    assert_eq!(ec["encryptionCertificateId"], "k1");
+    assert_eq!(
+        ec["encryptionCertificateThumbprint"],
+        "EC6A956ECA61791D359E5598AAE37A6C8EA644AD"
+    );
+    let got = call("GET", &url, Some(&app), None).await.body;
+    let mut plain = decrypt_content(ec, &key);
+    assert_eq!(plain["replies"], json!([]));
+    assert_eq!(plain["hostedContents"], json!([]));
+    if let Some(o) = plain.as_object_mut() {
+        o.remove("replies");
+        o.remove("hostedContents");
+    }
+    let mut expected = got.clone();
+    if let Some(o) = expected.as_object_mut() {
+        o.remove("@odata.context");
+    }
+    assert_eq!(plain, expected);
+
+    // An edit carries the edited message; a delete carries no resource data.
+    call(
+        "PATCH",
+        &url,
+        Some(&adele),
+        Some(json!({"body": {"content": "secret hello!"}})),
+    )
+    .await;
+    call("POST", &format!("{url}/softDelete"), Some(&adele), None).await;
+    let items = hook.wait_for(3).await;
+    assert_eq!(items.len(), 3);
+    let of = |kind: &str| {
+        items
+            .iter()
+            .find(|i| i["changeType"] == kind)
+            .expect("notified")
+    };
+    assert_eq!(
+        decrypt_content(&of("updated")["encryptedContent"], &key)["body"]["content"],
+        "secret hello!"
+    );
+    assert!(of("deleted").get("encryptedContent").is_none());
+    sim.shutdown().await;
+}

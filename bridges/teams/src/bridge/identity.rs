@@ -17,7 +17,7 @@
 //!   other logins go on.
 
 use super::{Actor, TeamsBridge};
-use crate::auth::{AuthError, DelegatedTokens, IdentityConfig, Secret};
+use crate::auth::{AccessToken, AuthError, DelegatedTokens, IdentityConfig, Secret};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_model::{BridgeError, LinkedAccounts, OutboundOp, UserId};
@@ -49,11 +49,29 @@ impl Identities {
         identity: IdentityConfig,
         configured: Option<DelegatedTokens>,
     ) -> Self {
+        // Delegated tokens come from the device-code flow, a public-client
+        // flow: their refresh never carries the client secret.
+        let identity = IdentityConfig {
+            client_secret: None,
+            ..identity
+        };
         Identities {
             http,
             identity,
             configured: configured.map(|t| Arc::new(Mutex::new(t))),
             live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets every access token (Graph answered 401 to one: revoked or
+    /// expired early); the next use refreshes from the refresh token.
+    pub(super) async fn expire_all(&self) {
+        if let Some(configured) = &self.configured {
+            configured.lock().await.access = AccessToken::expired();
+        }
+        let live: Vec<Arc<Mutex<Live>>> = self.live.lock().await.values().cloned().collect();
+        for entry in live {
+            entry.lock().await.tokens.access = AccessToken::expired();
         }
     }
 

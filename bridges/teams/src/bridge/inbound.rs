@@ -85,6 +85,7 @@ pub(super) struct Counters {
     pub(super) recreated: AtomicU64,
     pub(super) resyncs: AtomicU64,
     pub(super) fetch_failures: AtomicU64,
+    pub(super) rich: AtomicU64,
 }
 
 /// A snapshot of the inbound counters ([`TeamsBridge::inbound_counts`]).
@@ -111,6 +112,8 @@ pub struct InboundCounts {
     pub resyncs: u64,
     /// Notified messages that could not be fetched (left to reconciliation).
     pub fetch_failures: u64,
+    /// Notifications whose message came decrypted, without a GET.
+    pub rich: u64,
 }
 
 impl Counters {
@@ -131,6 +134,7 @@ impl Counters {
             subscriptions_recreated: g(&self.recreated),
             resyncs: g(&self.resyncs),
             fetch_failures: g(&self.fetch_failures),
+            rich: g(&self.rich),
         }
     }
 }
@@ -587,6 +591,24 @@ impl TeamsBridge {
     }
 
     // ------------------------------------------------------------ notifications
+
+    /// Passes a message a notification carried (decrypted) through the gate.
+    pub(super) async fn process_notified(
+        &self,
+        ctx: &BridgeContext,
+        resource: &ResourceRef,
+        message: &Value,
+    ) -> Result<bool, BridgeError> {
+        let Some(channel) = resource.channel_id() else {
+            return Ok(true);
+        };
+        if !self.watched(ctx).contains(&channel) {
+            return Ok(true);
+        }
+        Counters::bump(&self.inbound.counters.rich);
+        self.process(ctx, &channel, message, Source::Notification)
+            .await
+    }
 
     /// Fetches the message a change notification names and passes it
     /// through the gate. A message Graph no longer returns after a

@@ -1,4 +1,4 @@
-//! [`TeamsBridge`]: the Microsoft Teams connector's [`Bridge`], first form.
+//! [`TeamsBridge`]: the Microsoft Teams connector's [`Bridge`].
 //!
 //! - **Outbound** goes through Microsoft Graph with *delegated* tokens only:
 //!   Graph refuses an application token's message POST (protocols/teams.md
@@ -7,26 +7,25 @@
 //!   line; everyone else is posted by the configured service account with a
 //!   bold author line (`<b>Name</b> (Platform): …`). Every body carries the
 //!   invisible relay marker ([`graph::relay_marker_html`]) with the op id.
+//!   Reactions of people without a linked account are set by the service
+//!   account, one per emoji, held until the last of them takes theirs back
+//!   (`reactions`).
 //! - **Idempotency**: delivered ops are remembered in-process; an op that
-//!   `maybe_delivered` is first looked for by its relay marker among the
-//!   channel's (or thread's) recent messages.
-//! - **Inbound** is delta polling with the application token (no public
-//!   notification URL needed): every [`TeamsConfig::poll_interval`], for each
-//!   watched channel, `GET …/messages/delta` from the stored delta link; the
-//!   connector keeps the last version of each message it saw and turns
-//!   changes into edits, deletes and reactions with [`graph::diff`]. The new
-//!   delta link is stored (in [`BridgeContext::cursors`]) only after the
-//!   events of the round are stored by the relay. The first round for a
-//!   channel without a stored link only establishes the link (no history is
-//!   replayed).
+//!   `maybe_delivered` (and every multi-part send) is first looked for by its
+//!   relay marker among the channel's (or thread's) recent messages.
+//! - **Inbound** (`inbound`, `notifications`, `subscriptions`,
+//!   `runner`): change notifications on the daemon's listener when a public
+//!   URL is configured, and reconciliation (delta for channel roots, the
+//!   replies of the roots that changed, the newest page of each chat) in
+//!   every case, both through one gate that relays each message version once.
+//! - **Identities** (`identity`): linked people and the service account act
+//!   through stored refresh tokens, rotated and written back; a refused one
+//!   marks that login for re-authentication and falls back to the service
+//!   account.
 //!
-//! Not yet done (honestly): attachments (capability off), online-meeting
-//! creation for calls (a notice with the join link is posted instead),
-//! avatars in the author line, inbound from chats (Graph has no per-chat
-//! delta; chats are skipped by the poller), inbound thread replies (channel
-//! delta reports roots only), refreshing linked accounts' tokens (their
-//! stored token is used as a delegated access token), and splitting bodies
-//! over Graph's size limit (an over-long body is refused by Graph).
+//! Not done: uploading files to SharePoint/OneDrive as real attachments
+//! (files become links or notes, images go inline up to 3 MB), avatars in
+//! the author line, and reactions changed while the daemon was stopped.
 
 use crate::auth::{AppTokens, DelegatedTokens, IdentityConfig, Secret};
 use crate::client::GraphClient;
@@ -39,7 +38,7 @@ use std::time::Duration;
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, Delivered,
     HttpEndpoint, LinkedAccounts, MediaSource, MessageId, NoLinkedAccounts, OpId, OutboundKind,
-    OutboundOp, Person, PuppetRef, UserId,
+    OutboundOp, Person, PuppetRef, RetryKind, UserId,
 };
 
 /// How many delivered ops are remembered before the record is reset.
@@ -95,6 +94,10 @@ pub struct NotificationSettings {
     pub lifetime: Duration,
     /// Subscriptions are renewed this long before they expire.
     pub renew_before: Duration,
+    /// With a key, subscriptions ask for the changed message encrypted to
+    /// its certificate (`includeResourceData`), which saves a GET per
+    /// change; without, each changed message is read back.
+    pub encryption: Option<Arc<graph::crypto::NotificationKey>>,
 }
 
 /// The listener path of bridge `id`'s change notifications, e.g.
@@ -221,6 +224,8 @@ pub struct TeamsBridge {
     queue: tokio::sync::mpsc::Sender<notifications::Work>,
     queue_rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<notifications::Work>>,
     this: Weak<TeamsBridge>,
+    /// Who holds each service-account reaction.
+    shared_reactions: reactions::SharedReactions,
 }
 
 impl TeamsBridge {
@@ -264,6 +269,7 @@ impl TeamsBridge {
             queue,
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             this: this.clone(),
+            shared_reactions: reactions::SharedReactions::default(),
         }))
     }
 
@@ -285,8 +291,10 @@ impl TeamsBridge {
 
 mod identity;
 mod inbound;
+mod media;
 mod notifications;
 mod outbound;
+mod reactions;
 mod runner;
 mod subscriptions;
 
@@ -328,13 +336,20 @@ impl Bridge for TeamsBridge {
         let mut caps = Capabilities::full();
         // Teams' quotes are not yet produced; threads are replies under a root.
         caps.replies = false;
-        // Uploads (SharePoint/OneDrive) are not done yet.
-        caps.attachments = false;
-        caps.max_upload = 0;
-        // Graph refuses bodies over about 28 KB of HTML; characters can take
-        // several bytes and markup more, so leave room.
+        // Images up to media::INLINE_IMAGE_MAX_BYTES go inline
+        // (hostedContents); every other file becomes a 📎 line with its name,
+        // size and the origin's link, written by this connector (bridge/media.rs),
+        // so the relay hands over files of any size instead of dropping them.
+        caps.attachments = true;
+        caps.max_upload = u64::MAX;
+        // The length past which this connector splits a body into several
+        // posts itself (bridge/outbound.rs, up to html::MAX_PARTS): one
+        // post's HTML budget, in characters of up to four bytes. The relay
+        // hands over longer bodies unchanged.
         caps.max_message_len = html::DEFAULT_SPLIT_BYTES / 4;
-        caps.native_calls = false;
+        // Calls become one card, edited as the call goes on, with a Teams
+        // meeting link when the posting account may create meetings.
+        caps.native_calls = true;
         // Puppets are an author line per message, not accounts.
         caps.puppet_accounts = false;
         caps
@@ -365,23 +380,37 @@ impl Bridge for TeamsBridge {
     async fn deliver(
         &self,
         op: &OutboundOp,
-        _media: &dyn MediaSource,
+        media: &dyn MediaSource,
     ) -> Result<Delivered, BridgeError> {
         if let Some(done) = self.already_posted(&op.id) {
             return Ok(done);
         }
-        let delivered = match &op.kind {
-            OutboundKind::Send { message } => self.send(op, message).await?,
-            OutboundKind::Edit { parts, message } => self.edit(op, parts, message).await?,
-            OutboundKind::Delete { parts } => self.delete(op, parts).await?,
-            OutboundKind::React { target, key } => self.react(op, target, key, true).await?,
-            OutboundKind::Unreact { target, key, .. } => self.react(op, target, key, false).await?,
-            OutboundKind::Call { event, invite } => self.call(op, event, invite).await?,
-            _ => {
-                return Err(BridgeError::permanent(
-                    "operation not supported by the Teams connector",
-                ));
+        let result = async {
+            Ok(match &op.kind {
+                OutboundKind::Send { message } => self.send(op, message, media).await?,
+                OutboundKind::Edit { parts, message } => self.edit(op, parts, message).await?,
+                OutboundKind::Delete { parts } => self.delete(op, parts).await?,
+                OutboundKind::React { target, key } => self.react(op, target, key, true).await?,
+                OutboundKind::Unreact { target, key, .. } => {
+                    self.react(op, target, key, false).await?
+                }
+                OutboundKind::Call { event, invite } => self.call(op, event, invite).await?,
+                _ => {
+                    return Err(BridgeError::permanent(
+                        "operation not supported by the Teams connector",
+                    ));
+                }
+            })
+        }
+        .await;
+        let delivered = match result {
+            Err(e) if e.retry_kind() == RetryKind::Reauthenticate => {
+                // Graph refused an access token before its time (revoked):
+                // the next attempt refreshes every delegated token.
+                self.identities.expire_all().await;
+                return Err(e);
             }
+            other => other?,
         };
         self.remember(&op.id, &delivered);
         Ok(delivered)
@@ -401,10 +430,7 @@ impl Bridge for TeamsBridge {
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
-        Err(BridgeError::permanent(format!(
-            "Teams attachments are not supported yet ({})",
-            attachment.name
-        )))
+        self.fetch_hosted(attachment).await
     }
 }
 

@@ -9,13 +9,16 @@
 //!   are queued for the bridge's worker and the request is answered `202` at
 //!   once (Graph wants an answer within 3 s). A full queue answers `503`, so
 //!   that Graph delivers again later.
+//! - Encrypted resource data (when configured) is decrypted by the worker,
+//!   never here, and only for items whose `clientState` matched; an item
+//!   that does not decrypt falls back to reading the message with a GET.
 //! - A batch whose every item was refused is answered `403`; a body that is
 //!   not a notification batch `400`. Nothing is lost either way: whatever a
 //!   notification would have told, reconciliation finds.
 
 use super::TeamsBridge;
 use super::inbound::Counters;
-use crate::graph::{self, ChangeType, LifecycleEvent, Notification, ResourceRef};
+use crate::graph::{self, ChangeType, EncryptedContent, LifecycleEvent, Notification, ResourceRef};
 use async_trait::async_trait;
 use std::sync::Arc;
 use switchboard_model::{HttpEndpoint, HttpRequest, HttpResponse};
@@ -31,6 +34,11 @@ pub(super) enum Work {
     Change {
         resource: ResourceRef,
         deleted: bool,
+    },
+    /// A message changed and Graph sent it, encrypted to our certificate.
+    Rich {
+        resource: ResourceRef,
+        content: EncryptedContent,
     },
     /// A lifecycle event of a subscription.
     Lifecycle {
@@ -95,15 +103,26 @@ impl HttpEndpoint for NotificationEndpoint {
                 Notification::Change {
                     change_type,
                     resource,
+                    encrypted_content,
                     ..
                 } => {
                     let Some(resource) = graph::parse_resource(&resource) else {
                         tracing::warn!(bridge = %bridge.id, "A notification named a resource we cannot read; reconciliation covers it.");
                         continue;
                     };
-                    Work::Change {
-                        resource,
-                        deleted: change_type == ChangeType::Deleted,
+                    match encrypted_content {
+                        // Decrypted by the worker, after this answer: only
+                        // items with our clientState get that far.
+                        Some(content)
+                            if settings.encryption.is_some()
+                                && change_type != ChangeType::Deleted =>
+                        {
+                            Work::Rich { resource, content }
+                        }
+                        _ => Work::Change {
+                            resource,
+                            deleted: change_type == ChangeType::Deleted,
+                        },
                     }
                 }
                 Notification::Lifecycle {

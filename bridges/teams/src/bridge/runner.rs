@@ -54,6 +54,26 @@ impl TeamsBridge {
                     tracing::warn!(bridge = %self.id, error = %e, "A notified Teams message could not be read; reconciliation will.");
                 }
             }
+            Work::Rich { resource, content } => {
+                let decrypted = self
+                    .notifications
+                    .as_ref()
+                    .and_then(|n| n.encryption.as_ref())
+                    .map(|key| crate::graph::crypto::decrypt(&content, key));
+                let result = match decrypted {
+                    Some(Ok(message)) => self.process_notified(ctx, &resource, &message).await,
+                    other => {
+                        if let Some(Err(e)) = other {
+                            tracing::warn!(bridge = %self.id, error = %e, "Could not decrypt a Teams notification; reading the message instead.");
+                        }
+                        self.fetch_notified(ctx, &resource, false).await
+                    }
+                };
+                if let Err(e) = result {
+                    Counters::bump(&self.inbound.counters.fetch_failures);
+                    tracing::warn!(bridge = %self.id, error = %e, "A notified Teams message could not be processed; reconciliation will.");
+                }
+            }
             Work::Lifecycle {
                 subscription,
                 event,

@@ -31,18 +31,25 @@ use switchboard_model::{BridgeContext, BridgeError, ChannelId, RetryKind};
 struct Sub {
     id: String,
     expires_ms: u64,
+    /// Whether it carries encrypted resource data (Graph cannot change
+    /// that on a live subscription: a change of setting recreates it).
+    rich: bool,
 }
 
 impl Sub {
     fn encode(&self) -> String {
-        format!("{} {}", self.id, self.expires_ms)
+        let rich = if self.rich { " rich" } else { "" };
+        format!("{} {}{rich}", self.id, self.expires_ms)
     }
 
     fn decode(s: &str) -> Option<Sub> {
-        let (id, expires) = s.split_once(' ')?;
+        let mut parts = s.split(' ');
+        let id = parts.next().filter(|id| !id.is_empty())?;
+        let expires_ms = parts.next()?.parse().ok()?;
         Some(Sub {
             id: id.to_owned(),
-            expires_ms: expires.parse().ok()?,
+            expires_ms,
+            rich: parts.next() == Some("rich"),
         })
     }
 }
@@ -135,7 +142,7 @@ impl TeamsBridge {
         let conv = Conversation::of(channel)?;
         let resource = resource_of(&conv);
         let (url, lifecycle) = self.urls(settings);
-        let body = json!({
+        let mut body = json!({
             "changeType": "created,updated,deleted",
             "notificationUrl": url,
             "lifecycleNotificationUrl": lifecycle,
@@ -143,6 +150,11 @@ impl TeamsBridge {
             "expirationDateTime": iso_ms(Self::expiry_wanted(settings)),
             "clientState": settings.client_state.expose(),
         });
+        if let (Some(key), Some(obj)) = (&settings.encryption, body.as_object_mut())
+            && let Value::Object(fields) = key.subscription_fields()
+        {
+            obj.extend(fields);
+        }
         let created = match self
             .graph
             .post_json("/subscriptions", Bearer::App(app), &body)
@@ -170,12 +182,14 @@ impl TeamsBridge {
         };
         tracing::info!(bridge = %self.id, %channel, subscription = id, "Subscribed to Teams change notifications.");
         Counters::bump(&self.inbound.counters.created);
+        let rich = created.get("includeResourceData").and_then(Value::as_bool) == Some(true);
         self.remember_sub(
             ctx,
             channel,
             Sub {
                 id: id.to_owned(),
                 expires_ms,
+                rich,
             },
         );
         Ok(())
@@ -231,6 +245,7 @@ impl TeamsBridge {
                     Sub {
                         id: sub.id.clone(),
                         expires_ms,
+                        rich: sub.rich,
                     },
                 );
                 Ok(true)
@@ -262,6 +277,30 @@ impl TeamsBridge {
                     .get(&sub_key(channel))
                     .and_then(|s| Sub::decode(&s))
             });
+            let rich = settings.encryption.is_some();
+            let known = match known {
+                Some(sub) if sub.rich != rich => {
+                    // includeResourceData cannot be changed on a live
+                    // subscription: replace it.
+                    tracing::info!(bridge = %self.id, %channel, "Replacing a Teams subscription for the new encryption setting.");
+                    match self
+                        .graph
+                        .delete_json(&format!("/subscriptions/{}", sub.id), Bearer::App(&app))
+                        .await
+                    {
+                        Ok(_) | Err(BridgeError::NotFound { .. }) => {
+                            self.forget_sub(ctx, channel);
+                            None
+                        }
+                        Err(e) => {
+                            all_ok = false;
+                            tracing::warn!(bridge = %self.id, %channel, error = %e, "Could not delete a Teams subscription.");
+                            Some(sub)
+                        }
+                    }
+                }
+                other => other,
+            };
             let result = match known {
                 Some(sub) if sub.expires_ms > now_ms() + renew_before => {
                     self.subscriptions.map().insert(channel.clone(), sub);
@@ -336,6 +375,7 @@ impl TeamsBridge {
                 let sub = Sub {
                     id: subscription.to_owned(),
                     expires_ms: 0,
+                    rich: settings.encryption.is_some(),
                 };
                 match self
                     .graph
@@ -385,10 +425,13 @@ mod tests {
 
     #[test]
     fn stored_subscriptions_round_trip() {
-        let sub = Sub {
+        let mut sub = Sub {
             id: "7f105c7d-2dc5-4530-97cd-4e7ae6534c07".into(),
             expires_ms: 1_790_000_000_000,
+            rich: false,
         };
+        assert_eq!(Sub::decode(&sub.encode()), Some(sub.clone()));
+        sub.rich = true;
         assert_eq!(Sub::decode(&sub.encode()), Some(sub));
         assert_eq!(Sub::decode(""), None);
         assert_eq!(Sub::decode("id notanumber"), None);

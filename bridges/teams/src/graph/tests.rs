@@ -155,10 +155,17 @@ fn chats_attachments_and_quotes() {
     assert_eq!(id.as_str(), "1");
     assert_eq!(message.thread_root, None);
     assert_eq!(message.reply_to.as_ref().map(MessageId::as_str), Some("42"));
-    assert_eq!(message.attachments.len(), 2);
-    assert_eq!(message.attachments[0].name, "budget.docx");
-    assert_eq!(message.attachments[1].id, "hc1");
-    assert_eq!(message.body.to_plain(), "Budget\n\n[card]");
+    // The inline image is an attachment; the SharePoint file a link.
+    assert_eq!(message.attachments.len(), 1);
+    assert_eq!(message.attachments[0].id, "hc1");
+    assert_eq!(
+        message.body.to_plain(),
+        "Budget\n\n📎 budget.docx (https://x.sharepoint.com/f/budget.docx)\n\n[card]"
+    );
+    assert!(message.body.blocks.iter().any(|b| matches!(b,
+        switchboard_model::Block::Paragraph { content }
+            if content.iter().any(|i| matches!(i,
+                switchboard_model::Inline::Link { url, .. } if url == "https://x.sharepoint.com/f/budget.docx")))));
     assert_eq!(list[0].sender.person.display_name, "u");
 }
 
