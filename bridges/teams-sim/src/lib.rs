@@ -139,6 +139,8 @@ pub struct Counters {
     pub throttled: AtomicU64,
     /// Injected 503 answers.
     pub injected_5xx: AtomicU64,
+    /// Answers lost to an injected broken connection.
+    pub injected_disconnects: AtomicU64,
     /// Notification POST attempts (including retries and duplicates).
     pub notification_attempts: AtomicU64,
     /// Notifications answered 2xx.
@@ -164,6 +166,8 @@ pub struct CounterSnapshot {
     pub throttled: u64,
     /// See [`Counters::injected_5xx`].
     pub injected_5xx: u64,
+    /// See [`Counters::injected_disconnects`].
+    pub injected_disconnects: u64,
     /// See [`Counters::notification_attempts`].
     pub notification_attempts: u64,
     /// See [`Counters::notifications_delivered`].
@@ -193,6 +197,7 @@ impl Counters {
             requests: g(&self.requests),
             throttled: g(&self.throttled),
             injected_5xx: g(&self.injected_5xx),
+            injected_disconnects: g(&self.injected_disconnects),
             notification_attempts: g(&self.notification_attempts),
             notifications_delivered: g(&self.notifications_delivered),
             notifications_retried: g(&self.notifications_retried),
@@ -638,5 +643,32 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
                 "Resource not found for the segment.",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            lose_answers,
+        ))
         .with_state(sim)
+}
+
+/// Fault injection: after a Graph call was carried out, sometimes break the
+/// connection instead of answering ([`FaultConfig::disconnect_rate`]).
+async fn lose_answers(
+    axum::extract::State(sim): axum::extract::State<Arc<Sim>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let graph_call = request.uri().path().starts_with("/v1.0/");
+    let response = next.run(request).await;
+    let rate = sim.faults.get().disconnect_rate;
+    if !graph_call || !sim.faults.roll(rate) {
+        return response;
+    }
+    Counters::inc(&sim.counters.injected_disconnects);
+    let (parts, _) = response.into_parts();
+    let broken = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other(
+            "injected: connection dropped",
+        ))
+    });
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(broken))
 }

@@ -204,6 +204,10 @@ pub struct FaultConfig {
     pub duplicate_rate: f64,
     /// Delay before each notification is first sent.
     pub notification_delay_ms: u64,
+    /// Share of Graph answers lost on the way back: the request is carried
+    /// out, then the connection breaks before the answer's body arrives (the
+    /// client cannot tell whether a POST took effect).
+    pub disconnect_rate: f64,
 }
 
 /// The fault switchboard with its own seeded random generator.

@@ -620,3 +620,87 @@ async fn an_edit_made_while_stopped_arrives_after_a_restart() {
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
 }
+
+/// The simulator carries out 30 % of the calls and then breaks the
+/// connection instead of answering, and answers 10 % with 503: the relay's
+/// retries (flagged `maybe_delivered`) find what was posted by its relay
+/// marker, so every post appears once, and polling loses nothing.
+#[tokio::test]
+async fn lost_answers_and_503s_neither_lose_nor_duplicate() {
+    const POSTS: usize = 30;
+    const INBOUND: usize = 8;
+    let h = SimHarness::start(None).await;
+    let (mut relay, shutdown, runner) = run_bridge(&h).await;
+    let mut inbound = Vec::new();
+    for i in 0..INBOUND {
+        inbound.push(h.bob_posts(&format!("bob {i}")).await);
+    }
+    h.sim
+        .set_faults(switchboard_teams_sim::limits::FaultConfig {
+            disconnect_rate: 0.3,
+            error_rate: 0.1,
+            ..Default::default()
+        });
+    let puppet = h.bridge.ensure_puppet(&person()).await.expect("puppet");
+    let mut retries = 0;
+    for i in 0..POSTS {
+        let op = OutboundOp::on_behalf(
+            OpId::new(format!("lossy-{i}")),
+            h.channel.clone(),
+            Origin::new("slack:acme", "C1"),
+            person(),
+            Some(puppet.clone()),
+            OutboundKind::Send {
+                message: Message::text(format!("lossy {i}")),
+            },
+        );
+        let mut attempt = 0;
+        loop {
+            // What the relay does: a retry may have been delivered.
+            let op = op.clone().maybe_delivered(attempt > 0);
+            match h.bridge.deliver(&op, &NoMedia).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(attempt < 40, "{i} never delivered: {e}");
+                    attempt += 1;
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    let mut got = Vec::new();
+    while got.len() < INBOUND {
+        let event = next_event(&mut relay, |e| {
+            matches!(e.kind, InboundKind::Message { .. }) && !e.sender.is_ours
+        })
+        .await;
+        if let InboundKind::Message { id, .. } = &event.kind {
+            got.push(id.as_str().to_owned());
+        }
+    }
+    let lost = h.sim.counters().injected_disconnects;
+    h.sim
+        .set_faults(switchboard_teams_sim::limits::FaultConfig::default());
+    println!("{POSTS} posts: {retries} retries, {lost} answers lost");
+    assert_eq!(got, inbound, "every inbound message once, in order");
+    let posted: Vec<String> = graph(&h.sim)
+        .get_all(&h.messages_path(), Bearer::App(&h.app()), 10_000)
+        .await
+        .expect("list")
+        .iter()
+        .filter_map(|m| {
+            m.pointer("/body/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    for i in 0..POSTS {
+        let needle = format!("lossy {i}<");
+        let n = posted.iter().filter(|c| c.contains(&needle)).count();
+        assert_eq!(n, 1, "{needle} posted {n} times");
+    }
+    assert!(lost > 0, "answers were lost");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
