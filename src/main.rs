@@ -289,38 +289,35 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn login_slack(args: LoginArgs) -> ExitCode {
-    let cfg = match load_or_report(&args.config) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
-    };
-    let Some((bridge, user)) = args.person.split_once('/') else {
-        eprintln!("--for must be BRIDGE/USER, e.g. matrix:example/@ann:example.org");
-        return ExitCode::from(EXIT_BAD_INPUT);
-    };
-    let person = (bridge.into(), user.into());
-    let result = tokio::runtime::Builder::new_current_thread()
+/// `BRIDGE/USER` of `--for`, e.g. `slack:acme/U0123ABCD`.
+fn parse_person(
+    text: &str,
+) -> Result<(switchboard_model::BridgeId, switchboard_model::UserId), ExitCode> {
+    match text.split_once('/') {
+        Some((bridge, user)) if !bridge.is_empty() && !user.is_empty() => {
+            Ok((bridge.into(), user.into()))
+        }
+        _ => {
+            eprintln!("--for must be BRIDGE/USER, e.g. slack:acme/U0123ABCD");
+            Err(ExitCode::from(EXIT_BAD_INPUT))
+        }
+    }
+}
+
+/// Runs a CLI command's future on a small runtime of its own.
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| {
-            rt.block_on(switchboard::login::slack(
-                &cfg,
-                &args.bridge.as_str().into(),
-                person,
-                args.listen,
-                std::time::Duration::from_secs(args.timeout),
-                |url| {
-                    println!("Open this link in a browser and approve Switchboard:\n{url}");
-                },
-            ))
-        });
+        .and_then(|rt| rt.block_on(future))
+}
+
+/// Prints a linking result the same way for every platform.
+fn report_login(result: anyhow::Result<String>) -> ExitCode {
     match result {
-        Ok(account) => {
-            println!(
-                "Linked: {} now appears on {} as {}.",
-                args.person, args.bridge, account.user
-            );
+        Ok(done) => {
+            println!("{done}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -328,6 +325,33 @@ fn login_slack(args: LoginArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn login_slack(args: LoginArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let person = match parse_person(&args.person) {
+        Ok(person) => person,
+        Err(code) => return code,
+    };
+    let result = block_on(switchboard::login::slack(
+        &cfg,
+        &args.bridge.as_str().into(),
+        person,
+        args.listen,
+        std::time::Duration::from_secs(args.timeout),
+        |url| {
+            println!("Open this link in a browser and approve Switchboard:\n{url}");
+        },
+    ));
+    report_login(result.map(|account| {
+        format!(
+            "Linked: {} now appears on {} as {}.",
+            args.person, args.bridge, account.user
+        )
+    }))
 }
 
 fn login_teams(args: TeamsLoginArgs) -> ExitCode {
@@ -335,55 +359,32 @@ fn login_teams(args: TeamsLoginArgs) -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let person = match &args.person {
-        None => None,
-        Some(text) => match text.split_once('/') {
-            Some((bridge, user)) if !bridge.is_empty() && !user.is_empty() => {
-                Some((bridge.into(), user.into()))
-            }
-            _ => {
-                eprintln!("--for must be BRIDGE/USER, e.g. slack:acme/U0123ABCD");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        },
+    let person = match args.person.as_deref().map(parse_person).transpose() {
+        Ok(person) => person,
+        Err(code) => return code,
     };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| {
-            rt.block_on(switchboard::login::teams(
-                &cfg,
-                &args.bridge.as_str().into(),
-                person,
-                std::time::Duration::from_secs(args.timeout),
-                |prompt| {
-                    println!(
-                        "To sign in, open {} and enter the code {}",
-                        prompt.verification_uri, prompt.user_code
-                    );
-                },
-            ))
-        });
-    match result {
-        Ok(account) => {
-            match &args.person {
-                Some(person) => println!(
-                    "Linked: {person} now appears on {} as {}.",
-                    args.bridge, account.user
-                ),
-                None => println!(
-                    "Signed in: {} now posts on {} for people without their own account.",
-                    account.user, args.bridge
-                ),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = block_on(switchboard::login::teams(
+        &cfg,
+        &args.bridge.as_str().into(),
+        person,
+        std::time::Duration::from_secs(args.timeout),
+        |prompt| {
+            println!(
+                "To sign in, open {} and enter the code {}",
+                prompt.verification_uri, prompt.user_code
+            );
+        },
+    ));
+    report_login(result.map(|account| match &args.person {
+        Some(person) => format!(
+            "Linked: {person} now appears on {} as {}.",
+            args.bridge, account.user
+        ),
+        None => format!(
+            "Signed in: {} now posts on {} for people without their own account.",
+            account.user, args.bridge
+        ),
+    }))
 }
 
 fn login_list(args: ListArgs) -> ExitCode {
@@ -391,11 +392,7 @@ fn login_list(args: ListArgs) -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(switchboard::login::list(&cfg)));
+    let result = block_on(switchboard::login::list(&cfg));
     match result {
         Ok(logins) if logins.is_empty() => {
             println!("No logins stored.");

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{BOB, SERVICE, graph, seed, sign_in};
+use common::{BOB, SERVICE, config, graph, seed, sign_in};
 
 /// A simulator, a bridge on it and the General channel.
 struct SimHarness {
@@ -44,19 +44,11 @@ impl SimHarness {
         let (team, channel_id) = sim.seeded().channels["Contoso/General"].clone();
         let channel = ChannelId::new(format!("{team}/{channel_id}"));
         let service = sign_in(&sim, SERVICE).await;
-        let s = sim.seeded();
+        let defaults = config(&sim, Some(service));
         let config = TeamsConfig {
-            id: BridgeId::new("teams:contoso"),
-            graph_base: sim.graph_url(),
-            login_base: sim.login_url(),
-            tenant: s.tenant_id.clone(),
-            client_id: s.client_id.clone(),
-            client_secret: Secret::new(client_secret.unwrap_or(&s.client_secret).to_owned()),
-            service_account: Some(service),
-            poll_interval: Duration::from_millis(100),
+            client_secret: client_secret.map_or(defaults.client_secret.clone(), Secret::new),
             watch: vec![channel.clone()],
-            notifications: None,
-            reconcile_interval: Duration::from_secs(300),
+            ..defaults
         };
         let bridge = TeamsBridge::with_graph(config.clone(), graph(&sim)).expect("bridge");
         SimHarness {

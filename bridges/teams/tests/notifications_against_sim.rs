@@ -8,7 +8,7 @@ mod common;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use common::{BOB, SERVICE, graph, seed, sign_in};
+use common::{BOB, SERVICE, config, graph, seed, sign_in};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,15 +121,7 @@ impl Harness {
             .expect("listener");
         let public_url = format!("http://{}", listener.local_addr().expect("addr"));
         let service = sign_in(&sim, SERVICE).await;
-        let s = sim.seeded();
         let config = TeamsConfig {
-            id: BridgeId::new("teams:contoso"),
-            graph_base: sim.graph_url(),
-            login_base: sim.login_url(),
-            tenant: s.tenant_id.clone(),
-            client_id: s.client_id.clone(),
-            client_secret: Secret::new(s.client_secret.clone()),
-            service_account: Some(service),
             // Long: reconciliation is what these tests switch on explicitly.
             poll_interval: settings.reconcile,
             watch: vec![channel.clone()],
@@ -141,6 +133,7 @@ impl Harness {
                 encryption: settings.rich.then(test_key),
             }),
             reconcile_interval: settings.reconcile,
+            ..config(&sim, Some(service))
         };
         let bridge = TeamsBridge::with_graph(config, graph(&sim)).expect("bridge");
         let endpoints = Arc::new(bridge.http_endpoints());

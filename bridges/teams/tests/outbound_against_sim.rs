@@ -21,7 +21,7 @@ use switchboard_teams::html;
 use switchboard_teams_sim::{SimConfig, TeamsSim};
 
 mod common;
-use common::{SERVICE, graph, seed, sign_in};
+use common::{SERVICE, config, graph, seed, sign_in};
 
 struct Harness {
     sim: TeamsSim,
@@ -42,19 +42,9 @@ impl Harness {
         let (team, channel_id) = sim.seeded().channels["Contoso/General"].clone();
         let channel = ChannelId::new(format!("{team}/{channel_id}"));
         let service = sign_in(&sim, SERVICE).await;
-        let s = sim.seeded();
         let config = TeamsConfig {
-            id: BridgeId::new("teams:contoso"),
-            graph_base: sim.graph_url(),
-            login_base: sim.login_url(),
-            tenant: s.tenant_id.clone(),
-            client_id: s.client_id.clone(),
-            client_secret: Secret::new(s.client_secret.clone()),
-            service_account: Some(service),
             poll_interval: Duration::from_secs(60),
-            watch: Vec::new(),
-            notifications: None,
-            reconcile_interval: Duration::from_secs(300),
+            ..config(&sim, Some(service))
         };
         let bridge = TeamsBridge::with_graph(config.clone(), graph(&sim)).expect("bridge");
         Harness {

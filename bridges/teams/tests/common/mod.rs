@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+use switchboard_model::BridgeId;
 use switchboard_teams::auth::{DelegatedTokens, DeviceCodeLogin, IdentityConfig, Secret};
+use switchboard_teams::bridge::TeamsConfig;
 use switchboard_teams::client::GraphClient;
 use switchboard_teams_sim::TeamsSim;
 use switchboard_teams_sim::seed::Seed;
@@ -51,4 +54,23 @@ pub async fn sign_in(sim: &TeamsSim, user: &str) -> DelegatedTokens {
     sim.complete_device_code(&code.user_code, user)
         .expect("sign in");
     login.poll(&code).await.expect("tokens")
+}
+
+/// A bridge `teams:contoso` on `sim`: polling every 100 ms, nothing watched
+/// beyond the portal channels, no notifications. Tests override fields.
+pub fn config(sim: &TeamsSim, service: Option<DelegatedTokens>) -> TeamsConfig {
+    let s = sim.seeded();
+    TeamsConfig {
+        id: BridgeId::new("teams:contoso"),
+        graph_base: sim.graph_url(),
+        login_base: sim.login_url(),
+        tenant: s.tenant_id.clone(),
+        client_id: s.client_id.clone(),
+        client_secret: Secret::new(s.client_secret.clone()),
+        service_account: service,
+        poll_interval: Duration::from_millis(100),
+        watch: Vec::new(),
+        notifications: None,
+        reconcile_interval: Duration::from_secs(300),
+    }
 }
