@@ -16,6 +16,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# The Matrix tests run a real Synapse: install it into a venv (pinned
+# version, cached under target/ or at $SWITCHBOARD_SYNAPSE_VENV).
+./scripts/synapse.sh install
+
 if [ -n "${SWITCHBOARD_CONFORMANCE_DIR:-}" ]; then
   if [ ! -d "$SWITCHBOARD_CONFORMANCE_DIR" ]; then
     echo "SWITCHBOARD_CONFORMANCE_DIR=$SWITCHBOARD_CONFORMANCE_DIR does not exist" >&2

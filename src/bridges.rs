@@ -11,6 +11,7 @@ use switchboard_model::{Bridge, Capabilities, LinkedAccounts};
 /// people linked on it (when the store key is configured).
 pub fn build(
     config: &BridgeConfig,
+    listen: std::net::SocketAddr,
     accounts: Option<Arc<dyn LinkedAccounts>>,
 ) -> anyhow::Result<Arc<dyn Bridge>> {
     match &config.kind {
@@ -117,7 +118,67 @@ pub fn build(
             }
             Ok(bridge)
         }
+        BridgeKind::Matrix(matrix) => {
+            let settings = matrix_config(&config.id, matrix);
+            let url = matrix
+                .appservice_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}"));
+            if let Some(path) = &matrix.registration_file {
+                check_registration(path, &settings, &url)
+                    .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
+            }
+            // Linked Matrix accounts (people posting elsewhere as their own
+            // Matrix account) are not supported yet: the ghosts carry them.
+            let _ = accounts;
+            Ok(switchboard_matrix::bridge::MatrixBridge::new(settings, url))
+        }
     }
+}
+
+/// The Matrix connector's settings from a `type = "matrix"` bridge.
+pub fn matrix_config(
+    id: &switchboard_model::BridgeId,
+    matrix: &crate::config::MatrixBridgeConfig,
+) -> switchboard_matrix::config::MatrixConfig {
+    use switchboard_matrix::config::{MatrixConfig, Token};
+    MatrixConfig {
+        id: id.clone(),
+        homeserver_url: matrix.homeserver_url.clone(),
+        server_name: matrix.server_name.clone(),
+        appservice_id: matrix.appservice_id.clone(),
+        as_token: Token::new(matrix.as_token.expose()),
+        hs_token: Token::new(matrix.hs_token.expose()),
+        sender_localpart: matrix.sender_localpart.clone(),
+        ghost_templates: matrix.ghost_templates.clone(),
+        alias_template: matrix.alias_template.clone(),
+        invite: matrix.invite.clone(),
+        max_upload: matrix.max_upload,
+    }
+}
+
+/// Refuses to start when the homeserver's registration file disagrees with
+/// the configuration, naming every difference (tokens are compared, never
+/// shown).
+fn check_registration(
+    path: &std::path::Path,
+    settings: &switchboard_matrix::config::MatrixConfig,
+    url: &str,
+) -> anyhow::Result<()> {
+    use switchboard_matrix::registration::{Registration, differences};
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the registration file {}", path.display()))?;
+    let registration = Registration::from_yaml(&text)
+        .map_err(|e| anyhow::anyhow!("the registration file {}: {e}", path.display()))?;
+    let found = differences(&registration, settings, url);
+    if found.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the registration file {} disagrees with the configuration (run `switchboard matrix registration` again, and restart the homeserver):\n  {}",
+        path.display(),
+        found.join("\n  ")
+    )
 }
 
 #[cfg(test)]
@@ -152,7 +213,7 @@ client_state_env = "STATE"
             None,
             Some(Arc::new(switchboard_model::NoLinkedAccounts) as _),
         ] {
-            let bridge = build(&config.bridges[0], accounts).expect("built");
+            let bridge = build(&config.bridges[0], config.http.listen, accounts).expect("built");
             assert_eq!(bridge.id().as_str(), "teams:contoso");
             let shown = format!("{bridge:?}");
             assert!(!shown.contains("app-secret-value"), "{shown}");

@@ -9,6 +9,7 @@ pub fn dialects() -> Vec<Box<dyn Dialect>> {
     let mut all = dialect::builtin();
     all.push(Box::new(switchboard_slack::mrkdwn::SlackDialect));
     all.push(Box::new(switchboard_teams::html::TeamsDialect));
+    all.push(Box::new(switchboard_matrix::format::MatrixDialect));
     all
 }
 
@@ -65,7 +66,7 @@ mod tests {
         let err = convert("html", "plain", "x").expect_err("unknown");
         assert_eq!(
             err.to_string(),
-            "unknown dialect \"html\"; known: richtext-json, plain, slack, teams"
+            "unknown dialect \"html\"; known: richtext-json, plain, slack, teams, matrix"
         );
     }
 

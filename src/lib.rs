@@ -10,6 +10,7 @@ pub mod convert;
 pub mod daemon;
 pub mod demo;
 pub mod login;
+pub mod matrix_setup;
 pub mod relay;
 pub mod store;
 
@@ -97,7 +98,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
             }
             None => None,
         };
-        bridges.push(bridges::build(bridge, linked)?);
+        bridges.push(bridges::build(bridge, config.http.listen, linked)?);
     }
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

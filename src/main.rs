@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         platform: LoginPlatform,
     },
+    /// Matrix set-up: the application-service registration.
+    Matrix {
+        #[command(subcommand)]
+        action: MatrixAction,
+    },
     /// Show Switchboard relaying a scripted conversation between two
     /// simulated platforms, in-process, in a temporary directory.
     Demo,
@@ -68,6 +73,43 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MatrixAction {
+    /// Write the application-service registration the homeserver loads:
+    /// for a new bridge (fresh tokens in private files, and the
+    /// `[[bridge]]` block to paste), or again for a configured one
+    /// (`--config` with `--bridge`).
+    Registration(RegistrationArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RegistrationArgs {
+    /// The bridge (`matrix:example`).
+    #[arg(long)]
+    bridge: String,
+    /// Write the registration again from this configuration's bridge.
+    #[arg(long, short, conflicts_with_all = ["server_name", "homeserver_url", "url", "dir"])]
+    config: Option<PathBuf>,
+    /// With --config: where to write (default: the bridge's registration_file).
+    #[arg(long, requires = "config")]
+    output: Option<PathBuf>,
+    /// New bridge: the homeserver's server name (`example.org`).
+    #[arg(long, required_unless_present = "config")]
+    server_name: Option<String>,
+    /// New bridge: the homeserver's client-server API URL.
+    #[arg(long, required_unless_present = "config")]
+    homeserver_url: Option<String>,
+    /// New bridge: where the homeserver reaches Switchboard (`http://` + http.listen).
+    #[arg(long, required_unless_present = "config")]
+    url: Option<String>,
+    /// New bridge: the folder for the registration and the token files.
+    #[arg(long, required_unless_present = "config")]
+    dir: Option<PathBuf>,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +222,9 @@ fn main() -> ExitCode {
         Some(Command::Login {
             platform: LoginPlatform::List(args),
         }) => login_list(args),
+        Some(Command::Matrix {
+            action: MatrixAction::Registration(args),
+        }) => matrix_registration(args),
         None => run(RunArgs {
             config: std::env::var_os("SWITCHBOARD_CONFIG").map_or_else(
                 || PathBuf::from("/etc/switchboard/config.toml"),
@@ -385,6 +430,54 @@ fn login_teams(args: TeamsLoginArgs) -> ExitCode {
             account.user, args.bridge
         ),
     }))
+}
+
+fn matrix_registration(args: RegistrationArgs) -> ExitCode {
+    use switchboard::matrix_setup::{NewBridge, existing_bridge, new_bridge};
+    let id: switchboard_model::BridgeId = args.bridge.as_str().into();
+    let written = match (
+        &args.config,
+        &args.server_name,
+        &args.homeserver_url,
+        &args.url,
+        &args.dir,
+    ) {
+        (Some(path), ..) => {
+            let cfg = match load_or_report(path) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            existing_bridge(&cfg, &id, args.output.as_deref(), args.force)
+        }
+        (None, Some(server_name), Some(homeserver_url), Some(url), Some(dir)) => {
+            new_bridge(&NewBridge {
+                id,
+                server_name: server_name.clone(),
+                homeserver_url: homeserver_url.trim_end_matches('/').to_owned(),
+                url: url.trim_end_matches('/').to_owned(),
+                dir: dir.clone(),
+                force: args.force,
+            })
+        }
+        _ => {
+            eprintln!("give --config, or --server-name, --homeserver-url, --url and --dir");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    match written {
+        Ok(written) => {
+            println!(
+                "Wrote {}. Add it to the homeserver's app_service_config_files.\n\n{}",
+                written.registration.display(),
+                written.advice
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn login_list(args: ListArgs) -> ExitCode {

@@ -84,3 +84,9 @@ pub const DEFAULT_TEAMS_RATE_LIMITS: super::types::TeamsRateLimits =
         user_rps: 4,
         burst: 10,
     };
+
+/// A Matrix bridge's bot localpart and application-service id.
+pub const DEFAULT_MATRIX_SENDER: &str = "switchboard";
+/// The largest file a Matrix bridge relays: 50 MiB (Synapse's default
+/// `max_upload_size`).
+pub const DEFAULT_MATRIX_MAX_UPLOAD: u64 = 50 * 1024 * 1024;

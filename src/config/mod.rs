@@ -34,7 +34,8 @@ use std::path::Path;
 use config::{Environment, File, FileFormat, ValueKind};
 
 pub use defaults::{
-    DEFAULT_DEDUP_RETENTION, DEFAULT_LISTEN, DEFAULT_LOG_FILTER, DEFAULT_MIN_FREE_BYTES,
+    DEFAULT_DEDUP_RETENTION, DEFAULT_LISTEN, DEFAULT_LOG_FILTER, DEFAULT_MATRIX_MAX_UPLOAD,
+    DEFAULT_MIN_FREE_BYTES,
 };
 pub use types::*;
 

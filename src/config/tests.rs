@@ -752,12 +752,12 @@ id = "memory:x"
 type = "memroy"
 state_dir = "/s"
 [[bridge]]
-id = "matrix:y"
-type = "matrix"
+id = "irc:y"
+type = "irc"
 tenant = "z"
 [[portal]]
 name = "p"
-members = ["matrix:y/a", "memory:x/b", "slack:right/c"]
+members = ["irc:y/a", "memory:x/b", "slack:right/c"]
 "#;
     // The portal does not repeat the bridges' problems: its members name
     // bridges that are configured, however badly.
@@ -770,7 +770,7 @@ members = ["matrix:y/a", "memory:x/b", "slack:right/c"]
             "bridge[2].id: the name after ':' may only contain a-z, 0-9, _ and -, \
              got \"memory:Mixed Case\"",
             "bridge[3].type: unknown bridge type \"memroy\"; did you mean \"memory\"?",
-            "bridge[4].type: unknown bridge type \"matrix\" (supported: memory, slack, teams)",
+            "bridge[4].type: unknown bridge type \"irc\" (supported: memory, slack, teams, matrix)",
         ]
     );
 }
@@ -1340,4 +1340,95 @@ fn notification_urls_allow_http_only_on_loopback() {
             "{found:?}"
         );
     }
+}
+
+const MATRIX: &str = r#"
+[store]
+path = "/var/lib/switchboard"
+
+[http]
+listen = "127.0.0.1:29340"
+
+[[bridge]]
+id = "memory:left"
+type = "memory"
+state_dir = "/srv/left"
+
+[[bridge]]
+id = "matrix:example"
+type = "matrix"
+homeserver_url = "http://127.0.0.1:8008/"
+server_name = "example.org"
+as_token_env = "AS"
+hs_token_env = "HS"
+"#;
+
+fn matrix_of(config: &Config) -> &MatrixBridgeConfig {
+    match &config.bridges[1].kind {
+        BridgeKind::Matrix(matrix) => matrix,
+        other => panic!("a matrix bridge, got {other:?}"),
+    }
+}
+
+#[test]
+fn matrix_bridges_take_defaults_and_every_key() {
+    let tokens = env(&[("AS", "as-secret"), ("HS", "hs-secret")]);
+    let config = parse_ok(MATRIX, &tokens);
+    let matrix = matrix_of(&config);
+    assert_eq!(config.bridges[1].kind.type_name(), "matrix");
+    assert_eq!(matrix.homeserver_url, "http://127.0.0.1:8008");
+    assert_eq!(matrix.appservice_url, None, "http.listen is used");
+    assert_eq!(matrix.sender_localpart, "switchboard");
+    assert_eq!(
+        matrix.ghost_templates,
+        vec![
+            ("slack".to_owned(), "slack_{instance}_{user}".to_owned()),
+            ("teams".to_owned(), "teams_{instance}_{user}".to_owned())
+        ]
+    );
+    assert_eq!(matrix.alias_template, "switchboard_{name}");
+    assert_eq!(matrix.max_upload, 50 * 1024 * 1024);
+    assert_eq!(matrix.as_token, Secret::new("as-secret"));
+    let text = format!(
+        "{MATRIX}appservice_url = \"http://bridge.internal:29340\"\nsender_localpart = \"relay\"\n\
+         slack_ghosts = \"s_{{user}}\"\nalias_template = \"bridged_{{name}}\"\n\
+         invite = [\"@ann:example.org\"]\nmax_upload = 1024\nregistration_file = \"/etc/reg.yaml\"\n"
+    );
+    let config = parse_ok(&text, &tokens);
+    let matrix = matrix_of(&config);
+    assert_eq!(
+        matrix.appservice_url.as_deref(),
+        Some("http://bridge.internal:29340")
+    );
+    assert_eq!(matrix.sender_localpart, "relay");
+    assert_eq!(matrix.ghost_templates[0].1, "s_{user}");
+    assert_eq!(matrix.alias_template, "bridged_{name}");
+    assert_eq!(matrix.invite, vec!["@ann:example.org".to_owned()]);
+    assert_eq!(matrix.max_upload, 1024);
+    assert_eq!(
+        matrix.registration_file,
+        Some(PathBuf::from("/etc/reg.yaml"))
+    );
+}
+
+#[test]
+fn matrix_bridges_report_every_problem() {
+    let text = format!(
+        "{MATRIX}server_name = \"bad name\"\nslack_ghosts = \"Slack_NoUser\"\n\
+         alias_template = \"room\"\ninvite = [\"ann\"]\n"
+    )
+    .replace("server_name = \"example.org\"\n", "");
+    let found = problems(&text, &env(&[]));
+    let joined = found.join("\n");
+    for key in [
+        "bridge[1].server_name",
+        "bridge[1].slack_ghosts",
+        "bridge[1].alias_template",
+        "bridge[1].invite[0]",
+        "bridge[1].as_token",
+        "bridge[1].hs_token",
+    ] {
+        assert!(joined.contains(key), "{key} missing from:\n{joined}");
+    }
+    assert!(!joined.contains("as-secret"));
 }

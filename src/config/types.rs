@@ -134,6 +134,8 @@ pub enum BridgeKind {
     Slack(SlackBridgeConfig),
     /// `type = "teams"`: one Microsoft 365 tenant, through Microsoft Graph.
     Teams(TeamsBridgeConfig),
+    /// `type = "matrix"`: one homeserver, as an application service.
+    Matrix(MatrixBridgeConfig),
 }
 
 impl BridgeKind {
@@ -143,6 +145,7 @@ impl BridgeKind {
             BridgeKind::Memory(_) => "memory",
             BridgeKind::Slack(_) => "slack",
             BridgeKind::Teams(_) => "teams",
+            BridgeKind::Matrix(_) => "matrix",
         }
     }
 }
@@ -179,6 +182,37 @@ pub struct SlackBridgeConfig {
     pub client_secret: Option<Secret>,
     /// OAuth: the authorize page.
     pub oauth_url: String,
+}
+
+/// `type = "matrix"` settings: Switchboard as an application service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixBridgeConfig {
+    /// The homeserver's client-server API base URL.
+    pub homeserver_url: String,
+    /// The homeserver's server name (the part after `:` in user ids).
+    pub server_name: String,
+    /// The application service's id in the registration.
+    pub appservice_id: String,
+    /// Where the homeserver reaches the daemon's listener (the
+    /// registration's `url`); `http://<http.listen>` when not set.
+    pub appservice_url: Option<String>,
+    /// The token the daemon sends to the homeserver.
+    pub as_token: Secret,
+    /// The token the homeserver sends to the daemon.
+    pub hs_token: Secret,
+    /// The bridge bot's localpart.
+    pub sender_localpart: String,
+    /// Ghost localpart templates by platform.
+    pub ghost_templates: Vec<(String, String)>,
+    /// Room alias localpart template for portal rooms created on demand.
+    pub alias_template: String,
+    /// Matrix users invited to every portal room the bridge creates.
+    pub invite: Vec<String>,
+    /// The largest file relayed, in bytes.
+    pub max_upload: u64,
+    /// The registration file the homeserver loads; when set, the daemon
+    /// refuses to start if it disagrees with this configuration.
+    pub registration_file: Option<PathBuf>,
 }
 
 /// `type = "teams"` settings.

@@ -14,17 +14,17 @@ use config::{Map, Value};
 use switchboard_model::{BridgeId, ChannelId};
 
 use super::defaults::{
-    DEFAULT_DEDUP_RETENTION, DEFAULT_MIN_FREE_BYTES, DEFAULT_TEAMS_GRAPH_URL,
-    DEFAULT_TEAMS_LOGIN_URL, DEFAULT_TEAMS_POLL_INTERVAL, DEFAULT_TEAMS_RATE_LIMITS,
-    DEFAULT_TEAMS_RECONCILE_INTERVAL, DEFAULT_TEAMS_RENEW_BEFORE, MAX_TEAMS_CLIENT_STATE_CHARS,
-    MAX_TEAMS_SUBSCRIPTION_LIFETIME,
+    DEFAULT_DEDUP_RETENTION, DEFAULT_MATRIX_MAX_UPLOAD, DEFAULT_MATRIX_SENDER,
+    DEFAULT_MIN_FREE_BYTES, DEFAULT_TEAMS_GRAPH_URL, DEFAULT_TEAMS_LOGIN_URL,
+    DEFAULT_TEAMS_POLL_INTERVAL, DEFAULT_TEAMS_RATE_LIMITS, DEFAULT_TEAMS_RECONCILE_INTERVAL,
+    DEFAULT_TEAMS_RENEW_BEFORE, MAX_TEAMS_CLIENT_STATE_CHARS, MAX_TEAMS_SUBSCRIPTION_LIFETIME,
 };
 use super::duration::format_duration;
 use super::types::{
-    BridgeConfig, BridgeKind, Config, HttpConfig, LogConfig, LogFormat, MemoryBridgeConfig,
-    MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback, RelayConfig,
-    SlackBridgeConfig, SlackMode, StoreConfig, TeamsBridgeConfig, TeamsNotificationsConfig,
-    TeamsRateLimits,
+    BridgeConfig, BridgeKind, Config, HttpConfig, LogConfig, LogFormat, MatrixBridgeConfig,
+    MemoryBridgeConfig, MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback,
+    RelayConfig, SlackBridgeConfig, SlackMode, StoreConfig, TeamsBridgeConfig,
+    TeamsNotificationsConfig, TeamsRateLimits,
 };
 use super::walk::{Context, SecretKeys, Sink, Table, closest};
 use super::{ConfigError, ConfigErrors};
@@ -57,10 +57,16 @@ enum BridgeType {
     Memory,
     Slack,
     Teams,
+    Matrix,
 }
 
 impl BridgeType {
-    const ALL: &[BridgeType] = &[BridgeType::Memory, BridgeType::Slack, BridgeType::Teams];
+    const ALL: &[BridgeType] = &[
+        BridgeType::Memory,
+        BridgeType::Slack,
+        BridgeType::Teams,
+        BridgeType::Matrix,
+    ];
 
     /// The `type` string; equals [`BridgeKind::type_name`].
     fn name(self) -> &'static str {
@@ -68,6 +74,7 @@ impl BridgeType {
             BridgeType::Memory => "memory",
             BridgeType::Slack => "slack",
             BridgeType::Teams => "teams",
+            BridgeType::Matrix => "matrix",
         }
     }
 
@@ -194,6 +201,140 @@ fn slack(
         client_id: client_id?.map(str::to_owned),
         client_secret: client_secret?,
         oauth_url: oauth_url?,
+    })
+}
+
+/// A Matrix bridge's application-service tokens.
+const AS_TOKEN: SecretKeys = SecretKeys {
+    literal: "as_token",
+    file: "as_token_file",
+    env: "as_token_env",
+};
+const HS_TOKEN: SecretKeys = SecretKeys {
+    literal: "hs_token",
+    file: "hs_token_file",
+    env: "hs_token_env",
+};
+
+/// A Matrix localpart (or template): lower-case letters, digits and
+/// `._=-/`, besides `{…}` placeholders.
+fn localpart_like(text: &str) -> bool {
+    let bare: String = text
+        .replace("{instance}", "")
+        .replace("{user}", "")
+        .replace("{name}", "");
+    !text.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/".contains(c))
+}
+
+/// The keys of a `type = "matrix"` bridge.
+fn matrix(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<MatrixBridgeConfig> {
+    let homeserver_url = t.parsed("homeserver_url", sink, http_url).required(sink);
+    let server_name = t
+        .parsed("server_name", sink, |text| {
+            let valid = !text.is_empty()
+                && !text.contains(['/', '@', '#', '!', ' '])
+                && text.chars().all(|c| c.is_ascii_graphic());
+            if valid {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "expected a server name such as \"example.org\", got {text:?}"
+                ))
+            }
+        })
+        .required(sink);
+    let localpart = |what: &'static str| {
+        move |text: &str| {
+            if localpart_like(text) {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "{what} may hold only lower-case letters, digits and ._=-/, got {text:?}"
+                ))
+            }
+        }
+    };
+    let appservice_id = t
+        .parsed(
+            "appservice_id",
+            sink,
+            localpart("an application service id"),
+        )
+        .or(DEFAULT_MATRIX_SENDER.to_owned());
+    let appservice_url = t.parsed("appservice_url", sink, http_url).optional();
+    let as_token = t.secret(AS_TOKEN, ctx, sink).required(sink);
+    let hs_token = t.secret(HS_TOKEN, ctx, sink).required(sink);
+    let sender_localpart = t
+        .parsed("sender_localpart", sink, localpart("a localpart"))
+        .or(DEFAULT_MATRIX_SENDER.to_owned());
+    let template = |platform: &'static str| {
+        move |text: &str| {
+            if localpart_like(text) && text.contains("{user}") {
+                Ok((platform.to_owned(), text.to_owned()))
+            } else {
+                Err(format!(
+                    "a ghost template needs {{user}} and may otherwise hold only lower-case letters, digits and ._=-/, got {text:?}"
+                ))
+            }
+        }
+    };
+    let slack_ghosts = t
+        .parsed("slack_ghosts", sink, template("slack"))
+        .or(("slack".to_owned(), "slack_{instance}_{user}".to_owned()));
+    let teams_ghosts = t
+        .parsed("teams_ghosts", sink, template("teams"))
+        .or(("teams".to_owned(), "teams_{instance}_{user}".to_owned()));
+    let alias_template = t
+        .parsed("alias_template", sink, |text| {
+            if localpart_like(text) && text.contains("{name}") {
+                Ok(text.to_owned())
+            } else {
+                Err(format!(
+                    "the alias template needs {{name}} and may otherwise hold only lower-case letters, digits and ._=-/, got {text:?}"
+                ))
+            }
+        })
+        .or("switchboard_{name}".to_owned());
+    let invite = t.strings("invite", sink).optional().map(|raw| {
+        raw.unwrap_or_default()
+            .into_iter()
+            .map(|(path, text)| {
+                let text = text?;
+                let valid = text.starts_with('@') && text.contains(':') && !text.contains(' ');
+                if valid {
+                    Some(text.to_owned())
+                } else {
+                    sink.error(
+                        path,
+                        format!(
+                            "expected a Matrix user id such as \"@ann:example.org\", got {text:?}"
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect::<Option<Vec<_>>>()
+    });
+    let max_upload = t
+        .integer("max_upload", 1, u64::MAX, sink)
+        .or(DEFAULT_MATRIX_MAX_UPLOAD);
+    let registration_file = t.path_value("registration_file", ctx, sink).optional();
+    Some(MatrixBridgeConfig {
+        homeserver_url: homeserver_url?,
+        server_name: server_name?,
+        appservice_id: appservice_id?,
+        appservice_url: appservice_url?,
+        as_token: as_token?,
+        hs_token: hs_token?,
+        sender_localpart: sender_localpart?,
+        ghost_templates: vec![slack_ghosts?, teams_ghosts?],
+        alias_template: alias_template?,
+        invite: invite??,
+        max_upload: max_upload?,
+        registration_file: registration_file?,
     })
 }
 
@@ -641,6 +782,7 @@ fn bridge<'a>(
             slack(&mut t, ctx, name, sink).map(BridgeKind::Slack)
         }
         Some(BridgeType::Teams) => teams(&mut t, ctx, sink).map(BridgeKind::Teams),
+        Some(BridgeType::Matrix) => matrix(&mut t, ctx, sink).map(BridgeKind::Matrix),
         None => None,
     };
     if bridge_type.is_some() {
@@ -893,6 +1035,20 @@ mod tests {
                     reconcile_interval: Duration::from_secs(1),
                     rate_limits: None,
                 }),
+                BridgeType::Matrix => BridgeKind::Matrix(MatrixBridgeConfig {
+                    homeserver_url: String::new(),
+                    server_name: "example.org".into(),
+                    appservice_id: "switchboard".into(),
+                    appservice_url: None,
+                    as_token: crate::config::Secret::new("a"),
+                    hs_token: crate::config::Secret::new("h"),
+                    sender_localpart: "switchboard".into(),
+                    ghost_templates: Vec::new(),
+                    alias_template: String::new(),
+                    invite: Vec::new(),
+                    max_upload: 1,
+                    registration_file: None,
+                }),
             };
             assert_eq!(bridge_type.name(), kind.type_name());
             assert_eq!(BridgeType::parse(bridge_type.name()), Ok(*bridge_type));
@@ -903,7 +1059,7 @@ mod tests {
         );
         assert_eq!(
             BridgeType::parse("irc"),
-            Err("unknown bridge type \"irc\" (supported: memory, slack, teams)".to_owned())
+            Err("unknown bridge type \"irc\" (supported: memory, slack, teams, matrix)".to_owned())
         );
     }
 }

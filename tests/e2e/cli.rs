@@ -167,7 +167,7 @@ fn convert_between_dialects() {
     assert!(stderr.contains("unknown dialect \"nope\""), "{stderr}");
     let (code, stdout, _) = run(&["convert", "--list"], "", &[]);
     assert_eq!(code, Some(0));
-    assert_eq!(stdout, "richtext-json\nplain\nslack\nteams\n");
+    assert_eq!(stdout, "richtext-json\nplain\nslack\nteams\nmatrix\n");
 }
 
 #[test]

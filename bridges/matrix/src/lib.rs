@@ -2,4 +2,17 @@
 //! service, so that every Slack and Teams person appears in Matrix as a
 //! ghost user and Matrix users take part in every portal.
 
+pub mod appservice;
+pub mod bridge;
+pub mod client;
 pub mod config;
+pub mod events;
+pub mod format;
+pub mod ghosts;
+pub mod registration;
+pub mod rooms;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use bridge::MatrixBridge;
+pub use config::MatrixConfig;

@@ -1,0 +1,1048 @@
+//! [`MatrixBridge`]: the [`Bridge`] for one homeserver, as an application
+//! service.
+//!
+//! Inbound: the homeserver pushes transactions to [`AppserviceEndpoint`]
+//! (served on the daemon's listener under `/_matrix/app/`), which needs the
+//! relay's context: `run` puts it in a slot and takes it out when it stops.
+//!
+//! Outbound: every op is posted by the ghost of the person it is done for
+//! (identity assertion with the `as_token`), or by the bridge bot with a
+//! `Name: ` prefix when there is no ghost. Sends use transaction ids derived
+//! from the op id, so a replayed op gets the homeserver's first answer back;
+//! ops this process already carried out are also answered from memory.
+
+use crate::appservice::AppserviceEndpoint;
+use crate::client::{ApiError, MatrixClient, Method, enc, txn_id};
+use crate::config::{MatrixConfig, Token};
+use crate::format::{self, FormatContext, Rendered};
+use crate::ghosts::{GhostNamer, Ghosts};
+use crate::rooms::Rooms;
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use switchboard_model::{
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, CallEvent, Capabilities,
+    ChannelId, CursorStore, Delivered, HttpEndpoint, MediaSource, Message, MessageId, MessageStyle,
+    OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
+};
+
+/// How many finished ops are answered from memory before the oldest are forgotten.
+const DELIVERED_MEMORY: usize = 10_000;
+/// How many reactions and names are kept in memory.
+const CACHE_LIMIT: usize = 50_000;
+
+/// The Matrix connector.
+#[derive(Debug)]
+pub struct MatrixBridge {
+    pub(crate) config: MatrixConfig,
+    appservice_url: String,
+    pub(crate) client: MatrixClient,
+    pub(crate) ghosts: Ghosts,
+    pub(crate) rooms: Rooms,
+    /// The relay's context while `run` is active (the endpoint needs it).
+    context: RwLock<Option<BridgeContext>>,
+    /// Ops carried out by this process, answered again on a retry.
+    delivered: Mutex<(HashMap<OpId, Delivered>, Vec<OpId>)>,
+    /// Reaction event id → (target event, key), for redactions of reactions.
+    reactions: Mutex<HashMap<String, (String, String)>>,
+    /// Display names of Matrix users.
+    names: Mutex<HashMap<String, String>>,
+    this: Weak<MatrixBridge>,
+}
+
+impl MatrixBridge {
+    /// A connector for `config`; the homeserver pushes to `appservice_url`
+    /// (the registration's `url`, where the daemon listens).
+    pub fn new(config: MatrixConfig, appservice_url: String) -> Arc<Self> {
+        let bot = config.bot_user_id();
+        let namer = GhostNamer::new(&config.server_name, &bot, &config.ghost_templates);
+        let client = MatrixClient::new(&config.homeserver_url, config.as_token.clone());
+        let rooms = Rooms::new(
+            &bot,
+            &config.server_name,
+            &config.alias_template,
+            &config.invite,
+        );
+        Arc::new_cyclic(|this| MatrixBridge {
+            config,
+            appservice_url,
+            client,
+            ghosts: Ghosts::new(namer),
+            rooms,
+            context: RwLock::new(None),
+            delivered: Mutex::default(),
+            reactions: Mutex::default(),
+            names: Mutex::default(),
+            this: this.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MatrixConfig {
+        &self.config
+    }
+
+    /// The token the homeserver must present.
+    pub(crate) fn hs_token(&self) -> &Token {
+        &self.config.hs_token
+    }
+
+    /// The bot's user id.
+    pub fn bot(&self) -> &str {
+        self.ghosts.namer().bot()
+    }
+
+    /// The ghost namer (who is ours).
+    pub fn namer(&self) -> &GhostNamer {
+        self.ghosts.namer()
+    }
+
+    /// The relay's context, while `run` is active.
+    pub(crate) fn context(&self) -> Option<BridgeContext> {
+        read(&self.context).clone()
+    }
+
+    pub(crate) fn set_context(&self, ctx: Option<BridgeContext>) {
+        *self.context.write().unwrap_or_else(|p| p.into_inner()) = ctx;
+    }
+
+    /// The path under which the homeserver reaches us: the registration
+    /// URL's path followed by `/_matrix/app/`.
+    pub fn endpoint_prefix(&self) -> String {
+        format!("{}/_matrix/app/", self.url_base())
+    }
+
+    /// The registration URL's path (`""` or `/some/prefix`).
+    pub(crate) fn url_base(&self) -> String {
+        url_path(&self.appservice_url)
+    }
+
+    /// The room of `channel`, created or joined as needed.
+    pub async fn room_for(&self, channel: &ChannelId) -> Result<String, BridgeError> {
+        let ctx = self.context();
+        self.rooms
+            .room_for(
+                &self.client,
+                channel,
+                ctx.as_ref().map(BridgeContext::cursors),
+            )
+            .await
+    }
+
+    /// Remembers a reaction seen inbound, so its redaction can be told apart.
+    pub(crate) fn remember_reaction(
+        &self,
+        cursors: &dyn CursorStore,
+        event: &str,
+        target: &str,
+        key: &str,
+    ) {
+        let mut map = lock(&self.reactions);
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(event.to_owned(), (target.to_owned(), key.to_owned()));
+        if let Ok(json) = serde_json::to_string(&(target, key)) {
+            cursors.put(&ChannelId::new(format!("reaction|{event}")), &json);
+        }
+    }
+
+    /// A reaction seen earlier, by its event id.
+    pub(crate) fn reaction(
+        &self,
+        cursors: Option<&dyn CursorStore>,
+        event: &str,
+    ) -> Option<(String, String)> {
+        if let Some(found) = lock(&self.reactions).get(event) {
+            return Some(found.clone());
+        }
+        cursors
+            .and_then(|c| c.get(&ChannelId::new(format!("reaction|{event}"))))
+            .and_then(|s| serde_json::from_str(&s).ok())
+    }
+
+    /// Records a display name seen in a membership event.
+    pub(crate) fn remember_name(&self, user: &str, name: &str) {
+        let mut names = lock(&self.names);
+        if names.len() >= CACHE_LIMIT {
+            names.clear();
+        }
+        names.insert(user.to_owned(), name.to_owned());
+    }
+
+    /// A Matrix user's display name (profile lookup once, then memory);
+    /// the localpart when they have none.
+    pub(crate) async fn display_name(&self, user: &str) -> String {
+        if let Some(name) = lock(&self.names).get(user) {
+            return name.clone();
+        }
+        // GET /_matrix/client/v3/profile/{userId}/displayname — briefly: the
+        // homeserver is waiting for our answer to its transaction.
+        let looked_up = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.client.call(
+                Method::Get,
+                &format!("/_matrix/client/v3/profile/{}/displayname", enc(user)),
+                None,
+                None,
+            ),
+        )
+        .await;
+        let name = looked_up
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|v| {
+                v.get("displayname")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| localpart(user).to_owned());
+        self.remember_name(user, &name);
+        name
+    }
+
+    /// Runs `f` with the formatting context of this bridge.
+    pub(crate) fn with_format<R>(&self, f: impl FnOnce(&FormatContext<'_>) -> R) -> R {
+        let own = &self.config.id;
+        let namer = self.ghosts.namer();
+        let ghost_of = |bridge: &BridgeId, user: &UserId| -> Option<String> {
+            if bridge == own {
+                Some(user.as_str().to_owned())
+            } else {
+                namer.user_id(bridge, user)
+            }
+        };
+        let person_of_ghost = |mxid: &str| self.ghosts.person_of(mxid);
+        let ctx = FormatContext {
+            bridge: own,
+            server_name: &self.config.server_name,
+            ghost_of: &ghost_of,
+            person_of_ghost: &person_of_ghost,
+        };
+        f(&ctx)
+    }
+
+    fn render(&self, body: &RichText) -> Rendered {
+        self.with_format(|ctx| format::render(body, ctx))
+    }
+
+    fn already_delivered(&self, op: &OpId) -> Option<Delivered> {
+        lock(&self.delivered).0.get(op).cloned()
+    }
+
+    fn remember_delivered(&self, op: &OpId, delivered: &Delivered) {
+        let mut guard = lock(&self.delivered);
+        let (map, order) = &mut *guard;
+        if map.insert(op.clone(), delivered.clone()).is_none() {
+            order.push(op.clone());
+        }
+        if order.len() > DELIVERED_MEMORY {
+            let drop_n = order.len() - DELIVERED_MEMORY / 2;
+            for old in order.drain(..drop_n) {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// Who posts `op`: a ghost (no prefix) or the bot (with the author's name
+    /// as a prefix, when the op has an author).
+    fn poster(&self, op: &OutboundOp) -> (String, Option<String>) {
+        if let Some(author) = &op.author
+            && self.ghosts.namer().is_ghost(author.user.as_str())
+        {
+            return (author.user.as_str().to_owned(), None);
+        }
+        let name = op
+            .author
+            .as_ref()
+            .map(|a| a.display_name.clone())
+            .or_else(|| op.on_behalf_of.as_ref().map(|p| p.display_name.clone()));
+        (self.bot().to_owned(), name)
+    }
+
+    /// Makes sure `user` may speak in `room` (registered and joined).
+    async fn ready_to_post(&self, room: &str, user: &str) -> Result<(), BridgeError> {
+        if user != self.bot()
+            && let Some(localpart) = user
+                .strip_prefix('@')
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(l, _)| l)
+        {
+            self.ghosts.register(&self.client, localpart).await?;
+            self.rooms.ensure_member(&self.client, room, user).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one event as `user`; retried once after re-joining when the
+    /// homeserver says the ghost is not in the room.
+    /// [`PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`](https://spec.matrix.org/v1.16/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid)
+    async fn send_event(
+        &self,
+        room: &str,
+        user: &str,
+        event_type: &str,
+        txn: &str,
+        content: &Value,
+    ) -> Result<MessageId, BridgeError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/{}/{}",
+            enc(room),
+            enc(event_type),
+            enc(txn)
+        );
+        let as_user = (user != self.bot()).then_some(user);
+        let mut answer = self
+            .client
+            .call(Method::Put, &path, as_user, Some(content))
+            .await;
+        if let Err(e) = &answer
+            && e.errcode() == Some("M_FORBIDDEN")
+            && as_user.is_some()
+        {
+            self.rooms.forget_member(room, user);
+            self.ready_to_post(room, user).await?;
+            answer = self
+                .client
+                .call(Method::Put, &path, as_user, Some(content))
+                .await;
+        }
+        let answer = answer.map_err(|e| e.into_bridge("send an event"))?;
+        answer
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map(MessageId::new)
+            .ok_or_else(|| BridgeError::transient("send: no event_id in the answer"))
+    }
+
+    /// Redacts `event` as `user`, falling back to the bot where the ghost
+    /// may not. A missing event counts as redacted.
+    /// [`PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`](https://spec.matrix.org/v1.16/client-server-api/#put_matrixclientv3roomsroomidredacteventidtxnid)
+    async fn redact(
+        &self,
+        room: &str,
+        user: &str,
+        event: &MessageId,
+        txn: &str,
+    ) -> Result<(), BridgeError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/{}",
+            enc(room),
+            enc(event.as_str()),
+            enc(txn)
+        );
+        let as_user = (user != self.bot()).then_some(user);
+        let mut answer = self
+            .client
+            .call(Method::Put, &path, as_user, Some(&json!({})))
+            .await;
+        if let Err(e) = &answer
+            && e.errcode() == Some("M_FORBIDDEN")
+            && as_user.is_some()
+        {
+            answer = self
+                .client
+                .call(Method::Put, &path, None, Some(&json!({})))
+                .await;
+        }
+        match answer {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into_bridge("redact an event")),
+        }
+    }
+
+    /// The content of a text message.
+    fn text_content(&self, message: &Message, prefix: Option<&str>) -> Value {
+        let rendered = self.render(&message.body);
+        let mut content = text_content(&rendered, message.style, prefix);
+        if let Some(rel) = relation(message) {
+            content.insert("m.relates_to".into(), rel);
+        }
+        Value::Object(content)
+    }
+
+    async fn send(
+        &self,
+        op: &OutboundOp,
+        room: &str,
+        user: &str,
+        prefix: Option<&str>,
+        message: &Message,
+        media: &dyn MediaSource,
+    ) -> Result<Delivered, BridgeError> {
+        let mut ids = Vec::new();
+        let has_text = !message.body.blocks.is_empty() || message.attachments.is_empty();
+        let mut notes = Vec::new();
+        if has_text {
+            let content = self.text_content(message, prefix);
+            ids.push(
+                self.send_event(
+                    room,
+                    user,
+                    "m.room.message",
+                    &txn_id(&op.id, "p0"),
+                    &content,
+                )
+                .await?,
+            );
+        }
+        for (i, attachment) in message.attachments.iter().enumerate() {
+            match self.upload_attachment(op, user, attachment, media).await? {
+                Some((mxc, size)) => {
+                    let mut content = file_content(attachment, &mxc, size);
+                    if let Some(rel) = relation(message) {
+                        content.insert("m.relates_to".into(), rel);
+                    }
+                    let txn = txn_id(&op.id, &format!("p{}", i + 1));
+                    ids.push(
+                        self.send_event(
+                            room,
+                            user,
+                            "m.room.message",
+                            &txn,
+                            &Value::Object(content),
+                        )
+                        .await?,
+                    );
+                }
+                None => notes.push(format!("📎 {} (not transferable here)", attachment.name)),
+            }
+        }
+        if !notes.is_empty() {
+            let note = Message::text(notes.join("\n")).with_style(MessageStyle::Notice);
+            let content = self.text_content(&note, prefix);
+            ids.push(
+                self.send_event(
+                    room,
+                    user,
+                    "m.room.message",
+                    &txn_id(&op.id, "notes"),
+                    &content,
+                )
+                .await?,
+            );
+        }
+        Ok(Delivered { ids })
+    }
+
+    /// Fetches an attachment from its origin and uploads it; `None` when it
+    /// cannot be carried (no origin, too large, gone).
+    async fn upload_attachment(
+        &self,
+        op: &OutboundOp,
+        user: &str,
+        attachment: &Attachment,
+        media: &dyn MediaSource,
+    ) -> Result<Option<(String, u64)>, BridgeError> {
+        let max = self.config.max_upload;
+        let Some(origin) = &op.origin else {
+            return Ok(None);
+        };
+        if attachment.size.is_some_and(|s| s > max) {
+            return Ok(None);
+        }
+        let bytes = match media.fetch(&origin.bridge, attachment).await {
+            Ok(bytes) => bytes,
+            Err(BridgeError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = bytes.len() as u64;
+        if size > max {
+            return Ok(None);
+        }
+        let as_user = (user != self.bot()).then_some(user);
+        let mxc = self
+            .client
+            .upload(as_user, &attachment.name, &attachment.mime, bytes)
+            .await
+            .map_err(|e| e.into_bridge("upload a file"))?;
+        Ok(Some((mxc, size)))
+    }
+
+    async fn edit(
+        &self,
+        op: &OutboundOp,
+        room: &str,
+        user: &str,
+        prefix: Option<&str>,
+        target: &MessageId,
+        message: &Message,
+    ) -> Result<Delivered, BridgeError> {
+        let content = edit_content(&self.render(&message.body), message.style, prefix, target);
+        self.send_event(
+            room,
+            user,
+            "m.room.message",
+            &txn_id(&op.id, "edit"),
+            &content,
+        )
+        .await?;
+        Ok(Delivered::none())
+    }
+
+    /// Our reaction with `key` on `target`, looked up in its relations.
+    /// [`GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}`](https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv1roomsroomidrelationseventidreltypeeventtype)
+    async fn find_reaction(
+        &self,
+        room: &str,
+        user: &str,
+        target: &MessageId,
+        key: &str,
+    ) -> Result<Option<MessageId>, BridgeError> {
+        let path = format!(
+            "/_matrix/client/v1/rooms/{}/relations/{}/m.annotation/m.reaction?limit=100",
+            enc(room),
+            enc(target.as_str())
+        );
+        let as_user = (user != self.bot()).then_some(user);
+        let answer = match self.client.call(Method::Get, &path, as_user, None).await {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into_bridge("list reactions")),
+        };
+        Ok(answer
+            .get("chunk")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|ev| {
+                ev.get("sender").and_then(Value::as_str) == Some(user)
+                    && ev
+                        .pointer("/content/m.relates_to/key")
+                        .and_then(Value::as_str)
+                        == Some(key)
+            })
+            .and_then(|ev| ev.get("event_id").and_then(Value::as_str))
+            .map(MessageId::new))
+    }
+
+    async fn react(
+        &self,
+        op: &OutboundOp,
+        room: &str,
+        user: &str,
+        target: &MessageId,
+        key: &str,
+    ) -> Result<Delivered, BridgeError> {
+        let content = json!({
+            "m.relates_to": { "rel_type": "m.annotation", "event_id": target.as_str(), "key": key }
+        });
+        match self
+            .send_event(room, user, "m.reaction", &txn_id(&op.id, "react"), &content)
+            .await
+        {
+            Ok(id) => Ok(Delivered::one(id)),
+            // Already reacted (M_DUPLICATE_ANNOTATION): hand back that one.
+            Err(BridgeError::Permanent { reason }) if reason.contains("M_DUPLICATE_ANNOTATION") => {
+                Ok(self
+                    .find_reaction(room, user, target, key)
+                    .await?
+                    .map_or_else(Delivered::none, Delivered::one))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn call(
+        &self,
+        op: &OutboundOp,
+        room: &str,
+        user: &str,
+        prefix: Option<&str>,
+        event: &CallEvent,
+        invite: &[MessageId],
+    ) -> Result<Delivered, BridgeError> {
+        let message = Message::text(event.describe()).with_style(MessageStyle::Notice);
+        match invite.first() {
+            Some(first) => self.edit(op, room, user, prefix, first, &message).await,
+            None => {
+                let content = self.text_content(&message, prefix);
+                let id = self
+                    .send_event(
+                        room,
+                        user,
+                        "m.room.message",
+                        &txn_id(&op.id, "call"),
+                        &content,
+                    )
+                    .await?;
+                Ok(Delivered::one(id))
+            }
+        }
+    }
+
+    async fn whoami(&self) -> Result<String, BridgeError> {
+        // GET /_matrix/client/v3/account/whoami
+        let answer = self
+            .client
+            .call(Method::Get, "/_matrix/client/v3/account/whoami", None, None)
+            .await
+            .map_err(|e| e.into_bridge("whoami"))?;
+        answer
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| BridgeError::transient("whoami: no user_id"))
+    }
+
+    /// Registers the bot (it usually exists: the homeserver makes it).
+    async fn ensure_bot(&self) -> Result<(), BridgeError> {
+        let body = json!({
+            "type": "m.login.application_service",
+            "username": self.config.sender_localpart,
+            "inhibit_login": true,
+        });
+        match self
+            .client
+            .call(
+                Method::Post,
+                "/_matrix/client/v3/register",
+                None,
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.errcode(), Some("M_USER_IN_USE" | "M_EXCLUSIVE")) => Ok(()),
+            Err(e @ ApiError::Status { status: 400, .. }) => {
+                tracing::debug!(bridge = %self.config.id, error = %e, "Bot registration refused; it exists.");
+                Ok(())
+            }
+            Err(e) => Err(e.into_bridge("register the bot")),
+        }
+    }
+
+    /// Joins or creates every portal room, logging what fails.
+    async fn ensure_rooms(&self, ctx: &BridgeContext) {
+        for channel in ctx.channels() {
+            if let Err(e) = self
+                .rooms
+                .room_for(&self.client, &channel, Some(ctx.cursors()))
+                .await
+            {
+                tracing::warn!(bridge = %self.config.id, %channel, error = %e, "Could not set up a portal room; will try again on delivery.");
+            }
+        }
+    }
+
+    async fn deliver_op(
+        &self,
+        op: &OutboundOp,
+        media: &dyn MediaSource,
+    ) -> Result<Delivered, BridgeError> {
+        let room = self.room_for(&op.channel).await?;
+        let (user, prefix) = self.poster(op);
+        self.ready_to_post(&room, &user).await?;
+        let prefix = prefix.as_deref();
+        match &op.kind {
+            OutboundKind::Send { message } => {
+                self.send(op, &room, &user, prefix, message, media).await
+            }
+            OutboundKind::Edit { parts, message } => {
+                let Some(first) = parts.first() else {
+                    return Err(BridgeError::permanent("edit of a message with no parts"));
+                };
+                self.edit(op, &room, &user, prefix, first, message).await
+            }
+            OutboundKind::Delete { parts } => {
+                for (i, part) in parts.iter().enumerate() {
+                    self.redact(&room, &user, part, &txn_id(&op.id, &format!("r{i}")))
+                        .await?;
+                }
+                Ok(Delivered::none())
+            }
+            OutboundKind::React { target, key } => self.react(op, &room, &user, target, key).await,
+            OutboundKind::Unreact {
+                target,
+                key,
+                reaction,
+            } => {
+                let found = match reaction {
+                    Some(id) => Some(id.clone()),
+                    None => self.find_reaction(&room, &user, target, key).await?,
+                };
+                if let Some(id) = found {
+                    self.redact(&room, &user, &id, &txn_id(&op.id, "unreact"))
+                        .await?;
+                }
+                Ok(Delivered::none())
+            }
+            OutboundKind::Call { event, invite } => {
+                self.call(op, &room, &user, prefix, event, invite).await
+            }
+            _ => Err(BridgeError::permanent(
+                "operation not supported by the Matrix connector",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Bridge for MatrixBridge {
+    fn id(&self) -> &BridgeId {
+        &self.config.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::full();
+        // Events are capped at 64 KiB including the HTML: stay well below.
+        caps.max_message_len = 16_000;
+        caps.max_upload = self.config.max_upload;
+        caps.native_calls = false;
+        caps.puppet_accounts = true;
+        caps
+    }
+
+    async fn health_check(&self) -> Result<(), BridgeError> {
+        self.client
+            .versions()
+            .await
+            .map_err(|e| e.into_bridge("client versions"))?;
+        let me = self.whoami().await?;
+        if me != self.bot() {
+            return Err(BridgeError::auth(format!(
+                "the as_token belongs to {me}, expected {}",
+                self.bot()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        ctx.set_state(BridgeState::Connecting);
+        self.set_context(Some(ctx.clone()));
+        let ready = async {
+            self.ensure_bot().await?;
+            self.whoami().await
+        };
+        let ready = tokio::select! {
+            r = ready => r,
+            () = ctx.shutdown.cancelled() => {
+                self.set_context(None);
+                return Ok(());
+            }
+        };
+        if let Err(e) = ready {
+            if let BridgeError::Auth { reason } = &e {
+                ctx.set_state(BridgeState::BadCredentials(reason.clone()));
+            } else {
+                ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
+            }
+            self.set_context(None);
+            return Err(e);
+        }
+        for channel in ctx.channels() {
+            self.rooms.recall(&channel, ctx.cursors());
+        }
+        ctx.set_state(BridgeState::Connected);
+        tracing::info!(bridge = %self.config.id, "Matrix application service ready.");
+
+        let mut channels = ctx.channels_watch();
+        channels.mark_changed();
+        loop {
+            tokio::select! {
+                () = ctx.shutdown.cancelled() => break,
+                changed = channels.changed() => {
+                    if changed.is_err() {
+                        ctx.shutdown.cancelled().await;
+                        break;
+                    }
+                    tokio::select! {
+                        () = self.ensure_rooms(&ctx) => {}
+                        () = ctx.shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        self.set_context(None);
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        op: &OutboundOp,
+        media: &dyn MediaSource,
+    ) -> Result<Delivered, BridgeError> {
+        if let Some(done) = self.already_delivered(&op.id) {
+            return Ok(done);
+        }
+        let delivered = self.deliver_op(op, media).await?;
+        self.remember_delivered(&op.id, &delivered);
+        Ok(delivered)
+    }
+
+    async fn ensure_puppet(&self, person: &Person) -> Result<PuppetRef, BridgeError> {
+        let ctx = self.context();
+        self.ghosts
+            .ensure(
+                &self.client,
+                person,
+                ctx.as_ref().map(BridgeContext::cursors),
+            )
+            .await
+    }
+
+    async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
+        self.client
+            .download(&attachment.url, self.config.max_upload)
+            .await
+            .map_err(|e| match e.errcode() {
+                Some("M_TOO_LARGE") => BridgeError::permanent(format!("{}: {e}", attachment.name)),
+                _ => e.into_bridge("download a file"),
+            })
+    }
+
+    fn http_endpoints(&self) -> Vec<(String, Arc<dyn HttpEndpoint>)> {
+        match self.this.upgrade() {
+            Some(this) => vec![(
+                self.endpoint_prefix(),
+                Arc::new(AppserviceEndpoint::new(this)) as Arc<dyn HttpEndpoint>,
+            )],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// The path part of a URL, without a trailing `/` (empty for none).
+pub fn url_path(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.trim_end_matches('/').to_owned()
+}
+
+fn localpart(user: &str) -> &str {
+    user.strip_prefix('@')
+        .and_then(|rest| rest.split_once(':'))
+        .map_or(user, |(l, _)| l)
+}
+
+fn msgtype(style: MessageStyle) -> &'static str {
+    match style {
+        MessageStyle::Notice => "m.notice",
+        MessageStyle::Emote => "m.emote",
+        _ => "m.text",
+    }
+}
+
+/// Escapes text for HTML.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `msgtype`, `body`, `format`/`formatted_body` and `m.mentions`, with an
+/// optional `Name: ` prefix for posts by the bot on someone's behalf.
+pub(crate) fn text_content(
+    rendered: &Rendered,
+    style: MessageStyle,
+    prefix: Option<&str>,
+) -> Map<String, Value> {
+    let mut content = Map::new();
+    content.insert("msgtype".into(), msgtype(style).into());
+    let (body, html) = match prefix {
+        Some(name) => (
+            format!("{name}: {}", rendered.body),
+            Some(format!(
+                "<strong>{}</strong>: {}",
+                html_escape(name),
+                rendered
+                    .formatted_body
+                    .clone()
+                    .unwrap_or_else(|| html_escape(&rendered.body).replace('\n', "<br>"))
+            )),
+        ),
+        None => (rendered.body.clone(), rendered.formatted_body.clone()),
+    };
+    content.insert("body".into(), body.into());
+    if let Some(html) = html {
+        content.insert("format".into(), "org.matrix.custom.html".into());
+        content.insert("formatted_body".into(), html.into());
+    }
+    let mut mentions = Map::new();
+    if !rendered.mentioned_users.is_empty() {
+        mentions.insert("user_ids".into(), json!(rendered.mentioned_users));
+    }
+    if rendered.room_mention {
+        mentions.insert("room".into(), true.into());
+    }
+    content.insert("m.mentions".into(), Value::Object(mentions));
+    content
+}
+
+/// The content of an edit of `target`: a `* ` fallback and `m.new_content`.
+pub(crate) fn edit_content(
+    rendered: &Rendered,
+    style: MessageStyle,
+    prefix: Option<&str>,
+    target: &MessageId,
+) -> Value {
+    let new = text_content(rendered, style, prefix);
+    let mut fallback = new.clone();
+    if let Some(Value::String(body)) = fallback.get_mut("body") {
+        *body = format!("* {body}");
+    }
+    if let Some(Value::String(html)) = fallback.get_mut("formatted_body") {
+        *html = format!("* {html}");
+    }
+    // Only the new content mentions anyone: the edit itself pings nobody again.
+    fallback.insert("m.mentions".into(), json!({}));
+    fallback.insert("m.new_content".into(), Value::Object(new));
+    fallback.insert(
+        "m.relates_to".into(),
+        json!({ "rel_type": "m.replace", "event_id": target.as_str() }),
+    );
+    Value::Object(fallback)
+}
+
+/// `m.relates_to` for a reply or a thread message.
+pub(crate) fn relation(message: &Message) -> Option<Value> {
+    match (&message.thread_root, &message.reply_to) {
+        (Some(root), reply) => Some(json!({
+            "rel_type": "m.thread",
+            "event_id": root.as_str(),
+            "is_falling_back": reply.is_none(),
+            "m.in_reply_to": { "event_id": reply.as_ref().unwrap_or(root).as_str() },
+        })),
+        (None, Some(reply)) => Some(json!({ "m.in_reply_to": { "event_id": reply.as_str() } })),
+        (None, None) => None,
+    }
+}
+
+/// The content of a file message.
+pub(crate) fn file_content(attachment: &Attachment, mxc: &str, size: u64) -> Map<String, Value> {
+    let mime = attachment.mime.as_str();
+    let msgtype = if mime.starts_with("image/") {
+        "m.image"
+    } else if mime.starts_with("video/") {
+        "m.video"
+    } else if mime.starts_with("audio/") {
+        "m.audio"
+    } else {
+        "m.file"
+    };
+    let mut content = Map::new();
+    content.insert("msgtype".into(), msgtype.into());
+    content.insert("body".into(), attachment.name.clone().into());
+    content.insert("filename".into(), attachment.name.clone().into());
+    content.insert("url".into(), mxc.into());
+    content.insert("info".into(), json!({ "mimetype": mime, "size": size }));
+    content
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(body: &str, html: Option<&str>) -> Rendered {
+        Rendered {
+            body: body.into(),
+            formatted_body: html.map(str::to_owned),
+            mentioned_users: vec!["@slack_acme_u1:example.org".into()],
+            room_mention: false,
+        }
+    }
+
+    #[test]
+    fn url_paths() {
+        assert_eq!(url_path("http://127.0.0.1:9000"), "");
+        assert_eq!(url_path("http://127.0.0.1:9000/"), "");
+        assert_eq!(url_path("https://h/matrix/x/"), "/matrix/x");
+        assert_eq!(url_path("https://h/p?q=1"), "/p");
+    }
+
+    #[test]
+    fn text_contents() {
+        let c = text_content(
+            &rendered("hi", Some("<b>hi</b>")),
+            MessageStyle::Normal,
+            None,
+        );
+        assert_eq!(
+            Value::Object(c),
+            json!({"msgtype": "m.text", "body": "hi", "format": "org.matrix.custom.html",
+                   "formatted_body": "<b>hi</b>",
+                   "m.mentions": {"user_ids": ["@slack_acme_u1:example.org"]}})
+        );
+        let c = text_content(
+            &rendered("a<b", None),
+            MessageStyle::Notice,
+            Some("Bo & Co"),
+        );
+        assert_eq!(c["body"], "Bo & Co: a<b");
+        assert_eq!(c["formatted_body"], "<strong>Bo &amp; Co</strong>: a&lt;b");
+        assert_eq!(c["msgtype"], "m.notice");
+    }
+
+    #[test]
+    fn edits_carry_new_content_and_a_fallback() {
+        let c = edit_content(
+            &rendered("new", None),
+            MessageStyle::Normal,
+            None,
+            &MessageId::new("$orig"),
+        );
+        assert_eq!(c["body"], "* new");
+        assert_eq!(c["m.new_content"]["body"], "new");
+        assert_eq!(
+            c["m.relates_to"],
+            json!({"rel_type": "m.replace", "event_id": "$orig"})
+        );
+        assert_eq!(c["m.mentions"], json!({}));
+        assert_eq!(
+            c["m.new_content"]["m.mentions"]["user_ids"][0],
+            "@slack_acme_u1:example.org"
+        );
+    }
+
+    #[test]
+    fn relations_for_replies_and_threads() {
+        let m = Message::text("x");
+        assert_eq!(relation(&m), None);
+        let reply = Message::text("x").in_reply_to(MessageId::new("$p"));
+        assert_eq!(
+            relation(&reply),
+            Some(json!({"m.in_reply_to": {"event_id": "$p"}}))
+        );
+        let thread = Message::text("x").in_thread(MessageId::new("$root"));
+        assert_eq!(
+            relation(&thread),
+            Some(
+                json!({"rel_type": "m.thread", "event_id": "$root", "is_falling_back": true,
+                        "m.in_reply_to": {"event_id": "$root"}})
+            )
+        );
+        let both = thread.in_reply_to(MessageId::new("$p"));
+        assert_eq!(relation(&both).expect("rel")["is_falling_back"], false);
+    }
+
+    #[test]
+    fn files_get_their_msgtype() {
+        let a = Attachment::new("f", "cat.png", "image/png", "u");
+        let c = file_content(&a, "mxc://e/x", 12);
+        assert_eq!(c["msgtype"], "m.image");
+        assert_eq!(c["info"]["size"], 12);
+        let a = Attachment::new("f", "a.pdf", "application/pdf", "u");
+        assert_eq!(file_content(&a, "mxc://e/y", 1)["msgtype"], "m.file");
+    }
+}

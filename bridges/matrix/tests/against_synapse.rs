@@ -1,0 +1,650 @@
+//! [`MatrixBridge`] against a real Synapse (the harness of feature
+//! `testing`): the model's conformance suite, then what a Matrix user does
+//! reaching the relay as the right inbound events, and what the relay asks
+//! appearing in Matrix from the right ghost.
+//!
+//! The application-service endpoint is served by a tiny HTTP/1.1 server in
+//! this file on a loopback port that the registration names.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_matrix::config::{Token, default_ghost_templates};
+use switchboard_matrix::registration::Registration;
+use switchboard_matrix::testing::{MatrixUser, Synapse};
+use switchboard_matrix::{MatrixBridge, MatrixConfig};
+use switchboard_model::testing::{ConformanceHarness, NoMedia, run_conformance};
+use switchboard_model::{
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, ChannelId, HttpEndpoint,
+    HttpRequest, Inbound, InboundKind, InboundSink, MediaSource, Message, MessageId, OpId, Origin,
+    OutboundKind, OutboundOp, Person, UserId,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Serves `endpoint` on `listener`: HTTP/1.1, `Content-Length` bodies, keep-alive.
+async fn serve(listener: TcpListener, endpoint: Arc<dyn HttpEndpoint>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(connection(stream, endpoint.clone()));
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn connection(mut stream: TcpStream, endpoint: Arc<dyn HttpEndpoint>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_owned();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let start = head_end + 4;
+        while buf.len() < start + length {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[start..start + length].to_vec();
+        buf.drain(..start + length);
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let response = endpoint
+            .handle(HttpRequest::new(method, path, query, headers, body))
+            .await;
+        let mut out = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+            response.status,
+            response.body.len()
+        );
+        for (k, v) in &response.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&response.body);
+        if stream.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn token(label: &str) -> String {
+    format!(
+        "{label}_{:016x}{:016x}",
+        fastrand::u64(..),
+        fastrand::u64(..)
+    )
+}
+
+fn config(synapse: &Synapse, as_token: &str, hs_token: &str, invite: Vec<String>) -> MatrixConfig {
+    let mut ghost_templates = default_ghost_templates();
+    ghost_templates.push(("conformance".into(), "conformance_{instance}_{user}".into()));
+    MatrixConfig {
+        id: BridgeId::new("matrix:test"),
+        homeserver_url: synapse.base_url.clone(),
+        server_name: synapse.server_name.clone(),
+        appservice_id: "switchboard-test".into(),
+        as_token: Token::new(as_token),
+        hs_token: Token::new(hs_token),
+        sender_localpart: "switchboard".into(),
+        ghost_templates,
+        alias_template: "switchboard_{name}".into(),
+        invite,
+        max_upload: 10 * 1024 * 1024,
+    }
+}
+
+/// A Synapse with our registration, a person (alice), the bridge and its
+/// endpoint served.
+struct Setup {
+    synapse: Synapse,
+    bridge: Arc<MatrixBridge>,
+    alice: MatrixUser,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let as_token = token("as");
+        let hs_token = token("hs");
+        let path: PathBuf = dir.path().join("registration.yaml");
+
+        // Synapse picks its port (and so its server name) when it starts:
+        // start it with a stand-in registration, then write the real one and
+        // restart it.
+        let mut stand_in = Registration::for_config(
+            &MatrixConfig {
+                server_name: "stand-in.invalid".into(),
+                ..config_without_synapse(&as_token, &hs_token)
+            },
+            &url,
+        );
+        stand_in.url = url.clone();
+        std::fs::write(&path, stand_in.to_yaml()).expect("write the registration");
+        let mut synapse = Synapse::start_async(std::slice::from_ref(&path))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "these tests need Synapse (python3 with venv: {}): {e}",
+                    Synapse::available()
+                )
+            });
+        let alice = synapse.user("alice").await.expect("register alice");
+        let config = config(&synapse, &as_token, &hs_token, vec![alice.user_id.clone()]);
+        let registration = Registration::for_config(&config, &url);
+        std::fs::write(&path, registration.to_yaml()).expect("write the registration");
+        assert_eq!(
+            Registration::from_yaml(&std::fs::read_to_string(&path).expect("read"))
+                .expect("parses"),
+            registration
+        );
+        synapse.restart_async().await.expect("restart Synapse");
+
+        let bridge = MatrixBridge::new(config, url);
+        let endpoints = bridge.http_endpoints();
+        assert_eq!(endpoints.len(), 1);
+        tokio::spawn(serve(listener, endpoints[0].1.clone()));
+        Setup {
+            synapse,
+            bridge,
+            alice,
+            _dir: dir,
+        }
+    }
+
+    /// Runs the bridge with a context whose events arrive on the returned
+    /// receiver (acknowledged as stored at once).
+    async fn run(
+        &self,
+        channels: Vec<ChannelId>,
+    ) -> (CancellationToken, mpsc::UnboundedReceiver<Inbound>) {
+        let (sink, mut relay) = InboundSink::channel(256);
+        let shutdown = CancellationToken::new();
+        let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
+        let (channels_tx, channels_rx) = watch::channel(channels);
+        let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx).with_channels(channels_rx);
+        // Keep the sender alive as long as the run.
+        let keep = shutdown.clone();
+        tokio::spawn(async move {
+            keep.cancelled().await;
+            drop(channels_tx);
+        });
+        let bridge = self.bridge.clone();
+        tokio::spawn(async move { bridge.run(ctx).await });
+        tokio::time::timeout(WAIT, state.wait_for(|s| *s == BridgeState::Connected))
+            .await
+            .expect("Connected in time")
+            .expect("run is alive");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((event, ack)) = relay.recv().await {
+                let _: Result<(), _> = ack.send(Ok(()));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        (shutdown, rx)
+    }
+
+    async fn room(&self, channel: &ChannelId) -> String {
+        self.bridge
+            .room_for(channel)
+            .await
+            .expect("the portal room")
+    }
+
+    /// GET on the client-server API as alice.
+    async fn get_as_alice(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.synapse.base_url))
+            .bearer_auth(&self.alice.token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON")
+    }
+}
+
+fn config_without_synapse(as_token: &str, hs_token: &str) -> MatrixConfig {
+    MatrixConfig {
+        id: BridgeId::new("matrix:test"),
+        homeserver_url: "http://127.0.0.1:9".into(),
+        server_name: "stand-in.invalid".into(),
+        appservice_id: "switchboard-test".into(),
+        as_token: Token::new(as_token),
+        hs_token: Token::new(hs_token),
+        sender_localpart: "switchboard".into(),
+        ghost_templates: default_ghost_templates(),
+        alias_template: "switchboard_{name}".into(),
+        invite: Vec::new(),
+        max_upload: 0,
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The next inbound event, skipping none.
+async fn next(rx: &mut mpsc::UnboundedReceiver<Inbound>) -> Inbound {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("an inbound event in time")
+        .expect("the relay side is open")
+}
+
+struct Harness {
+    setup: Setup,
+    channel: ChannelId,
+}
+
+#[async_trait]
+impl ConformanceHarness for Harness {
+    fn bridge(&self) -> Arc<dyn Bridge> {
+        self.setup.bridge.clone()
+    }
+
+    fn channel(&self) -> ChannelId {
+        self.channel.clone()
+    }
+
+    fn missing_channel(&self) -> ChannelId {
+        ChannelId::new(format!("!doesnotexist:{}", self.setup.synapse.server_name))
+    }
+
+    async fn post_as_person(&self, channel: &ChannelId, text: &str) {
+        let room = self.setup.room(channel).await;
+        self.setup.alice.join(&room).await.expect("alice joins");
+        self.setup
+            .alice
+            .send_text(&room, text)
+            .await
+            .expect("alice posts");
+    }
+
+    async fn message_text(&self, channel: &ChannelId, id: &MessageId) -> Option<String> {
+        let room = self.setup.room(channel).await;
+        self.setup.alice.join(&room).await.expect("alice joins");
+        let event = self.setup.alice.event(&room, id.as_str()).await.ok()?;
+        let mut body = event["content"]["body"].as_str()?.to_owned();
+        // The newest edit, if any.
+        let edits = self
+            .setup
+            .get_as_alice(&format!(
+                "/_matrix/client/v1/rooms/{}/relations/{}/m.replace?dir=b&limit=1",
+                enc(&room),
+                enc(id.as_str())
+            ))
+            .await;
+        if let Some(new) = edits["chunk"][0]["content"]["m.new_content"]["body"].as_str() {
+            body = new.to_owned();
+        }
+        Some(body)
+    }
+
+    async fn message_count(&self, channel: &ChannelId) -> usize {
+        let room = self.setup.room(channel).await;
+        self.setup.alice.join(&room).await.expect("alice joins");
+        let events = self.setup.alice.messages(&room).await.expect("messages");
+        events
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .filter(|e| e["content"]["body"].is_string())
+            .filter(|e| e["content"]["m.relates_to"]["rel_type"] != "m.replace")
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_against_synapse() {
+    let setup = Setup::start().await;
+    setup.bridge.health_check().await.expect("health check");
+    // A run in the background from the start, so the homeserver's pushes
+    // are answered (and it does not back off) while the suite delivers; the
+    // suite's own run takes the endpoint over for its inbound check.
+    let (background, _events) = setup.run(Vec::new()).await;
+    let channel = ChannelId::new(format!(
+        "#switchboard_conformance:{}",
+        setup.synapse.server_name
+    ));
+    let harness = Harness { setup, channel };
+    run_conformance(&harness).await;
+    background.cancel();
+}
+
+/// Serves one file for outbound attachments.
+struct OneFile(Vec<u8>);
+
+#[async_trait]
+impl MediaSource for OneFile {
+    async fn fetch(&self, _: &BridgeId, _: &Attachment) -> Result<Vec<u8>, BridgeError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_user_and_the_relay_talk_through_the_bridge() {
+    let setup = Setup::start().await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_general:{server}"));
+    let queried = ChannelId::new(format!("#switchboard_queried:{server}"));
+    // Both portals are configured: `run` sets them up, and a person joining
+    // one by alias makes the homeserver ask us about it (whichever comes
+    // first creates it, once).
+    let (shutdown, mut rx) = setup.run(vec![channel.clone(), queried.clone()]).await;
+    let alice = &setup.alice;
+    let mut joined = None;
+    for _ in 0..50 {
+        match alice.join(queried.as_str()).await {
+            Ok(room) => {
+                joined = Some(room);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let joined = joined.expect("alice joins a configured portal by its alias");
+    assert_eq!(setup.room(&queried).await, joined);
+    let room = setup.room(&channel).await;
+    alice.join(&room).await.expect("alice joins the portal");
+    let origin = Origin::new("matrix:test", channel.as_str());
+
+    // Inbound: message, edit, reply, thread reply, reaction and its removal,
+    // redaction, image.
+    let first = alice.send_text(&room, "first").await.expect("send");
+    let got = next(&mut rx).await;
+    assert_eq!(got.origin, origin);
+    assert_eq!(got.event.as_str(), first);
+    assert_eq!(got.sender.person.user.as_str(), alice.user_id);
+    assert!(!got.sender.is_ours);
+    match &got.kind {
+        InboundKind::Message { id, message } => {
+            assert_eq!(id.as_str(), first);
+            assert_eq!(message.body.to_plain(), "first");
+        }
+        other => panic!("expected a message, got {other:?}"),
+    }
+
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "* first!",
+                   "m.new_content": {"msgtype": "m.text", "body": "first!"},
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": first}}),
+        )
+        .await
+        .expect("edit");
+    match next(&mut rx).await.kind {
+        InboundKind::Edit { target, message } => {
+            assert_eq!(target.as_str(), first);
+            assert_eq!(message.body.to_plain(), "first!");
+        }
+        other => panic!("expected an edit, got {other:?}"),
+    }
+
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "a reply",
+                   "m.relates_to": {"m.in_reply_to": {"event_id": first}}}),
+        )
+        .await
+        .expect("reply");
+    match next(&mut rx).await.kind {
+        InboundKind::Message { message, .. } => {
+            assert_eq!(message.reply_to, Some(MessageId::new(first.clone())));
+            assert_eq!(message.body.to_plain(), "a reply");
+        }
+        other => panic!("expected a reply, got {other:?}"),
+    }
+
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "in the thread",
+                   "m.relates_to": {"rel_type": "m.thread", "event_id": first,
+                                    "is_falling_back": true,
+                                    "m.in_reply_to": {"event_id": first}}}),
+        )
+        .await
+        .expect("thread reply");
+    match next(&mut rx).await.kind {
+        InboundKind::Message { message, .. } => {
+            assert_eq!(message.thread_root, Some(MessageId::new(first.clone())));
+            assert_eq!(message.reply_to, None);
+        }
+        other => panic!("expected a thread message, got {other:?}"),
+    }
+
+    let reaction = alice.react(&room, &first, "👍").await.expect("react");
+    assert_eq!(
+        next(&mut rx).await.kind,
+        InboundKind::Reaction {
+            target: MessageId::new(first.clone()),
+            key: "👍".into(),
+            added: true
+        }
+    );
+    alice.redact(&room, &reaction, None).await.expect("unreact");
+    assert_eq!(
+        next(&mut rx).await.kind,
+        InboundKind::Reaction {
+            target: MessageId::new(first.clone()),
+            key: "👍".into(),
+            added: false
+        }
+    );
+    alice.redact(&room, &first, None).await.expect("delete");
+    assert_eq!(
+        next(&mut rx).await.kind,
+        InboundKind::Delete {
+            target: MessageId::new(first.clone())
+        }
+    );
+
+    let png = b"\x89PNG\r\n\x1a\nnot really a png".to_vec();
+    let mxc = alice
+        .upload(png.clone(), "image/png")
+        .await
+        .expect("upload");
+    alice
+        .send_event(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.image", "body": "cat.png", "url": mxc,
+                   "info": {"mimetype": "image/png", "size": png.len()}}),
+        )
+        .await
+        .expect("image");
+    let attachment = match next(&mut rx).await.kind {
+        InboundKind::Message { message, .. } => {
+            assert_eq!(message.attachments.len(), 1);
+            message.attachments[0].clone()
+        }
+        other => panic!("expected an image, got {other:?}"),
+    };
+    assert_eq!(attachment.url, mxc);
+    assert_eq!(attachment.name, "cat.png");
+    assert_eq!(attachment.mime, "image/png");
+    assert_eq!(attachment.size, Some(png.len() as u64));
+    assert_eq!(
+        setup
+            .bridge
+            .fetch_media(&attachment)
+            .await
+            .expect("download"),
+        png
+    );
+
+    // Outbound: a Slack person's message, reply and image appear from their
+    // ghost with their name; the ghost's echoes never come back inbound.
+    let person = Person::new(
+        BridgeId::new("slack:acme"),
+        UserId::new("U0ALICE"),
+        "Alice Slack",
+    );
+    let puppet = setup
+        .bridge
+        .ensure_puppet(&person)
+        .await
+        .expect("ensure_puppet");
+    let ghost = format!("@slack_acme_u0alice:{}", setup.synapse.server_name);
+    assert_eq!(puppet.user.as_str(), ghost);
+    assert_eq!(puppet.display_name, "Alice Slack (Slack)");
+    let op = |name: &str, kind| {
+        OutboundOp::on_behalf(
+            OpId::new(format!("scenario-{name}")),
+            channel.clone(),
+            Origin::new("slack:acme", "C1"),
+            person.clone(),
+            Some(puppet.clone()),
+            kind,
+        )
+    };
+    let sent = setup
+        .bridge
+        .deliver(
+            &op(
+                "hello",
+                OutboundKind::Send {
+                    message: Message::text("hello from slack"),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("send");
+    let hello = sent.ids[0].as_str().to_owned();
+    let event = alice.event(&room, &hello).await.expect("the event");
+    assert_eq!(event["sender"], ghost.as_str());
+    assert_eq!(event["content"]["body"], "hello from slack");
+    let profile = setup
+        .get_as_alice(&format!("/_matrix/client/v3/profile/{}", enc(&ghost)))
+        .await;
+    assert_eq!(profile["displayname"], "Alice Slack (Slack)");
+
+    // A restarted bridge (nothing in memory) delivering the same op again:
+    // the transaction id makes the homeserver hand back the same event.
+    let restarted = MatrixBridge::new(
+        setup.bridge.config().clone(),
+        "http://127.0.0.1:9".to_owned(),
+    );
+    let again = restarted
+        .deliver(
+            &op(
+                "hello",
+                OutboundKind::Send {
+                    message: Message::text("hello from slack"),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("send again");
+    assert_eq!(again, sent, "a replayed op must not post twice");
+
+    let replied = setup
+        .bridge
+        .deliver(
+            &op(
+                "reply",
+                OutboundKind::Send {
+                    message: Message::text("a thread answer")
+                        .in_thread(MessageId::new(hello.clone())),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("thread reply");
+    let event = alice
+        .event(&room, replied.ids[0].as_str())
+        .await
+        .expect("the event");
+    assert_eq!(event["content"]["m.relates_to"]["rel_type"], "m.thread");
+    assert_eq!(event["content"]["m.relates_to"]["event_id"], hello.as_str());
+
+    let file = setup
+        .bridge
+        .deliver(
+            &op(
+                "file",
+                OutboundKind::Send {
+                    message: Message::text("").with_attachment(
+                        Attachment::new("F1", "photo.png", "image/png", "slack://F1")
+                            .with_size(png.len() as u64),
+                    ),
+                },
+            ),
+            &OneFile(png.clone()),
+        )
+        .await
+        .expect("file");
+    assert_eq!(file.ids.len(), 1);
+    let event = alice
+        .event(&room, file.ids[0].as_str())
+        .await
+        .expect("the event");
+    assert_eq!(event["sender"], ghost.as_str());
+    assert_eq!(event["content"]["msgtype"], "m.image");
+    assert_eq!(event["content"]["body"], "photo.png");
+
+    // A marker from alice: everything before it (the ghost's echoes) was dropped.
+    let marker = alice.send_text(&room, "marker").await.expect("send");
+    let got = next(&mut rx).await;
+    assert_eq!(
+        got.event.as_str(),
+        marker,
+        "a ghost's echo reached the relay: {got:?}"
+    );
+    shutdown.cancel();
+}
