@@ -157,6 +157,25 @@ pub fn matrix_config(
     }
 }
 
+/// Every Matrix bridge's registration file checked against the
+/// configuration (before anything starts, so that a mismatch is a
+/// configuration error, exit 64, which systemd does not restart).
+pub fn check_registrations(config: &crate::config::Config) -> anyhow::Result<()> {
+    for bridge in &config.bridges {
+        if let BridgeKind::Matrix(matrix) = &bridge.kind
+            && let Some(path) = &matrix.registration_file
+        {
+            let url = matrix
+                .appservice_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.http.listen));
+            check_registration(path, &matrix_config(&bridge.id, matrix), &url)
+                .map_err(|e| anyhow::anyhow!("bridge {}: {e}", bridge.id))?;
+        }
+    }
+    Ok(())
+}
+
 /// Refuses to start when the homeserver's registration file disagrees with
 /// the configuration, naming every difference (tokens are compared, never
 /// shown).

@@ -247,9 +247,21 @@ fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Checks what the configuration names outside itself (Matrix registration
+/// files); a disagreement is a configuration error.
+fn preflight(path: &Path, cfg: &Config) -> Result<(), ExitCode> {
+    switchboard::bridges::check_registrations(cfg).map_err(|e| {
+        eprintln!("{}: invalid configuration: {e:#}", path.display());
+        ExitCode::from(u8::try_from(EXIT_BAD_CONFIG).unwrap_or(64))
+    })
+}
+
 fn check_config(path: &Path) -> ExitCode {
     match load_or_report(path) {
         Ok(cfg) => {
+            if let Err(code) = preflight(path, &cfg) {
+                return code;
+            }
             println!(
                 "{}: ok ({} bridges, {} portals)",
                 path.display(),
@@ -295,6 +307,9 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
+    if let Err(code) = preflight(&args.config, &cfg) {
+        return code;
+    }
     let format = args.log_format.unwrap_or(cfg.log.format);
     if let Err(e) = logging::init(format, &cfg.log.filter) {
         eprintln!("cannot set up logging: {e:#}");

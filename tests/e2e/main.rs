@@ -5,6 +5,7 @@
 mod cli;
 mod conformance;
 mod daemon;
+mod matrix;
 mod slack;
 mod support;
 mod teams;

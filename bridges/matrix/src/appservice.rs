@@ -244,11 +244,13 @@ impl MatrixBridge {
             let Some(channel) = channel else {
                 continue;
             };
-            if event.state_key.is_some()
-                || !matches!(
-                    event.kind.as_str(),
-                    "m.room.message" | "m.sticker" | "m.reaction" | "m.room.redaction"
-                )
+            let is_call = crate::calls::is_call_event(&event.kind, event.state_key.is_some());
+            if !is_call
+                && (event.state_key.is_some()
+                    || !matches!(
+                        event.kind.as_str(),
+                        "m.room.message" | "m.sticker" | "m.reaction" | "m.room.redaction"
+                    ))
             {
                 continue;
             }
@@ -282,6 +284,7 @@ impl MatrixBridge {
                     sender: Sender::new(person),
                     format,
                     reaction: &reaction,
+                    calls: cursors,
                 };
                 let Some(inbound) = to_inbound(event, &s) else {
                     continue;

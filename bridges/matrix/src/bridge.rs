@@ -12,6 +12,7 @@
 //! ops this process already carried out are also answered from memory.
 
 use crate::appservice::AppserviceEndpoint;
+use crate::calls;
 use crate::client::{ApiError, MatrixClient, Method, enc, txn_id};
 use crate::config::{MatrixConfig, Token};
 use crate::format::{self, FormatContext, Rendered};
@@ -22,9 +23,9 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use switchboard_model::{
-    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, CallEvent, Capabilities,
-    ChannelId, CursorStore, Delivered, HttpEndpoint, MediaSource, Message, MessageId, MessageStyle,
-    OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, CallEvent, CallState,
+    Capabilities, ChannelId, CursorStore, Delivered, HttpEndpoint, MediaSource, Message, MessageId,
+    MessageStyle, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
 };
 
 /// How many finished ops are answered from memory before the oldest are forgotten.
@@ -546,24 +547,50 @@ impl MatrixBridge {
         }
     }
 
+    /// A call from elsewhere: the widget (see [`crate::calls`]) and the
+    /// notice, both by the bot, so that every later state, whoever it comes
+    /// from, may edit the notice. `invite` is the notice posted at the start.
     async fn call(
         &self,
         op: &OutboundOp,
         room: &str,
-        user: &str,
-        prefix: Option<&str>,
         event: &CallEvent,
         invite: &[MessageId],
     ) -> Result<Delivered, BridgeError> {
-        let message = Message::text(event.describe()).with_style(MessageStyle::Notice);
+        let who = calls::who(event, op.on_behalf_of.as_ref()).to_owned();
+        let key = calls::widget_key(&event.call);
+        let ended = matches!(event.state, CallState::Ended { .. });
+        if ended {
+            self.remove_call_widget(room, &key).await?;
+        } else if let Some(content) = calls::widget_content(event, &who, self.bot(), &key) {
+            self.put_call_widget(room, &key, &content).await?;
+        }
+        let duration = match (&event.state, invite.first()) {
+            (CallState::Ended { duration: None }, Some(first)) => self.age_of(room, first).await,
+            _ => None,
+        };
+        let message =
+            Message::new(calls::notice(event, &who, duration)).with_style(MessageStyle::Notice);
+        let bot = self.bot().to_owned();
         match invite.first() {
-            Some(first) => self.edit(op, room, user, prefix, first, &message).await,
+            Some(first) => {
+                let content = edit_content(&self.render(&message.body), message.style, None, first);
+                self.send_event(
+                    room,
+                    &bot,
+                    "m.room.message",
+                    &txn_id(&op.id, "call-edit"),
+                    &content,
+                )
+                .await?;
+                Ok(Delivered::none())
+            }
             None => {
-                let content = self.text_content(&message, prefix);
+                let content = self.text_content(&message, None);
                 let id = self
                     .send_event(
                         room,
-                        user,
+                        &bot,
                         "m.room.message",
                         &txn_id(&op.id, "call"),
                         &content,
@@ -572,6 +599,69 @@ impl MatrixBridge {
                 Ok(Delivered::one(id))
             }
         }
+    }
+
+    /// Sets the widget of a call; a room where the bot may not set state
+    /// gets the notice alone.
+    /// [`PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`](https://spec.matrix.org/v1.16/client-server-api/#put_matrixclientv3roomsroomidstateeventtypestatekey)
+    async fn put_call_widget(
+        &self,
+        room: &str,
+        key: &str,
+        content: &Value,
+    ) -> Result<(), BridgeError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{}/{}",
+            enc(room),
+            enc(calls::WIDGETS),
+            enc(key)
+        );
+        match self
+            .client
+            .call(Method::Put, &path, None, Some(content))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.errcode() == Some("M_FORBIDDEN") => {
+                tracing::warn!(bridge = %self.config.id, %room, error = %e, "The bot may not add widgets here; the call is shown as a notice only.");
+                Ok(())
+            }
+            Err(e) => Err(e.into_bridge("set a call widget")),
+        }
+    }
+
+    /// Removes a call's widget (empty content), when there is one.
+    async fn remove_call_widget(&self, room: &str, key: &str) -> Result<(), BridgeError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{}/{}",
+            enc(room),
+            enc(calls::WIDGETS),
+            enc(key)
+        );
+        match self.client.call(Method::Get, &path, None, None).await {
+            Ok(current) if current.as_object().is_some_and(|c| !c.is_empty()) => {}
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into_bridge("read a call widget")),
+        }
+        self.put_call_widget(room, key, &json!({})).await
+    }
+
+    /// How long ago `event` was sent (best effort: `None` when unknown).
+    async fn age_of(&self, room: &str, event: &MessageId) -> Option<std::time::Duration> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(room),
+            enc(event.as_str())
+        );
+        let answer = self
+            .client
+            .call(Method::Get, &path, None, None)
+            .await
+            .ok()?;
+        let sent = answer.get("origin_server_ts").and_then(Value::as_u64)?;
+        let now = switchboard_model::Timestamp::now().as_millis();
+        Some(std::time::Duration::from_millis(now.checked_sub(sent)?))
     }
 
     async fn whoami(&self) -> Result<String, BridgeError> {
@@ -670,9 +760,7 @@ impl MatrixBridge {
                 }
                 Ok(Delivered::none())
             }
-            OutboundKind::Call { event, invite } => {
-                self.call(op, &room, &user, prefix, event, invite).await
-            }
+            OutboundKind::Call { event, invite } => self.call(op, &room, event, invite).await,
             _ => Err(BridgeError::permanent(
                 "operation not supported by the Matrix connector",
             )),
@@ -691,7 +779,8 @@ impl Bridge for MatrixBridge {
         // Events are capped at 64 KiB including the HTML: stay well below.
         caps.max_message_len = 16_000;
         caps.max_upload = self.config.max_upload;
-        caps.native_calls = false;
+        // Calls become a widget and an edited notice (crate::calls).
+        caps.native_calls = true;
         caps.puppet_accounts = true;
         caps
     }
@@ -713,6 +802,11 @@ impl Bridge for MatrixBridge {
 
     async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
         ctx.set_state(BridgeState::Connecting);
+        // Known rooms first: a transaction accepted as soon as the context is
+        // in place must find its portal, or its events are dropped as foreign.
+        for channel in ctx.channels() {
+            self.rooms.recall(&channel, ctx.cursors());
+        }
         self.set_context(Some(ctx.clone()));
         let ready = async {
             self.ensure_bot().await?;
@@ -733,9 +827,6 @@ impl Bridge for MatrixBridge {
             }
             self.set_context(None);
             return Err(e);
-        }
-        for channel in ctx.channels() {
-            self.rooms.recall(&channel, ctx.cursors());
         }
         ctx.set_state(BridgeState::Connected);
         tracing::info!(bridge = %self.config.id, "Matrix application service ready.");

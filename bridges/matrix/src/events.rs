@@ -14,7 +14,9 @@
 //! - `m.room.redaction` (`redacts` at the top level before room version 11,
 //!   in `content` since) is a reaction removed when it redacts a reaction we
 //!   saw, else a delete.
-//! - Everything else (membership and other state, calls) is ignored here.
+//! - Calls (widgets, Element Call state, `m.call.invite`) become
+//!   [`InboundKind::Call`] through [`crate::calls`].
+//! - Everything else (membership and other state) is ignored here.
 //!
 //! Spec: <https://spec.matrix.org/v1.16/client-server-api/#mroommessage>,
 //! <https://spec.matrix.org/v1.16/client-server-api/#event-replacements>,
@@ -23,8 +25,8 @@
 use crate::format::{self, FormatContext};
 use serde_json::Value;
 use switchboard_model::{
-    Attachment, EventId, Inbound, InboundKind, Message, MessageId, MessageStyle, Origin, RichText,
-    Sender, Timestamp,
+    Attachment, CursorStore, EventId, Inbound, InboundKind, Message, MessageId, MessageStyle,
+    Origin, RichText, Sender, Timestamp,
 };
 
 /// The fields of a room event the connector reads.
@@ -113,6 +115,8 @@ pub struct Surroundings<'a> {
     pub format: &'a FormatContext<'a>,
     /// The (target, key) of a reaction we saw earlier, by its event id.
     pub reaction: &'a dyn Fn(&str) -> Option<(String, String)>,
+    /// Where calls' state is kept between their events.
+    pub calls: &'a dyn CursorStore,
 }
 
 impl std::fmt::Debug for Surroundings<'_> {
@@ -148,6 +152,9 @@ pub fn to_inbound(event: &RoomEvent, s: &Surroundings<'_>) -> Option<Inbound> {
                     target: MessageId::new(redacted),
                 },
             }
+        }
+        kind if crate::calls::is_call_event(kind, event.state_key.is_some()) => {
+            InboundKind::Call(crate::calls::inbound(event, &s.sender.person, s.calls)?)
         }
         _ => return None,
     };
@@ -288,6 +295,7 @@ mod tests {
             person_of_ghost: &person_of_ghost,
         };
         let reaction = |id: &str| (id == "$react").then(|| ("$target".into(), "👍".into()));
+        let calls = switchboard_model::bridge::MemoryCursors::default();
         let s = Surroundings {
             origin: Origin::new("matrix:example", "#room:example.org"),
             sender: Sender::new(Person::new(
@@ -297,6 +305,7 @@ mod tests {
             )),
             format: &fmt,
             reaction: &reaction,
+            calls: &calls,
         };
         f(&s)
     }
@@ -452,6 +461,34 @@ mod tests {
             None
         );
         assert_eq!(convert(&ev("m.room.redaction", json!({}))), None);
+    }
+
+    #[test]
+    fn call_state_becomes_a_call() {
+        let widget = RoomEvent::from_json(&json!({
+            "event_id": "$w", "room_id": "!r:example.org", "sender": "@alice:example.org",
+            "type": "im.vector.modular.widgets", "state_key": "jitsi_1",
+            "origin_server_ts": 1700000000000u64,
+            "content": {"type": "jitsi", "url": "https://x.example/j", "name": "Jitsi",
+                        "data": {"domain": "meet.example", "conferenceId": "Abc"}},
+        }))
+        .expect("valid");
+        let i = with(|s| to_inbound(&widget, s)).expect("a call");
+        assert_eq!(i.event.as_str(), "$w");
+        match i.kind {
+            InboundKind::Call(call) => {
+                assert_eq!(call.join_url.as_deref(), Some("https://meet.example/Abc"));
+                assert_eq!(
+                    call.started_by.map(|p| p.display_name),
+                    Some("Alice".into())
+                );
+            }
+            other => panic!("expected a call, got {other:?}"),
+        }
+        // A widget event without a state key is no widget.
+        let mut stateless = widget.clone();
+        stateless.state_key = None;
+        assert_eq!(convert(&stateless), None);
     }
 
     #[test]

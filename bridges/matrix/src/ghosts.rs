@@ -257,7 +257,9 @@ impl Ghosts {
         Ok(())
     }
 
-    /// Makes sure `person`'s ghost exists with their name and avatar.
+    /// Makes sure `person`'s ghost exists with their name and avatar. A
+    /// person of a platform no template covers gets no ghost: a handle
+    /// (`puppet:{bridge}:{user}`) and their name, which the bot posts under.
     pub async fn ensure(
         &self,
         client: &MatrixClient,
@@ -265,10 +267,11 @@ impl Ghosts {
         cursors: Option<&dyn CursorStore>,
     ) -> Result<PuppetRef, BridgeError> {
         let Some(localpart) = self.namer.localpart(&person.bridge, &person.user) else {
-            return Err(BridgeError::permanent(format!(
-                "no ghost template for platform {:?}",
-                person.bridge.platform()
-            )));
+            // No ghost for this platform: the bot posts for them with their
+            // name as a prefix (see `MatrixBridge::poster`). The handle is no
+            // Matrix user id, so it is never taken for a ghost or an echo.
+            let handle = UserId::new(format!("puppet:{}:{}", person.bridge, person.user));
+            return Ok(PuppetRef::new(handle, ghost_display_name(person)));
         };
         let mxid = format!("@{localpart}:{}", self.namer.server_name);
         self.register(client, &localpart).await?;
@@ -417,6 +420,22 @@ mod tests {
         assert!(!matches(&p, "a_x_y_"));
         assert!(!matches(&p, "b_x_y_z"));
         assert_eq!(compile("{instance}{user}"), vec![Piece::Any]);
+    }
+
+    #[tokio::test]
+    async fn a_platform_without_a_template_gets_a_handle_not_an_error() {
+        let ghosts = Ghosts::new(GhostNamer::new(
+            "e",
+            "@switchboard:e",
+            &default_ghost_templates(),
+        ));
+        // Unreachable: nothing may be asked of the homeserver.
+        let client = MatrixClient::new("http://127.0.0.1:9", crate::config::Token::new("t"));
+        let ann = Person::new(BridgeId::new("memory:left"), UserId::new("ann"), "Ann");
+        let puppet = ghosts.ensure(&client, &ann, None).await.expect("a handle");
+        assert_eq!(puppet.user.as_str(), "puppet:memory:left:ann");
+        assert_eq!(puppet.display_name, "Ann (memory)");
+        assert!(!ghosts.namer().is_ours(puppet.user.as_str()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod appservice;
 pub mod bridge;
+pub mod calls;
 pub mod client;
 pub mod config;
 pub mod events;

@@ -17,9 +17,10 @@ use switchboard_matrix::testing::{MatrixUser, Synapse};
 use switchboard_matrix::{MatrixBridge, MatrixConfig};
 use switchboard_model::testing::{ConformanceHarness, NoMedia, run_conformance};
 use switchboard_model::{
-    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, ChannelId, HttpEndpoint,
-    HttpRequest, Inbound, InboundKind, InboundSink, MediaSource, Message, MessageId, OpId, Origin,
-    OutboundKind, OutboundOp, Person, UserId,
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, CallEvent, CallId,
+    CallProvider, CallState, ChannelId, HttpEndpoint, HttpRequest, Inbound, InboundKind,
+    InboundSink, MediaSource, Message, MessageId, OpId, Origin, OutboundKind, OutboundOp, Person,
+    UserId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -645,6 +646,269 @@ async fn a_matrix_user_and_the_relay_talk_through_the_bridge() {
         got.event.as_str(),
         marker,
         "a ghost's echo reached the relay: {got:?}"
+    );
+    shutdown.cancel();
+}
+
+/// `PUT /rooms/{room}/state/{type}/{key}` with `token`; the event id.
+async fn put_state(
+    synapse: &Synapse,
+    token: &str,
+    room: &str,
+    kind: &str,
+    key: &str,
+    content: &Value,
+) -> String {
+    let answer: Value = reqwest::Client::new()
+        .put(format!(
+            "{}/_matrix/client/v3/rooms/{}/state/{}/{}",
+            synapse.base_url,
+            enc(room),
+            enc(kind),
+            enc(key)
+        ))
+        .bearer_auth(token)
+        .json(content)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    answer["event_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("state not set: {answer}"))
+        .to_owned()
+}
+
+fn call_of(inbound: &Inbound) -> &CallEvent {
+    match &inbound.kind {
+        InboundKind::Call(call) => call,
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_through_the_bridge() {
+    let setup = Setup::start().await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_calls:{server}"));
+    let (shutdown, mut rx) = setup.run(vec![channel.clone()]).await;
+    let room = setup.room(&channel).await;
+    let alice = &setup.alice;
+    alice.join(&room).await.expect("alice joins the portal");
+
+    // The bot (creator, 100) lets alice manage widgets (state events need 50).
+    let as_token = setup.bridge.config().as_token.expose().to_owned();
+    let mut levels = setup
+        .get_as_alice(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+            enc(&room)
+        ))
+        .await;
+    levels["users"][alice.user_id.as_str()] = json!(50);
+    put_state(
+        &setup.synapse,
+        &as_token,
+        &room,
+        "m.room.power_levels",
+        "",
+        &levels,
+    )
+    .await;
+
+    // Inbound: alice adds a Jitsi widget, then removes it.
+    let key = format!("jitsi_{}_1700000000000", alice.user_id);
+    let added = put_state(
+        &setup.synapse,
+        &alice.token,
+        &room,
+        "im.vector.modular.widgets",
+        &key,
+        &json!({
+            "type": "jitsi",
+            "url": "https://app.element.io/jitsi.html#conferenceDomain=$domain&conferenceId=$conferenceId&displayName=$matrix_display_name&userId=$matrix_user_id",
+            "name": "Team call",
+            "data": {"domain": "meet.example.org", "conferenceId": "SwitchboardTest", "isAudioOnly": false},
+            "creatorUserId": alice.user_id,
+            "id": key,
+        }),
+    )
+    .await;
+    let got = next(&mut rx).await;
+    assert_eq!(got.event.as_str(), added);
+    assert_eq!(got.origin, Origin::new("matrix:test", channel.as_str()));
+    let started = call_of(&got).clone();
+    assert_eq!(started.state, CallState::Started);
+    assert_eq!(started.provider, CallProvider::Jitsi);
+    assert_eq!(
+        started.join_url.as_deref(),
+        Some("https://meet.example.org/SwitchboardTest")
+    );
+    assert_eq!(started.title.as_deref(), Some("Team call"));
+    assert_eq!(
+        started.started_by.as_ref().map(|p| p.user.as_str()),
+        Some(alice.user_id.as_str())
+    );
+    assert_eq!(started.call.as_str(), format!("matrix:{room}/widget/{key}"));
+
+    let removed = put_state(
+        &setup.synapse,
+        &alice.token,
+        &room,
+        "im.vector.modular.widgets",
+        &key,
+        &json!({}),
+    )
+    .await;
+    let got = next(&mut rx).await;
+    assert_eq!(got.event.as_str(), removed);
+    let ended = call_of(&got);
+    assert_eq!(ended.call, started.call);
+    assert!(
+        matches!(ended.state, CallState::Ended { duration: Some(_) }),
+        "{ended:?}"
+    );
+
+    // Outbound: a Slack huddle appears as a widget and a notice, both from the bot.
+    let person = Person::new(BridgeId::new("slack:acme"), UserId::new("U0ANN"), "Ann");
+    let puppet = setup
+        .bridge
+        .ensure_puppet(&person)
+        .await
+        .expect("ensure_puppet");
+    assert!(setup.bridge.capabilities().native_calls);
+    let huddle = |state| {
+        let mut event = CallEvent::new(
+            CallId::new("slack-huddle:R0TEST"),
+            CallProvider::SlackHuddle,
+            state,
+        )
+        .with_join_url("https://app.slack.com/huddle/T1/C1");
+        event.started_by = Some(person.clone());
+        event
+    };
+    let op = |name: &str, event: CallEvent, invite: Vec<MessageId>| {
+        OutboundOp::on_behalf(
+            OpId::new(format!("calls-{name}")),
+            channel.clone(),
+            Origin::new("slack:acme", "C1"),
+            person.clone(),
+            Some(puppet.clone()),
+            OutboundKind::Call { event, invite },
+        )
+    };
+    let start_op = op("start", huddle(CallState::Started), Vec::new());
+    let delivered = setup
+        .bridge
+        .deliver(&start_op, &NoMedia)
+        .await
+        .expect("call started");
+    assert_eq!(delivered.ids.len(), 1, "the notice is the invite");
+    let notice_id = delivered.ids[0].clone();
+    let bot = setup.bridge.bot().to_owned();
+    let notice = alice
+        .event(&room, notice_id.as_str())
+        .await
+        .expect("the notice");
+    assert_eq!(notice["sender"], bot.as_str());
+    assert_eq!(notice["content"]["msgtype"], "m.notice");
+    assert_eq!(
+        notice["content"]["body"],
+        "📞 Ann started a Slack huddle — join: https://app.slack.com/huddle/T1/C1"
+    );
+    let widget_key = switchboard_matrix::calls::widget_key(&CallId::new("slack-huddle:R0TEST"));
+    let widget_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/im.vector.modular.widgets/{}",
+        enc(&room),
+        enc(&widget_key)
+    );
+    let widget = setup.get_as_alice(&widget_path).await;
+    assert_eq!(widget["type"], "m.custom");
+    assert_eq!(widget["url"], "https://app.slack.com/huddle/T1/C1");
+    assert_eq!(widget["name"], "Slack huddle by Ann");
+    assert_eq!(widget["data"]["switchboard_call"], "slack-huddle:R0TEST");
+
+    // Delivered again by a restarted bridge: nothing is posted twice.
+    let restarted = MatrixBridge::new(
+        setup.bridge.config().clone(),
+        "http://127.0.0.1:9".to_owned(),
+    );
+    let again = restarted
+        .deliver(&start_op, &NoMedia)
+        .await
+        .expect("started again");
+    assert_eq!(again, delivered);
+
+    // Participants edit the notice; the end edits it again and removes the widget.
+    let mut update = huddle(CallState::Updated);
+    update.participants = vec![
+        person.clone(),
+        Person::new(BridgeId::new("slack:acme"), UserId::new("U2"), "Bo"),
+    ];
+    let updated = setup
+        .bridge
+        .deliver(&op("update", update, vec![notice_id.clone()]), &NoMedia)
+        .await
+        .expect("updated");
+    assert!(updated.ids.is_empty());
+    let harness = Harness {
+        setup,
+        channel: channel.clone(),
+    };
+    assert_eq!(
+        harness.message_text(&channel, &notice_id).await.as_deref(),
+        Some(
+            "📞 Ann started a Slack huddle — join: https://app.slack.com/huddle/T1/C1\nIn the call (2): Ann, Bo"
+        )
+    );
+    let end = huddle(CallState::Ended {
+        duration: Some(Duration::from_secs(245)),
+    });
+    harness
+        .setup
+        .bridge
+        .deliver(&op("end", end, vec![notice_id.clone()]), &NoMedia)
+        .await
+        .expect("ended");
+    assert_eq!(
+        harness.message_text(&channel, &notice_id).await.as_deref(),
+        Some("📞 Ann's Slack huddle ended after 4m 05s")
+    );
+    let widget = harness.setup.get_as_alice(&widget_path).await;
+    assert_eq!(widget, json!({}), "the widget is removed");
+    let edits = harness
+        .setup
+        .get_as_alice(&format!(
+            "/_matrix/client/v1/rooms/{}/relations/{}/m.replace",
+            enc(&room),
+            enc(notice_id.as_str())
+        ))
+        .await;
+    let editors: Vec<&str> = edits["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["sender"].as_str())
+        .collect();
+    assert_eq!(
+        editors,
+        vec![bot.as_str(), bot.as_str()],
+        "edited by the bot, twice"
+    );
+
+    // None of the bot's widgets and notices came back inbound.
+    let marker = harness
+        .setup
+        .alice
+        .send_text(&room, "marker")
+        .await
+        .expect("send");
+    let got = next(&mut rx).await;
+    assert_eq!(
+        got.event.as_str(),
+        marker,
+        "an echo reached the relay: {got:?}"
     );
     shutdown.cancel();
 }
