@@ -233,6 +233,9 @@ impl MatrixBridge {
                 && let Some(name) = event.content.get("displayname").and_then(Value::as_str)
             {
                 self.remember_name(&event.sender, name);
+                if let Some(mxc) = event.content.get("avatar_url").and_then(Value::as_str) {
+                    self.remember_avatar(&event.sender, mxc);
+                }
             }
             if self.namer().is_ours(&event.sender) {
                 continue;
@@ -273,11 +276,12 @@ impl MatrixBridge {
                     .get(&event.sender)
                     .cloned()
                     .unwrap_or_else(|| event.sender.clone());
-                let person = Person::new(
+                let mut person = Person::new(
                     self.config().id.clone(),
                     UserId::new(event.sender.clone()),
                     name,
                 );
+                person.avatar = self.avatar_url(&event.sender);
                 let reaction = |id: &str| self.reaction(Some(cursors), id);
                 let s = Surroundings {
                     origin: Origin::new(self.config().id.clone(), channel.clone()),

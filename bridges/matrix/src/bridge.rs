@@ -49,6 +49,8 @@ pub struct MatrixBridge {
     reactions: Mutex<HashMap<String, (String, String)>>,
     /// Display names of Matrix users.
     names: Mutex<HashMap<String, String>>,
+    /// Matrix users' avatars (`mxc://` URIs), from profiles and memberships.
+    avatars: Mutex<HashMap<String, String>>,
     this: Weak<MatrixBridge>,
 }
 
@@ -75,6 +77,7 @@ impl MatrixBridge {
             delivered: Mutex::default(),
             reactions: Mutex::default(),
             names: Mutex::default(),
+            avatars: Mutex::default(),
             this: this.clone(),
         })
     }
@@ -172,27 +175,58 @@ impl MatrixBridge {
         names.insert(user.to_owned(), name.to_owned());
     }
 
+    /// Records an avatar seen in a membership event or a profile.
+    pub(crate) fn remember_avatar(&self, user: &str, mxc: &str) {
+        let mut avatars = lock(&self.avatars);
+        if avatars.len() >= CACHE_LIMIT {
+            avatars.clear();
+        }
+        avatars.insert(user.to_owned(), mxc.to_owned());
+    }
+
+    /// A Matrix user's avatar as an https URL other platforms can show:
+    /// the homeserver's thumbnail of their `mxc://` avatar. It loads only
+    /// where the homeserver serves media without authentication (the
+    /// legacy media API); elsewhere the other platform shows its default.
+    pub(crate) fn avatar_url(&self, user: &str) -> Option<String> {
+        let mxc = lock(&self.avatars).get(user).cloned()?;
+        let (server, media) = mxc.strip_prefix("mxc://")?.split_once('/')?;
+        Some(format!(
+            "{}/_matrix/media/v3/thumbnail/{}/{}?width=96&height=96&method=crop",
+            self.config.homeserver_url.trim_end_matches('/'),
+            enc(server),
+            enc(media)
+        ))
+    }
+
     /// A Matrix user's display name (profile lookup once, then memory);
-    /// the localpart when they have none.
+    /// the localpart when they have none. The profile's avatar is kept too.
     pub(crate) async fn display_name(&self, user: &str) -> String {
         if let Some(name) = lock(&self.names).get(user) {
             return name.clone();
         }
-        // GET /_matrix/client/v3/profile/{userId}/displayname — briefly: the
-        // homeserver is waiting for our answer to its transaction.
+        // GET /_matrix/client/v3/profile/{userId} — briefly: the homeserver
+        // is waiting for our answer to its transaction.
         let looked_up = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             self.client.call(
                 Method::Get,
-                &format!("/_matrix/client/v3/profile/{}/displayname", enc(user)),
+                &format!("/_matrix/client/v3/profile/{}", enc(user)),
                 None,
                 None,
             ),
         )
         .await;
-        let name = looked_up
-            .ok()
-            .and_then(Result::ok)
+        let profile = looked_up.ok().and_then(Result::ok);
+        if let Some(mxc) = profile
+            .as_ref()
+            .and_then(|v| v.get("avatar_url"))
+            .and_then(Value::as_str)
+        {
+            self.remember_avatar(user, mxc);
+        }
+        let name = profile
+            .as_ref()
             .and_then(|v| {
                 v.get("displayname")
                     .and_then(Value::as_str)
@@ -1052,6 +1086,26 @@ mod tests {
             mentioned_users: vec!["@slack_acme_u1:example.org".into()],
             room_mention: false,
         }
+    }
+
+    #[test]
+    fn matrix_avatars_become_thumbnail_urls() {
+        let bridge = MatrixBridge::new(
+            crate::registration::tests::config(),
+            "http://127.0.0.1:29340".into(),
+        );
+        assert_eq!(bridge.avatar_url("@ann:example.org"), None, "none known");
+        bridge.remember_avatar("@ann:example.org", "mxc://example.org/AbC123");
+        let url = bridge.avatar_url("@ann:example.org").expect("a url");
+        assert!(
+            url.ends_with(
+                "/_matrix/media/v3/thumbnail/example.org/AbC123?width=96&height=96&method=crop"
+            ),
+            "{url}"
+        );
+        assert!(url.starts_with(&bridge.config().homeserver_url));
+        bridge.remember_avatar("@bob:example.org", "https://not-an-mxc/x");
+        assert_eq!(bridge.avatar_url("@bob:example.org"), None, "only mxc URIs");
     }
 
     #[test]
