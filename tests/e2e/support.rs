@@ -178,17 +178,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-/// A minimal HTTP/1.1 POST with extra headers: the status, or None.
-pub fn http_post(
+/// One HTTP/1.1 request: (status, body), or None when nothing answers.
+pub fn http_request(
     addr: SocketAddr,
+    method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> Option<u16> {
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -199,7 +200,22 @@ pub fn http_post(
     s.write_all(request.as_bytes()).ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
-    out.split_whitespace().nth(1)?.parse().ok()
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// A minimal HTTP/1.1 POST with extra headers: the status, or None.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<u16> {
+    http_request(addr, "POST", path, headers, body).map(|(code, _)| code)
 }
 
 /// Polls `cond` until it holds or `limit` passes.
