@@ -67,7 +67,6 @@
 
 mod html_in;
 mod html_out;
-mod tokenizer;
 
 use std::fmt;
 use switchboard_model::dialect::{Dialect, DialectError};

@@ -22,6 +22,7 @@ pub mod call;
 pub mod dialect;
 pub mod error;
 pub mod event;
+pub mod html_tree;
 pub mod http;
 pub mod ids;
 pub mod outbound;

@@ -48,11 +48,44 @@
 //! without a trailing newline, no tabs or non-breaking spaces in text).
 
 mod split;
-mod tokenizer;
 
 use switchboard_model::dialect::{Dialect, DialectError};
+use switchboard_model::html_tree::{self, Element, Node, TokenizerOptions};
 use switchboard_model::{Block, BridgeId, ChannelId, Inline, RichText, UserId};
-use tokenizer::{Element, Node};
+
+/// How Teams bodies are tokenized: nesting kept to [`MAX_DEPTH`], `<li>` and
+/// `<p>` closed only by their end tags, `systemEventMessage` void.
+const TOKENIZER: TokenizerOptions = TokenizerOptions {
+    max_depth: MAX_DEPTH,
+    void_elements: &[
+        "br",
+        "img",
+        "hr",
+        "meta",
+        "link",
+        "input",
+        "wbr",
+        "col",
+        "area",
+        "base",
+        "source",
+        "embed",
+        "param",
+        "track",
+        "systemeventmessage",
+    ],
+    raw_text_elements: &[
+        "script", "style", "title", "template", "noscript", "iframe", "textarea", "xmp",
+    ],
+    implied_end_tags: false,
+    self_closed_raw_text_is_empty: false,
+    stray_equals_takes_value: true,
+    long_reference_names: true,
+};
+
+/// The deepest element nesting kept; deeper start tags are ignored (their
+/// text is kept).
+const MAX_DEPTH: usize = 64;
 
 /// Graph's message size limit: "Approximately 28 KB per post", including
 /// mentions and reactions (`graph/errors-throttling/teams-limits-specifications.md`).
@@ -174,7 +207,7 @@ pub struct ParsedBody {
 /// Parses a chatMessage body (`contentType` `html`) into RichText. For
 /// `contentType` `text` use [`parse_text`]. Never panics; nesting is bounded.
 pub fn parse(html: &str, mentions: &[Mention], bridge: &BridgeId) -> ParsedBody {
-    let nodes = tokenizer::parse_fragment(html);
+    let nodes = html_tree::parse_fragment_with(html, &TOKENIZER);
     let mut cx = ParseCx {
         mentions,
         bridge,

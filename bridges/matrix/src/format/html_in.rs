@@ -1,12 +1,15 @@
 //! `formatted_body` HTML → RichText (see the parent module's table).
 
-use super::tokenizer::{self, Element, Node};
 use super::{FormatContext, PillTarget, pill_target, safe_url, split_room_mentions};
+use switchboard_model::html_tree::{self, Element, Node};
 use switchboard_model::{Block, ChannelId, Inline, RichText, UserId};
+
+/// The deepest element nesting kept.
+const MAX_DEPTH: usize = 100;
 
 /// Parses a `formatted_body`. Never panics; nesting is bounded by the tokenizer.
 pub(super) fn parse_html(html: &str, ctx: &FormatContext<'_>) -> RichText {
-    let nodes = tokenizer::parse_fragment(html);
+    let nodes = html_tree::parse_fragment(html, MAX_DEPTH);
     let mut parser = Parser {
         ctx,
         visible: false,
