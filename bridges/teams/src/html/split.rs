@@ -45,10 +45,12 @@ const MENTION_SLACK: usize = 6;
 /// [`super::MESSAGE_SIZE_LIMIT`], minus whatever the caller adds to each
 /// part). See the module docs for where cuts fall. Each part has its own
 /// mention numbering. A body that fits is one part; an empty body is one
-/// empty part. Limits below about 160 bytes cannot always be honoured (a
-/// mention or an emoji is never cut, and a code block's markup alone is 54
-/// bytes); every part still carries at least one character, so splitting
-/// always ends.
+/// empty part. Limits below about 400 bytes cannot always be honoured (a
+/// mention or an emoji is never cut, a code block's markup alone is 54
+/// bytes, and one character nested in a list item, a quote, a link and
+/// emphasis carries about 100 bytes of markup before the continuation note
+/// is added); every part still carries at least one character, so
+/// splitting always ends.
 pub fn split_to_limit(
     body: &RichText,
     bridge: &BridgeId,

@@ -464,8 +464,11 @@ proptest! {
     }
 
     #[test]
-    fn split_parts_fit(body in richtext(), max in 160usize..600) {
-        // Limits this small are far below Graph's; they only exercise the cuts.
+    fn split_parts_fit(body in richtext(), max in 400usize..1200) {
+        // Limits this small are far below Graph's; they only exercise the
+        // cuts. Below about 400 bytes an uncuttable piece (one character
+        // under several levels of list, quote, link and emphasis markup)
+        // plus the continuation note can exceed the limit.
         for (html, _) in split_to_limit(&body, &bridge(), max) {
             prop_assert!(html.len() <= max, "{} > {}: {}", html.len(), max, html);
         }
