@@ -18,6 +18,7 @@ use crate::config::{MatrixConfig, Token};
 use crate::format::{self, FormatContext, Rendered};
 use crate::ghosts::{GhostNamer, Ghosts};
 use crate::rooms::Rooms;
+use crate::split;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -30,6 +31,11 @@ use switchboard_model::{
 
 /// How many finished ops are answered from memory before the oldest are forgotten.
 const DELIVERED_MEMORY: usize = 10_000;
+/// The content key of the first part of a split message: how many text
+/// parts it was posted as (edits need it: files follow the text parts).
+pub const PARTS_KEY: &str = "org.switchboard.parts";
+/// How much of the plain text the fallback of a long edit repeats.
+const FALLBACK_BYTES: usize = 1_000;
 /// How many reactions and names are kept in memory.
 const CACHE_LIMIT: usize = 50_000;
 
@@ -391,12 +397,80 @@ impl MatrixBridge {
 
     /// The content of a text message.
     fn text_content(&self, message: &Message, prefix: Option<&str>) -> Value {
-        let rendered = self.render(&message.body);
+        self.part_content(message, prefix, &message.body, 0, 1)
+    }
+
+    /// The content of part `index` (of `count`) of a text message: every
+    /// part has the thread relation, only the first the reply, and the first
+    /// says how many parts there are ([`PARTS_KEY`]) for later edits.
+    fn part_content(
+        &self,
+        message: &Message,
+        prefix: Option<&str>,
+        text: &RichText,
+        index: usize,
+        count: usize,
+    ) -> Value {
+        let rendered = self.render(text);
         let mut content = text_content(&rendered, message.style, prefix);
-        if let Some(rel) = relation(message) {
+        if let Some(rel) = part_relation(message, index) {
             content.insert("m.relates_to".into(), rel);
         }
+        if count > 1 && index == 0 {
+            content.insert(PARTS_KEY.into(), count.into());
+        }
         Value::Object(content)
+    }
+
+    /// The text of `message` cut into parts that each fit one event
+    /// ([`split::CONTENT_BUDGET`] bytes of content).
+    fn split_send(&self, message: &Message, prefix: Option<&str>) -> Vec<RichText> {
+        // Measured as the first part (the reply and the part count are the
+        // most any part carries).
+        let size = |text: &RichText| {
+            json_len(&self.part_content(message, prefix, text, 0, split::MAX_PARTS))
+        };
+        split::split(
+            &message.body,
+            split::CONTENT_BUDGET,
+            split::MAX_PARTS,
+            split::TRUNCATED,
+            &size,
+        )
+    }
+
+    /// How many of `parts` carry the text (the rest are files and notes):
+    /// what the first part says ([`PARTS_KEY`]), else one.
+    /// [`GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`](https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomideventeventid)
+    async fn text_parts(
+        &self,
+        room: &str,
+        user: &str,
+        parts: &[MessageId],
+    ) -> Result<usize, BridgeError> {
+        let Some(first) = parts.first() else {
+            return Ok(0);
+        };
+        if parts.len() == 1 {
+            return Ok(1);
+        }
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(room),
+            enc(first.as_str())
+        );
+        let as_user = (user != self.bot()).then_some(user);
+        let event = match self.client.call(Method::Get, &path, as_user, None).await {
+            Ok(event) => event,
+            Err(e) if e.is_not_found() => return Ok(1),
+            Err(e) => return Err(e.into_bridge("fetch an event")),
+        };
+        let count = event
+            .pointer(&format!("/content/{PARTS_KEY}"))
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1);
+        Ok(count.clamp(1, parts.len()))
     }
 
     async fn send(
@@ -412,17 +486,21 @@ impl MatrixBridge {
         let has_text = !message.body.blocks.is_empty() || message.attachments.is_empty();
         let mut notes = Vec::new();
         if has_text {
-            let content = self.text_content(message, prefix);
-            ids.push(
-                self.send_event(
-                    room,
-                    user,
-                    "m.room.message",
-                    &txn_id(&op.id, "p0"),
-                    &content,
-                )
-                .await?,
-            );
+            // A long text becomes several events, in order, each with its
+            // own transaction id (`p0` for the first, as before splitting).
+            let texts = self.split_send(message, prefix);
+            let count = texts.len();
+            for (i, text) in texts.iter().enumerate() {
+                let content = self.part_content(message, prefix, text, i, count);
+                let txn = match i {
+                    0 => txn_id(&op.id, "p0"),
+                    i => txn_id(&op.id, &format!("t{i}")),
+                };
+                ids.push(
+                    self.send_event(room, user, "m.room.message", &txn, &content)
+                        .await?,
+                );
+            }
         }
         for (i, attachment) in message.attachments.iter().enumerate() {
             match self.upload_attachment(op, user, attachment, media).await? {
@@ -497,24 +575,83 @@ impl MatrixBridge {
         Ok(Some((mxc, size)))
     }
 
+    /// The content of an edit of `target` to `text`. The fallback for
+    /// clients without edits repeats the text; a `compact` one (for long
+    /// texts) is only the start of the plain text, at most
+    /// [`FALLBACK_BYTES`] of JSON, so that `m.new_content` alone decides
+    /// how much text a part carries, as for a send.
+    fn edit_event(
+        &self,
+        text: &RichText,
+        style: MessageStyle,
+        prefix: Option<&str>,
+        target: &MessageId,
+        compact: bool,
+    ) -> Value {
+        let mut content = edit_content(&self.render(text), style, prefix, target);
+        if compact && let Value::Object(map) = &mut content {
+            map.remove("format");
+            map.remove("formatted_body");
+            if let Some(Value::String(body)) = map.get_mut("body") {
+                *body = fallback_cut(body);
+            }
+        }
+        content
+    }
+
+    /// Edits a message posted as `parts`: the new text is split again, part
+    /// i is replaced by new part i, old parts no longer needed are redacted,
+    /// and a text needing more parts than were posted is cut with
+    /// [`split::EDIT_TRUNCATED`] (events cannot be inserted between others).
     async fn edit(
         &self,
         op: &OutboundOp,
         room: &str,
         user: &str,
         prefix: Option<&str>,
-        target: &MessageId,
+        parts: &[MessageId],
         message: &Message,
     ) -> Result<Delivered, BridgeError> {
-        let content = edit_content(&self.render(&message.body), message.style, prefix, target);
-        self.send_event(
-            room,
-            user,
-            "m.room.message",
-            &txn_id(&op.id, "edit"),
-            &content,
-        )
-        .await?;
+        let Some(first) = parts.first() else {
+            return Err(BridgeError::permanent("edit of a message with no parts"));
+        };
+        let old = self.text_parts(room, user, parts).await?;
+        let compact =
+            json_len(&self.edit_event(&message.body, message.style, prefix, first, false))
+                > split::CONTENT_BUDGET;
+        // A compact fallback counts as its most, so the text alone decides.
+        let size = |text: &RichText| {
+            let mut content = self.edit_event(text, message.style, prefix, first, compact);
+            if compact && let Some(body) = content.get_mut("body") {
+                *body = Value::String(String::new());
+                return json_len(&content) + FALLBACK_BYTES;
+            }
+            json_len(&content)
+        };
+        let texts = split::split(
+            &message.body,
+            split::CONTENT_BUDGET,
+            old,
+            split::EDIT_TRUNCATED,
+            &size,
+        );
+        for (i, part) in parts.iter().take(old).enumerate() {
+            match texts.get(i) {
+                Some(text) => {
+                    let content = self.edit_event(text, message.style, prefix, part, compact);
+                    let txn = match i {
+                        0 => txn_id(&op.id, "edit"),
+                        i => txn_id(&op.id, &format!("edit{i}")),
+                    };
+                    self.send_event(room, user, "m.room.message", &txn, &content)
+                        .await?;
+                }
+                None => {
+                    self.redact(room, user, part, &txn_id(&op.id, &format!("er{i}")))
+                        .await?;
+                }
+            }
+        }
         Ok(Delivered::none())
     }
 
@@ -766,10 +903,7 @@ impl MatrixBridge {
                 self.send(op, &room, &user, prefix, message, media).await
             }
             OutboundKind::Edit { parts, message } => {
-                let Some(first) = parts.first() else {
-                    return Err(BridgeError::permanent("edit of a message with no parts"));
-                };
-                self.edit(op, &room, &user, prefix, first, message).await
+                self.edit(op, &room, &user, prefix, parts, message).await
             }
             OutboundKind::Delete { parts } => {
                 for (i, part) in parts.iter().enumerate() {
@@ -810,8 +944,10 @@ impl Bridge for MatrixBridge {
 
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::full();
-        // Events are capped at 64 KiB including the HTML: stay well below.
-        caps.max_message_len = 16_000;
+        // Events are capped at 64 KiB including the HTML: text up to this
+        // length is one event whatever its characters and formatting (about
+        // four bytes a character); longer text is split (crate::split).
+        caps.max_message_len = split::CONTENT_BUDGET / 4;
         caps.max_upload = self.config.max_upload;
         // Calls become a widget and an edited notice (crate::calls).
         caps.native_calls = true;
@@ -1030,6 +1166,49 @@ pub(crate) fn edit_content(
         json!({ "rel_type": "m.replace", "event_id": target.as_str() }),
     );
     Value::Object(fallback)
+}
+
+/// `m.relates_to` for part `index` of a message: all parts stay in the
+/// thread, only the first is the reply.
+pub(crate) fn part_relation(message: &Message, index: usize) -> Option<Value> {
+    if index == 0 {
+        return relation(message);
+    }
+    message.thread_root.as_ref().map(|root| {
+        json!({
+            "rel_type": "m.thread",
+            "event_id": root.as_str(),
+            "is_falling_back": true,
+            "m.in_reply_to": { "event_id": root.as_str() },
+        })
+    })
+}
+
+/// The start of `body` whose JSON string takes at most [`FALLBACK_BYTES`],
+/// with `…` when cut.
+fn fallback_cut(body: &str) -> String {
+    let json = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |j| j.len());
+    if json(body) <= FALLBACK_BYTES {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut len = 2 + "…".len();
+    for c in body.chars() {
+        let mut buf = [0u8; 4];
+        let add = json(c.encode_utf8(&mut buf)).saturating_sub(2);
+        if len + add > FALLBACK_BYTES {
+            break;
+        }
+        len += add;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+/// The length of `value` as JSON.
+fn json_len(value: &Value) -> usize {
+    serde_json::to_string(value).map_or(usize::MAX, |s| s.len())
 }
 
 /// `m.relates_to` for a reply or a thread message.

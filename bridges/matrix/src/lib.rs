@@ -12,6 +12,7 @@ pub mod format;
 pub mod ghosts;
 pub mod registration;
 pub mod rooms;
+pub mod split;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -912,3 +912,194 @@ async fn calls_through_the_bridge() {
     );
     shutdown.cancel();
 }
+
+/// A long message as RichText: `paragraphs` paragraphs of about 270 bytes,
+/// numbered, with formatting and a mention of `mentioned` (a Matrix user).
+fn long_text(paragraphs: usize, mentioned: &str) -> switchboard_model::RichText {
+    let mut b = switchboard_model::RichText::builder();
+    for n in 0..paragraphs {
+        b = b
+            .text(format!("Paragraph {n}: "))
+            .bold("important & <urgent>")
+            .text(" — ")
+            .mention(
+                BridgeId::new("matrix:test"),
+                UserId::new(mentioned),
+                "Alice",
+            )
+            .text(" ".to_owned() + &"lorem ipsum dolor ".repeat(12))
+            .paragraph();
+    }
+    b.build()
+}
+
+/// The paragraph numbers in `body`, in order.
+fn paragraph_numbers(body: &str) -> Vec<usize> {
+    body.split("Paragraph ")
+        .skip(1)
+        .filter_map(|rest| rest.split(':').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_is_split_edited_and_deleted_in_parts() {
+    let setup = Setup::start().await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_long:{server}"));
+    let (shutdown, _rx) = setup.run(vec![channel.clone()]).await;
+    let room = setup.room(&channel).await;
+    let alice = &setup.alice;
+    alice.join(&room).await.expect("alice joins the portal");
+    let person = Person::new(
+        BridgeId::new("slack:acme"),
+        UserId::new("U0LONG"),
+        "Long Talker",
+    );
+    let puppet = setup
+        .bridge
+        .ensure_puppet(&person)
+        .await
+        .expect("ensure_puppet");
+    let ghost = puppet.user.as_str().to_owned();
+    let op = |name: &str, kind| {
+        OutboundOp::on_behalf(
+            OpId::new(format!("long-{name}")),
+            channel.clone(),
+            Origin::new("slack:acme", "C1"),
+            person.clone(),
+            Some(puppet.clone()),
+            kind,
+        )
+    };
+    let ghost_messages = || async {
+        alice
+            .messages(&room)
+            .await
+            .expect("messages")
+            .into_iter()
+            .filter(|e| e["type"] == "m.room.message" && e["sender"] == ghost.as_str())
+            .filter(|e| e["content"]["m.relates_to"]["rel_type"] != "m.replace")
+            .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    // About 150 KB of text (twice that as body and HTML).
+    let body = long_text(600, &alice.user_id);
+    assert!(body.to_plain().len() > 150_000);
+    let send = op(
+        "send",
+        OutboundKind::Send {
+            message: Message::new(body.clone()),
+        },
+    );
+    let sent = setup.bridge.deliver(&send, &NoMedia).await.expect("send");
+    let count = sent.ids.len();
+    assert!(count >= 4, "{count} parts");
+    let mut numbers = Vec::new();
+    for (i, id) in sent.ids.iter().enumerate() {
+        let event = alice.event(&room, id.as_str()).await.expect("the part");
+        assert_eq!(event["sender"], ghost.as_str(), "part {i} from the ghost");
+        let text = event["content"]["body"].as_str().expect("a body");
+        assert_eq!(text.ends_with("(continued…)"), i + 1 < count, "part {i}");
+        assert!(
+            serde_json::to_string(&event["content"])
+                .expect("JSON")
+                .len()
+                <= 48_000
+        );
+        assert!(
+            event["content"]["m.mentions"]["user_ids"][0] == alice.user_id.as_str(),
+            "part {i} pings alice"
+        );
+        numbers.extend(paragraph_numbers(text));
+    }
+    assert_eq!(
+        numbers,
+        (0..600).collect::<Vec<_>>(),
+        "every paragraph once, in order"
+    );
+    // In the room, the parts follow each other in order (newest first here).
+    let mut in_room = ghost_messages().await;
+    in_room.reverse();
+    let ids: Vec<String> = sent.ids.iter().map(|id| id.as_str().to_owned()).collect();
+    assert_eq!(in_room, ids);
+
+    // A fresh bridge (nothing in memory) delivering the same op again posts
+    // nothing new: every part has its own transaction id.
+    let restarted = MatrixBridge::new(
+        setup.bridge.config().clone(),
+        "http://127.0.0.1:9".to_owned(),
+    );
+    let again = restarted
+        .deliver(&send, &NoMedia)
+        .await
+        .expect("send again");
+    assert_eq!(again, sent, "a replayed op must not post twice");
+    assert_eq!(ghost_messages().await.len(), count);
+
+    // Edited to about a third: the first parts are replaced, the rest redacted.
+    let shorter = long_text(200, &alice.user_id);
+    setup
+        .bridge
+        .deliver(
+            &op(
+                "edit",
+                OutboundKind::Edit {
+                    parts: sent.ids.clone(),
+                    message: Message::new(shorter),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("edit");
+    let mut edited_numbers = Vec::new();
+    let mut kept = 0;
+    for (i, id) in sent.ids.iter().enumerate() {
+        let event = alice.event(&room, id.as_str()).await.expect("the part");
+        let redacted = event["content"].as_object().is_none_or(|c| c.is_empty());
+        let edits = setup
+            .get_as_alice(&format!(
+                "/_matrix/client/v1/rooms/{}/relations/{}/m.replace?dir=b&limit=1",
+                enc(&room),
+                enc(id.as_str())
+            ))
+            .await;
+        match edits["chunk"][0]["content"]["m.new_content"]["body"].as_str() {
+            Some(new) if !redacted => {
+                assert_eq!(kept, i, "edited parts come first");
+                kept += 1;
+                edited_numbers.extend(paragraph_numbers(new));
+                let edit = &edits["chunk"][0];
+                assert_eq!(edit["sender"], ghost.as_str());
+                assert!(serde_json::to_string(&edit["content"]).expect("JSON").len() <= 48_000);
+            }
+            _ => assert!(redacted, "part {i} is neither edited nor redacted: {event}"),
+        }
+    }
+    assert!(kept >= 1 && kept < count, "{kept} of {count} parts kept");
+    assert_eq!(edited_numbers, (0..200).collect::<Vec<_>>());
+
+    // Deleted: every part is redacted.
+    setup
+        .bridge
+        .deliver(
+            &op(
+                "delete",
+                OutboundKind::Delete {
+                    parts: sent.ids.clone(),
+                },
+            ),
+            &NoMedia,
+        )
+        .await
+        .expect("delete");
+    for id in &sent.ids {
+        let event = alice.event(&room, id.as_str()).await.expect("the part");
+        assert!(
+            event["content"].as_object().is_none_or(|c| c.is_empty()),
+            "{event}"
+        );
+    }
+    shutdown.cancel();
+}
