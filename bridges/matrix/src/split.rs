@@ -21,7 +21,7 @@
 //! `max_parts` the rest is dropped and the last part ends in the caller's
 //! truncation note instead.
 
-use switchboard_model::{Block, Inline, RichText};
+use switchboard_model::{Block, Inline, RichText, group_by_size};
 
 /// The paragraph that ends every part but the last.
 pub const CONTINUED: &str = "(continued…)";
@@ -93,7 +93,7 @@ pub fn split(
         note: longest,
     };
     let mut parts = Vec::new();
-    for group in group_pieces(pieces, budget) {
+    for group in group_by_size(pieces, budget) {
         cx.fit(group, &fit, budget, 4, &mut parts);
     }
     let cut = parts.len() > max_parts;
@@ -117,26 +117,6 @@ fn note(text: &str) -> Block {
     Block::Paragraph {
         content: vec![Inline::text(text)],
     }
-}
-
-/// Groups sized pieces greedily into runs of at most `budget` (a piece
-/// larger than the budget goes alone).
-fn group_pieces<T>(pieces: Vec<(T, usize)>, budget: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0usize;
-    for (piece, piece_size) in pieces {
-        if !current.is_empty() && size + piece_size > budget {
-            out.push(std::mem::take(&mut current));
-            size = 0;
-        }
-        current.push(piece);
-        size += piece_size;
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 /// What every part must fit in, with the longer of its possible notes.
@@ -198,7 +178,7 @@ impl Cx<'_> {
                     (b, cost)
                 })
                 .collect();
-            for g in group_pieces(pieces, smaller) {
+            for g in group_by_size(pieces, smaller) {
                 self.fit(g, fit, smaller, tries - 1, out);
             }
         } else {
@@ -237,7 +217,7 @@ impl Cx<'_> {
                         pieces.push((piece, cost));
                     }
                 }
-                group_pieces(pieces, inner)
+                group_by_size(pieces, inner)
                     .into_iter()
                     .map(|blocks| Block::Quote { blocks })
                     .collect()
@@ -263,7 +243,7 @@ impl Cx<'_> {
                         }
                     }
                 }
-                group_pieces(pieces, inner).into_iter().map(list).collect()
+                group_by_size(pieces, inner).into_iter().map(list).collect()
             }
         }
     }
@@ -282,7 +262,7 @@ impl Cx<'_> {
                 }
             }
         }
-        let mut runs = group_pieces(pieces, budget);
+        let mut runs = group_by_size(pieces, budget);
         // A run does not start or end with a line break: the cut is the break.
         for run in &mut runs {
             while run.len() > 1 && matches!(run.last(), Some(Inline::LineBreak)) {
@@ -372,7 +352,7 @@ impl Cx<'_> {
                 pieces.push((piece, c));
             }
         }
-        group_pieces(pieces, budget)
+        group_by_size(pieces, budget)
             .into_iter()
             .map(|lines| lines.join("\n"))
             .collect()

@@ -44,5 +44,5 @@ pub use http::{HttpEndpoint, HttpRequest, HttpResponse};
 pub use ids::{BridgeId, CallId, ChannelId, EventId, MessageId, OpId, UserId};
 pub use outbound::{Delivered, OutboundKind, OutboundOp};
 pub use person::{LinkedAccount, LinkedAccounts, NoLinkedAccounts, Person, PuppetRef, Sender};
-pub use richtext::{Block, Inline, RichText};
+pub use richtext::{Block, Inline, RichText, group_by_size};
 pub use time::Timestamp;

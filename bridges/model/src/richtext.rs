@@ -128,6 +128,27 @@ impl Inline {
     }
 }
 
+/// Groups sized pieces greedily, in order, into runs whose sizes add up to
+/// at most `budget` (a piece larger than the budget goes alone): how the
+/// connectors pack a long message's pieces into posts.
+pub fn group_by_size<T>(pieces: Vec<(T, usize)>, budget: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0usize;
+    for (piece, piece_size) in pieces {
+        if !current.is_empty() && size + piece_size > budget {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        current.push(piece);
+        size += piece_size;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 impl RichText {
     /// An empty body.
     pub fn new() -> Self {
@@ -534,6 +555,16 @@ fn render_inlines_plain(items: &[Inline], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_are_grouped_in_order_within_the_budget() {
+        let pieces = vec![("a", 4), ("b", 4), ("c", 3), ("big", 20), ("d", 1)];
+        assert_eq!(
+            group_by_size(pieces, 10),
+            vec![vec!["a", "b"], vec!["c"], vec!["big"], vec!["d"]]
+        );
+        assert!(group_by_size(Vec::<(u8, usize)>::new(), 10).is_empty());
+    }
 
     #[test]
     fn builder_normalises_and_renders_plain() {

@@ -22,7 +22,7 @@
 //! and the last part says so ([`TRUNCATED`]).
 
 use super::{Mention, render};
-use switchboard_model::{Block, BridgeId, Inline, RichText};
+use switchboard_model::{Block, BridgeId, Inline, RichText, group_by_size};
 
 /// The paragraph that ends every part but the last.
 pub const CONTINUED: &str = "(continued…)";
@@ -72,7 +72,7 @@ pub fn split_to_limit(
             pieces.push((piece, size));
         }
     }
-    let mut parts = group(pieces, budget);
+    let mut parts = group_by_size(pieces, budget);
     let truncated = parts.len() > MAX_PARTS;
     parts.truncate(MAX_PARTS);
     let count = parts.len();
@@ -103,26 +103,6 @@ fn note(text: &str) -> Block {
     Block::Paragraph {
         content: vec![Inline::text(text)],
     }
-}
-
-/// Groups sized pieces greedily into runs of at most `budget` (a piece
-/// larger than the budget goes alone).
-fn group<T>(pieces: Vec<(T, usize)>, budget: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut size = 0usize;
-    for (piece, piece_size) in pieces {
-        if !current.is_empty() && size + piece_size > budget {
-            out.push(std::mem::take(&mut current));
-            size = 0;
-        }
-        current.push(piece);
-        size += piece_size;
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 struct Cx<'a> {
@@ -179,7 +159,7 @@ impl Cx<'_> {
                         pieces.push((piece, size));
                     }
                 }
-                group(pieces, inner)
+                group_by_size(pieces, inner)
                     .into_iter()
                     .map(|blocks| Block::Quote { blocks })
                     .collect()
@@ -212,7 +192,7 @@ impl Cx<'_> {
                         }
                     }
                 }
-                group(pieces, inner).into_iter().map(list).collect()
+                group_by_size(pieces, inner).into_iter().map(list).collect()
             }
         }
     }
@@ -232,7 +212,7 @@ impl Cx<'_> {
                 }
             }
         }
-        let mut runs = group(pieces, budget);
+        let mut runs = group_by_size(pieces, budget);
         // A run does not start or end with a line break: the cut is the break.
         for run in &mut runs {
             while run.len() > 1 && matches!(run.last(), Some(Inline::LineBreak)) {
@@ -377,7 +357,7 @@ impl Cx<'_> {
                 }
             }
         }
-        group(pieces, budget)
+        group_by_size(pieces, budget)
             .into_iter()
             .map(|lines| lines.join("\n"))
             .collect()
