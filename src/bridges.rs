@@ -154,6 +154,7 @@ pub fn matrix_config(
         alias_template: matrix.alias_template.clone(),
         invite: matrix.invite.clone(),
         max_upload: matrix.max_upload,
+        public_url: matrix.public_url.clone(),
     }
 }
 

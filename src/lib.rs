@@ -26,9 +26,7 @@ use std::sync::Arc;
 use store::login::DbLinkedAccounts;
 use store::space::SpaceGuard;
 use store::{Db, DbCursors, SledStore, Store};
-use switchboard_model::{BridgeId, ChannelId};
 use tokio::sync::mpsc;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -118,11 +116,10 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     let stop_bridges = CancellationToken::new();
     let stop_daemon = CancellationToken::new();
-    let mut channel_watches = Vec::new();
     for bridge in &bridges {
         let state = statuses.register(bridge.id().clone());
-        let (channels_tx, channels) = watch::channel(portal_channels(&config, bridge.id()));
-        channel_watches.push((bridge.id().clone(), channels_tx));
+        // Updated by the relay on reload, link and unlink.
+        let channels = relay.channels_watch(bridge.id());
         let cursors = Arc::new(DbCursors::new(db.clone(), bridge.id().clone()));
         tasks.spawn(daemon::supervise::supervise_with(
             bridge.clone(),
@@ -142,7 +139,8 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
             db.clone(),
             secrets.clone(),
             accounts,
-        );
+        )
+        .with_relay(relay.clone());
         endpoints.push(("/admin/".to_owned(), Arc::new(admin)));
     }
     let http_state = HttpState {
@@ -159,7 +157,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
     tasks.spawn(notify::run_watchdog(notifier.clone(), stop_daemon.clone()));
     tracing::info!(
         bridges = bridges.len(),
-        portals = config.portals.len(),
+        portals = relay.portals().len(),
         listen = %config.http.listen,
         "Switchboard started."
     );
@@ -174,12 +172,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
                 }
                 space.set_min_free(new.store.min_free_bytes);
                 match relay.reload(&new.portals, new.relay.clone()) {
-                    Ok(()) => {
-                        for (id, tx) in &channel_watches {
-                            tx.send_replace(portal_channels(&new, id));
-                        }
-                        current = new;
-                    }
+                    Ok(()) => current = new,
                     Err(e) => tracing::error!(error = %e, "Reload failed; keeping the previous portals."),
                 }
             }
@@ -217,15 +210,4 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
     }
     tracing::info!("Switchboard stopped.");
     Ok(())
-}
-
-/// The channels of `bridge` that belong to a portal.
-fn portal_channels(config: &Config, bridge: &BridgeId) -> Vec<ChannelId> {
-    config
-        .portals
-        .iter()
-        .flat_map(|p| p.members.iter())
-        .filter(|m| &m.bridge == bridge)
-        .map(|m| m.channel.clone())
-        .collect()
 }

@@ -212,6 +212,30 @@ async fn save(
     Ok(())
 }
 
+/// One call to the running daemon's admin API (`http.admin_token` and
+/// `http.listen` from `config`): the status and the body. Fails with a clear
+/// message when no admin token is configured or no daemon answers.
+pub async fn admin_call(
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    let Some(token) = &config.http.admin_token else {
+        bail!(
+            "no admin token configured: set http.admin_token_file (or http.admin_token_env) so that this command can reach the running daemon"
+        );
+    };
+    let addr = config.http.listen;
+    match request(addr, method, path, token.expose(), body).await {
+        Ok(answer) => Ok(answer),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => bail!(
+            "the daemon is not running: nothing answers on {addr}; start it (switchboard run) and try again"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot reach the daemon's admin API on {addr}")),
+    }
+}
+
 /// A minimal HTTP/1.1 request to the daemon on loopback.
 async fn request(
     addr: SocketAddr,

@@ -42,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         platform: LoginPlatform,
     },
+    /// Link, unlink and list portals through the running daemon (its
+    /// admin API): linked portals relay at once and survive restarts,
+    /// without editing the config file.
+    Portal {
+        #[command(subcommand)]
+        action: PortalAction,
+    },
     /// Matrix set-up: the application-service registration.
     Matrix {
         #[command(subcommand)]
@@ -73,6 +80,66 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PortalAction {
+    /// List every portal: its name, where it comes from (config or linked)
+    /// and its members.
+    List(PortalListArgs),
+    /// Link channels into a new portal, e.g.
+    /// `switchboard portal link sales slack:acme/C0123 matrix:main/!abc:example.org`.
+    Link(PortalLinkArgs),
+    /// Unlink a portal linked with `portal link` (config portals are
+    /// removed from the config file instead).
+    Unlink(PortalUnlinkArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PortalListArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct PortalLinkArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
+    /// The portal's name (A-Z, a-z, 0-9, `_`, `.` and `-`).
+    name: String,
+    /// Its channels, at least two, each `BRIDGE/CHANNEL` as in the config
+    /// file's `[[portal]] members` (`slack:acme/C0123ABCD`).
+    #[arg(required = true, num_args = 2..)]
+    members: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PortalUnlinkArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "/etc/switchboard/config.toml"
+    )]
+    config: PathBuf,
+    /// The portal's name.
+    name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +292,15 @@ fn main() -> ExitCode {
         Some(Command::Matrix {
             action: MatrixAction::Registration(args),
         }) => matrix_registration(args),
+        Some(Command::Portal {
+            action: PortalAction::List(args),
+        }) => portal_list(args),
+        Some(Command::Portal {
+            action: PortalAction::Link(args),
+        }) => portal_link(args),
+        Some(Command::Portal {
+            action: PortalAction::Unlink(args),
+        }) => portal_unlink(args),
         None => run(RunArgs {
             config: std::env::var_os("SWITCHBOARD_CONFIG").map_or_else(
                 || PathBuf::from("/etc/switchboard/config.toml"),
@@ -530,6 +606,142 @@ fn login_list(args: ListArgs) -> ExitCode {
             eprintln!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A portal as the admin API lists it.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct ListedPortal {
+    name: String,
+    source: String,
+    members: Vec<String>,
+}
+
+/// What the daemon answered to a portal command: the body of a 200, or the
+/// exit code after printing its error (65 for a bad request).
+fn portal_answer(what: &str, answer: anyhow::Result<(u16, String)>) -> Result<String, ExitCode> {
+    match answer {
+        Ok((200, body)) => Ok(body),
+        Ok((status, body)) => {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            eprintln!("cannot {what}: {message}");
+            Err(if status == 400 {
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("cannot {what}: {e:#}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn portal_list(args: PortalListArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let answer = block_on(switchboard::login::admin_call(
+        &cfg,
+        "GET",
+        "/admin/portals",
+        "",
+    ));
+    let body = match portal_answer("list the portals", answer) {
+        Ok(body) => body,
+        Err(code) => return code,
+    };
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        portals: Vec<ListedPortal>,
+    }
+    let listed: Listed = match serde_json::from_str(&body) {
+        Ok(listed) => listed,
+        Err(e) => {
+            eprintln!("the daemon's list of portals is not understood: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&listed.portals) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("cannot print the portals: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if listed.portals.is_empty() {
+        println!("No portals.");
+        return ExitCode::SUCCESS;
+    }
+    let width = listed
+        .portals
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("NAME".len());
+    println!("{:width$}  {:6}  MEMBERS", "NAME", "SOURCE");
+    for portal in &listed.portals {
+        println!(
+            "{:width$}  {:6}  {}",
+            portal.name,
+            portal.source,
+            portal.members.join(" ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn portal_link(args: PortalLinkArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let body = serde_json::json!({ "name": args.name, "members": args.members }).to_string();
+    let answer = block_on(switchboard::login::admin_call(
+        &cfg,
+        "POST",
+        "/admin/portals",
+        &body,
+    ));
+    match portal_answer(&format!("link portal {}", args.name), answer) {
+        Ok(_) => {
+            println!("Linked portal {}: {}", args.name, args.members.join(" "));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn portal_unlink(args: PortalUnlinkArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    if let Err(e) = config::check_portal_name(&args.name) {
+        eprintln!("cannot unlink portal {:?}: the name {e}", args.name);
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let answer = block_on(switchboard::login::admin_call(
+        &cfg,
+        "DELETE",
+        &format!("/admin/portals/{}", args.name),
+        "",
+    ));
+    match portal_answer(&format!("unlink portal {}", args.name), answer) {
+        Ok(_) => {
+            println!("Unlinked portal {}.", args.name);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }
 

@@ -112,6 +112,7 @@ pub fn new_bridge(new: &NewBridge) -> anyhow::Result<Written> {
         alias_template: "switchboard_{name}".to_owned(),
         invite: Vec::new(),
         max_upload: crate::config::DEFAULT_MATRIX_MAX_UPLOAD,
+        public_url: None,
     };
     let registration = Registration::for_config(&config, &new.url);
     write_private(&as_file, config.as_token.expose(), new.force)?;
@@ -202,6 +203,7 @@ mod tests {
             alias_template: "switchboard_{name}".into(),
             invite: Vec::new(),
             max_upload: 1,
+            public_url: None,
         };
         assert!(differences(&registration, &config, &new.url).is_empty());
         assert!(written.advice.contains("registration_file = "));

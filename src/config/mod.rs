@@ -38,6 +38,7 @@ pub use defaults::{
     DEFAULT_MIN_FREE_BYTES,
 };
 pub use types::*;
+pub use validate::{check_portal_name, parse_portal_member};
 
 use validate::Outcome;
 use walk::{Context, Sink, io_reason};

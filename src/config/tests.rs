@@ -1388,11 +1388,13 @@ fn matrix_bridges_take_defaults_and_every_key() {
     );
     assert_eq!(matrix.alias_template, "switchboard_{name}");
     assert_eq!(matrix.max_upload, 50 * 1024 * 1024);
+    assert_eq!(matrix.public_url, None);
     assert_eq!(matrix.as_token, Secret::new("as-secret"));
     let text = format!(
         "{MATRIX}appservice_url = \"http://bridge.internal:29340\"\nsender_localpart = \"relay\"\n\
          slack_ghosts = \"s_{{user}}\"\nalias_template = \"bridged_{{name}}\"\n\
-         invite = [\"@ann:example.org\"]\nmax_upload = 1024\nregistration_file = \"/etc/reg.yaml\"\n"
+         invite = [\"@ann:example.org\"]\nmax_upload = 1024\nregistration_file = \"/etc/reg.yaml\"\n\
+         public_url = \"https://switchboard.example.org/base/\"\n"
     );
     let config = parse_ok(&text, &tokens);
     let matrix = matrix_of(&config);
@@ -1408,6 +1410,37 @@ fn matrix_bridges_take_defaults_and_every_key() {
     assert_eq!(
         matrix.registration_file,
         Some(PathBuf::from("/etc/reg.yaml"))
+    );
+    assert_eq!(
+        matrix.public_url.as_deref(),
+        Some("https://switchboard.example.org/base"),
+        "without the trailing slash"
+    );
+}
+
+#[test]
+fn matrix_public_urls_are_http_base_urls() {
+    let tokens = env(&[("AS", "as-secret"), ("HS", "hs-secret")]);
+    for bad in [
+        "switchboard.example.org",
+        "ftp://switchboard.example.org",
+        "https://switchboard.example.org/?x=1",
+        "https://switchboard.example.org/#top",
+        "https:///path",
+        "https://",
+    ] {
+        let text = format!("{MATRIX}public_url = \"{bad}\"\n");
+        let joined = problems(&text, &tokens).join("\n");
+        assert!(
+            joined.contains("bridge[1].public_url"),
+            "{bad}: public_url missing from:\n{joined}"
+        );
+    }
+    let text = format!("{MATRIX}public_url = \"http://10.0.0.5:8080\"\n");
+    let config = parse_ok(&text, &tokens);
+    assert_eq!(
+        matrix_of(&config).public_url.as_deref(),
+        Some("http://10.0.0.5:8080")
     );
 }
 

@@ -213,6 +213,10 @@ pub struct MatrixBridgeConfig {
     /// The registration file the homeserver loads; when set, the daemon
     /// refuses to start if it disagrees with this configuration.
     pub registration_file: Option<PathBuf>,
+    /// The base URL at which Slack and Teams reach the daemon's listener
+    /// (no trailing `/`); when set, Matrix users' avatars are served
+    /// through the bridge's signed media endpoint there.
+    pub public_url: Option<String>,
 }
 
 /// `type = "teams"` settings.

@@ -322,6 +322,7 @@ fn matrix(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<Matrix
         .integer("max_upload", 1, u64::MAX, sink)
         .or(DEFAULT_MATRIX_MAX_UPLOAD);
     let registration_file = t.path_value("registration_file", ctx, sink).optional();
+    let public_url = t.parsed("public_url", sink, base_url).optional();
     Some(MatrixBridgeConfig {
         homeserver_url: homeserver_url?,
         server_name: server_name?,
@@ -335,6 +336,7 @@ fn matrix(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<Matrix
         invite: invite??,
         max_upload: max_upload?,
         registration_file: registration_file?,
+        public_url: public_url?,
     })
 }
 
@@ -346,6 +348,24 @@ const CLIENT_STATE: SecretKeys = SecretKeys {
 };
 
 /// An http(s) URL without a trailing `/`.
+/// An http(s) base URL with a host and neither query nor fragment, without
+/// a trailing `/`.
+fn base_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(_) if url.contains(['?', '#']) || url.contains(char::is_whitespace) => Err(format!(
+            "must be an http(s) URL without query or fragment, got {url:?}"
+        )),
+        Some(rest) if url_host(rest).is_empty() => {
+            Err(format!("must be an http(s) URL with a host, got {url:?}"))
+        }
+        Some(_) => Ok(url.trim_end_matches('/').to_owned()),
+        None => Err(format!("must be an http(s) URL, got {url:?}")),
+    }
+}
+
 fn http_url(url: &str) -> Result<String, String> {
     if url.starts_with("https://") || url.starts_with("http://") {
         Ok(url.trim_end_matches('/').to_owned())
@@ -878,17 +898,7 @@ fn portals(
         let portal_path = t.path().to_owned();
         let name = t
             .parsed("name", sink, |text| {
-                let valid = !text.is_empty()
-                    && text
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-                if valid {
-                    Ok(text.to_owned())
-                } else {
-                    Err(format!(
-                        "may only contain A-Z, a-z, 0-9, _, . and -, got {text:?}"
-                    ))
-                }
+                check_portal_name(text).map(|()| text.to_owned())
             })
             .required(sink);
         if let Some(name) = &name {
@@ -966,30 +976,58 @@ fn parse_member(
     bridge_ids: &HashMap<&str, String>,
     sink: &mut Sink,
 ) -> Option<PortalMember> {
+    match parse_portal_member(text, bridge_ids.keys().copied()) {
+        Ok(member) => Some(member),
+        Err(problem) => {
+            sink.error(path, problem);
+            None
+        }
+    }
+}
+
+/// Parses one portal member as `[[portal]] members` spells it:
+/// `bridge-id/channel-id`, split at the first `/` (channel ids may contain
+/// more). The bridge must be one of `bridges`; the error says what is wrong.
+pub fn parse_portal_member<'a>(
+    text: &str,
+    bridges: impl Iterator<Item = &'a str> + Clone,
+) -> Result<PortalMember, String> {
     let Some((bridge, channel)) = text
         .split_once('/')
         .filter(|(b, c)| !b.is_empty() && !c.is_empty())
     else {
-        sink.error(
-            path,
-            format!("expected \"<bridge-id>/<channel-id>\" such as \"memory:left/general\", got {text:?}"),
-        );
-        return None;
+        return Err(format!(
+            "expected \"<bridge-id>/<channel-id>\" such as \"memory:left/general\", got {text:?}"
+        ));
     };
-    if !bridge_ids.contains_key(bridge) {
-        let problem = match closest(bridge, bridge_ids.keys().copied()) {
+    if !bridges.clone().any(|b| b == bridge) {
+        return Err(match closest(bridge, bridges) {
             Some(suggestion) => {
                 format!("unknown bridge {bridge:?}; did you mean {suggestion:?}?")
             }
             None => format!("unknown bridge {bridge:?}"),
-        };
-        sink.error(path, problem);
-        return None;
+        });
     }
-    Some(PortalMember {
+    Ok(PortalMember {
         bridge: BridgeId::new(bridge),
         channel: ChannelId::new(channel),
     })
+}
+
+/// Checks a portal name as `[[portal]] name` does: non-empty, only A-Z,
+/// a-z, 0-9, `_`, `.` and `-`.
+pub fn check_portal_name(text: &str) -> Result<(), String> {
+    let valid = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "may only contain A-Z, a-z, 0-9, _, . and -, got {text:?}"
+        ))
+    }
 }
 
 fn display(member: &PortalMember) -> String {
@@ -1048,6 +1086,7 @@ mod tests {
                     invite: Vec::new(),
                     max_upload: 1,
                     registration_file: None,
+                    public_url: None,
                 }),
             };
             assert_eq!(bridge_type.name(), kind.type_name());

@@ -9,7 +9,17 @@
 //! - `GET /admin/logins` — every stored login (what `switchboard login list`
 //!   shows): `{"logins": [{"bridge", "person_bridge", "person_user",
 //!   "account_user", "needs_reauth"}]}`. Never a token.
+//! - `GET /admin/portals` — every live portal (what `switchboard portal list`
+//!   shows): `{"portals": [{"name", "source": "config"|"linked", "members":
+//!   ["bridge/channel", …]}]}`.
+//! - `POST /admin/portals` — link a portal at runtime (`switchboard portal
+//!   link`): `{"name", "members": ["slack:acme/C123", "matrix:main/!abc:example.org"]}`,
+//!   members spelled as in the config file. 400 for a bad name or member, 409
+//!   when the name or a channel is taken.
+//! - `DELETE /admin/portals/{name}` — unlink a linked portal (`switchboard
+//!   portal unlink`); 404 for an unknown one, 409 for a config file's portal.
 
+use crate::relay::{PortalError, PortalInfo, Relay};
 use crate::store::Db;
 use crate::store::login::{DbLinkedAccounts, LoginStatus, SecretBox};
 use async_trait::async_trait;
@@ -25,6 +35,7 @@ pub struct Admin {
     db: Db,
     secrets: Option<SecretBox>,
     accounts: HashMap<BridgeId, Arc<DbLinkedAccounts>>,
+    relay: Option<Relay>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -60,7 +71,15 @@ impl Admin {
             db,
             secrets,
             accounts,
+            relay: None,
         }
+    }
+
+    /// The admin API with the running relay, whose portals it lists, links
+    /// and unlinks.
+    pub fn with_relay(mut self, relay: Relay) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     fn authorised(&self, request: &HttpRequest) -> bool {
@@ -110,7 +129,83 @@ impl Admin {
     }
 }
 
+/// A portal to link, as `switchboard portal link` sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPortal {
+    name: String,
+    members: Vec<String>,
+}
+
+/// A portal as the admin API shows it.
+fn portal_json(portal: &PortalInfo) -> serde_json::Value {
+    let members: Vec<String> = portal
+        .members
+        .iter()
+        .map(|(b, c)| format!("{b}/{c}"))
+        .collect();
+    json!({
+        "name": portal.name,
+        "source": portal.source.as_str(),
+        "members": members,
+    })
+}
+
+fn portal_error(e: &PortalError) -> HttpResponse {
+    let status = match e {
+        PortalError::Invalid(_) => 400,
+        PortalError::NotFound(_) => 404,
+        PortalError::Conflict(_) => 409,
+        PortalError::Store(_) => 500,
+    };
+    HttpResponse::json(status, &json!({ "error": e.to_string() }))
+}
+
 impl Admin {
+    fn relay(&self) -> Result<&Relay, HttpResponse> {
+        self.relay
+            .as_ref()
+            .ok_or_else(|| HttpResponse::json(503, &json!({ "error": "the relay is not running" })))
+    }
+
+    fn list_portals(&self) -> HttpResponse {
+        match self.relay() {
+            Ok(relay) => {
+                let portals: Vec<_> = relay.portals().iter().map(portal_json).collect();
+                HttpResponse::json(200, &json!({ "portals": portals }))
+            }
+            Err(answer) => answer,
+        }
+    }
+
+    fn link_portal(&self, body: &[u8]) -> HttpResponse {
+        let relay = match self.relay() {
+            Ok(relay) => relay,
+            Err(answer) => return answer,
+        };
+        let new: NewPortal = match serde_json::from_slice(body) {
+            Ok(n) => n,
+            Err(e) => {
+                return HttpResponse::json(400, &json!({ "error": format!("bad request: {e}") }));
+            }
+        };
+        match relay.link_portal(&new.name, &new.members) {
+            Ok(portal) => HttpResponse::json(200, &json!({ "portal": portal_json(&portal) })),
+            Err(e) => portal_error(&e),
+        }
+    }
+
+    fn unlink_portal(&self, name: &str) -> HttpResponse {
+        let relay = match self.relay() {
+            Ok(relay) => relay,
+            Err(answer) => return answer,
+        };
+        match relay.unlink_portal(name) {
+            Ok(()) => HttpResponse::json(200, &json!({ "ok": true })),
+            Err(e) => portal_error(&e),
+        }
+    }
+
     fn list(&self) -> HttpResponse {
         let mut bridges: Vec<&Arc<DbLinkedAccounts>> = self.accounts.values().collect();
         bridges.sort_by(|a, b| a.target().as_str().cmp(b.target().as_str()));
@@ -125,9 +220,16 @@ impl HttpEndpoint for Admin {
         if !self.authorised(&request) {
             return HttpResponse::json(401, &json!({ "error": "missing or wrong admin token" }));
         }
+        if request.method == "DELETE"
+            && let Some(name) = request.path.strip_prefix("/admin/portals/")
+        {
+            return self.unlink_portal(name);
+        }
         match (request.method.as_str(), request.path.as_str()) {
             ("POST", "/admin/logins") => self.login(&request.body),
             ("GET", "/admin/logins") => self.list(),
+            ("GET", "/admin/portals") => self.list_portals(),
+            ("POST", "/admin/portals") => self.link_portal(&request.body),
             _ => HttpResponse::json(404, &json!({ "error": "no such admin call" })),
         }
     }
@@ -259,6 +361,182 @@ mod tests {
                 "needs_reauth": "token revoked",
             }])
         );
+    }
+
+    /// The admin API with a relay over two memory bridges and one config
+    /// portal, `general`.
+    fn admin_with_relay() -> (Admin, Relay) {
+        use crate::config::{PortalConfig, PortalMember, RelayConfig};
+        use crate::daemon::metrics::Metrics;
+        use crate::relay::RelaySetup;
+        use switchboard_model::testing::{MemoryBridge, MemoryPlatform};
+        use switchboard_model::{Bridge, Capabilities};
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let db = Db::open(store).expect("db");
+        let bridges: Vec<Arc<dyn Bridge>> = ["mem:a", "mem:b"]
+            .into_iter()
+            .map(|id| {
+                Arc::new(MemoryBridge::new(
+                    MemoryPlatform::new(id),
+                    Capabilities::full(),
+                )) as Arc<dyn Bridge>
+            })
+            .collect();
+        let relay = Relay::start(RelaySetup {
+            db: db.clone(),
+            bridges,
+            portals: vec![PortalConfig {
+                name: "general".into(),
+                members: ["mem:a", "mem:b"]
+                    .into_iter()
+                    .map(|b| PortalMember {
+                        bridge: b.into(),
+                        channel: "general".into(),
+                    })
+                    .collect(),
+            }],
+            config: RelayConfig::default(),
+            dedup_retention: std::time::Duration::from_secs(3600),
+            metrics: Arc::new(Metrics::new()),
+            space: None,
+        })
+        .expect("relay");
+        let admin =
+            Admin::new("s3cret-admin".into(), db, None, HashMap::new()).with_relay(relay.clone());
+        (admin, relay)
+    }
+
+    fn call(method: &str, path: &str, token: &str, body: &str) -> HttpRequest {
+        HttpRequest::new(
+            method,
+            path,
+            "",
+            vec![("Authorization".into(), format!("Bearer {token}"))],
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    fn json_of(answer: &HttpResponse) -> serde_json::Value {
+        serde_json::from_slice(&answer.body).expect("json")
+    }
+
+    #[tokio::test]
+    async fn portals_are_linked_listed_and_unlinked_with_the_token() {
+        let (admin, relay) = admin_with_relay();
+        let body = r#"{"name":"sales","members":["mem:a/sales","mem:b/!room:example.org"]}"#;
+        for (method, path, body) in [
+            ("GET", "/admin/portals", ""),
+            ("POST", "/admin/portals", body),
+            ("DELETE", "/admin/portals/general", ""),
+        ] {
+            let answer = admin.handle(call(method, path, "wrong", body)).await;
+            assert_eq!(answer.status, 401, "{method} {path}");
+        }
+        assert_eq!(
+            relay.portals().len(),
+            1,
+            "nothing changed without the token"
+        );
+
+        let answer = admin
+            .handle(call("POST", "/admin/portals", "s3cret-admin", body))
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", json_of(&answer));
+        let linked = relay
+            .portals()
+            .into_iter()
+            .find(|p| p.name == "sales")
+            .expect("linked in the relay");
+        assert_eq!(
+            linked.members,
+            [
+                ("mem:a".into(), "sales".into()),
+                ("mem:b".into(), "!room:example.org".into())
+            ]
+        );
+        let mut watch = relay.channels_watch(&"mem:b".into());
+        assert!(
+            watch
+                .borrow_and_update()
+                .contains(&"!room:example.org".into())
+        );
+
+        let answer = admin
+            .handle(call("GET", "/admin/portals", "s3cret-admin", ""))
+            .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            json_of(&answer),
+            json!({"portals": [
+                {"name": "general", "source": "config", "members": ["mem:a/general", "mem:b/general"]},
+                {"name": "sales", "source": "linked", "members": ["mem:a/sales", "mem:b/!room:example.org"]},
+            ]})
+        );
+
+        let answer = admin
+            .handle(call("DELETE", "/admin/portals/sales", "s3cret-admin", ""))
+            .await;
+        assert_eq!(answer.status, 200);
+        assert!(relay.portals().iter().all(|p| p.name != "sales"));
+        assert!(
+            !watch
+                .borrow_and_update()
+                .contains(&"!room:example.org".into())
+        );
+        relay.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test]
+    async fn portal_errors_map_to_statuses_with_their_message() {
+        let (admin, relay) = admin_with_relay();
+        let post = |body: &str| call("POST", "/admin/portals", "s3cret-admin", body);
+        let cases = [
+            (
+                r#"{"name":"x","members":["slack:nope/C1","mem:b/c"]}"#,
+                400,
+                "unknown bridge \"slack:nope\"",
+            ),
+            (
+                r#"{"name":"x","members":["mem:a/c"]}"#,
+                400,
+                "a portal needs at least 2 members, got 1",
+            ),
+            (r#"{"name":"x"}"#, 400, "bad request"),
+            ("not json", 400, "bad request"),
+            (
+                r#"{"name":"x","members":["mem:a/c","mem:b/general"]}"#,
+                409,
+                "already in portal \"general\"",
+            ),
+            (
+                r#"{"name":"general","members":["mem:a/c","mem:b/c"]}"#,
+                409,
+                "portal \"general\" already exists",
+            ),
+        ];
+        for (body, status, message) in cases {
+            let answer = admin.handle(post(body)).await;
+            assert_eq!(answer.status, status, "{body}");
+            let error = json_of(&answer)["error"].as_str().unwrap_or("").to_owned();
+            assert!(error.contains(message), "{body}: {error}");
+        }
+        let answer = admin
+            .handle(call("DELETE", "/admin/portals/general", "s3cret-admin", ""))
+            .await;
+        assert_eq!(answer.status, 409);
+        assert!(
+            json_of(&answer)["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("defined in the config file; remove it there")
+        );
+        let answer = admin
+            .handle(call("DELETE", "/admin/portals/nope", "s3cret-admin", ""))
+            .await;
+        assert_eq!(answer.status, 404);
+        assert_eq!(json_of(&answer)["error"], "no portal \"nope\"");
+        assert_eq!(relay.portals().len(), 1);
+        relay.shutdown().await.expect("shutdown");
     }
 
     #[test]

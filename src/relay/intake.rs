@@ -17,7 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_model::bridge::InboundEnvelope;
 use switchboard_model::{
-    BridgeId, ChannelId, EventId, Inbound, InboundKind, IntakeError, MessageId, Timestamp,
+    BridgeId, ChannelId, ChannelInfo, EventId, Inbound, InboundKind, IntakeError, MessageId,
+    Timestamp,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -274,7 +275,18 @@ fn plan_relay(
                 event: call.clone(),
             }
         }
-        InboundKind::Member { .. } | InboundKind::Typing | InboundKind::ChannelInfo { .. } => {
+        InboundKind::ChannelInfo {
+            name,
+            topic,
+            avatar,
+        } => PendingAction::ChannelInfo {
+            info: ChannelInfo {
+                name: name.clone(),
+                topic: topic.clone(),
+                avatar: avatar.clone(),
+            },
+        },
+        InboundKind::Member { .. } | InboundKind::Typing => {
             return Ok(Err(Dropped::NotRelayed));
         }
         _ => return Ok(Err(Dropped::NotRelayed)),
@@ -286,7 +298,12 @@ fn plan_relay(
         if *bridge == origin.bridge && *channel == origin.channel {
             continue;
         }
-        if !shared.bridges.contains_key(bridge) {
+        let Some(target) = shared.bridges.get(bridge) else {
+            continue;
+        };
+        // Names and topics go only where the bridge owns its rooms.
+        let is_info = matches!(action, PendingAction::ChannelInfo { .. });
+        if is_info && !target.capabilities.mirrors_channel_info {
             continue;
         }
         let key = OutboxKey {
@@ -297,7 +314,8 @@ fn plan_relay(
         };
         let entry = OutboxEntry {
             origin: Some(origin.clone()),
-            sender: Some(event.sender.person.clone()),
+            // A rename is applied by the target's own bot, not a puppet.
+            sender: (!is_info).then(|| event.sender.person.clone()),
             action: action.clone(),
             attempts: 0,
             enqueued_ms,

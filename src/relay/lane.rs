@@ -353,7 +353,13 @@ fn dead_letter(shared: &Arc<Shared>, key: &OutboxKey, entry: &OutboxEntry, error
         error = %error,
         "Delivery failed for good; dead-lettered."
     );
-    if entry.is_notice || !shared.config().dead_letter_notices {
+    // A portal room's name is not worth a notice in the origin channel; the
+    // ERROR above says it.
+    let is_info = matches!(
+        entry.action,
+        crate::store::records::PendingAction::ChannelInfo { .. }
+    );
+    if entry.is_notice || is_info || !shared.config().dead_letter_notices {
         return;
     }
     let Some(origin) = &entry.origin else { return };

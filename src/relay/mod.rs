@@ -21,6 +21,7 @@
 //! outbox is empty or the grace period ends, [`Relay::shutdown`] stops the lanes
 //! and flushes the store.
 
+mod info;
 mod intake;
 mod lane;
 pub mod policy;
@@ -29,7 +30,7 @@ pub mod translate;
 
 use crate::config::{PortalConfig, RelayConfig};
 use crate::daemon::metrics::Metrics;
-use crate::store::records::{OutboxEntry, PortalRecord};
+use crate::store::records::{OutboxEntry, PortalRecord, PortalSource};
 use crate::store::space::SpaceGuard;
 use crate::store::{Db, OutboxKey, PortalId, StoreError};
 use async_trait::async_trait;
@@ -42,7 +43,7 @@ use std::time::Duration;
 use switchboard_model::{
     Attachment, Bridge, BridgeError, BridgeId, Capabilities, ChannelId, InboundSink, MediaSource,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -193,7 +194,7 @@ impl Relay {
             metrics,
             space,
         } = setup;
-        sync_portals(&db, &portals)?;
+        let stored = sync_portals(&db, &portals)?;
         let bridges = bridges
             .into_iter()
             .map(|b| {
@@ -208,7 +209,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             db,
             bridges,
-            portals: Portals::from_config(&portals),
+            portals: Portals::from_records(&stored),
             config: RwLock::new(config),
             metrics,
             space,
@@ -241,6 +242,7 @@ impl Relay {
         shared
             .tracker
             .spawn(intake::run(shared.clone(), rx, intake_stop.clone()));
+        info::spawn_sync(&shared);
         shared.tracker.spawn(prune_seen(
             shared.clone(),
             dedup_retention,
@@ -263,19 +265,128 @@ impl Relay {
         u64::try_from(self.shared.depth.load(Ordering::Acquire)).unwrap_or(0)
     }
 
-    /// Applies new portals and delivery settings without a restart.
+    /// Applies new portals and delivery settings without a restart. Portals
+    /// linked at runtime stay (unless a config portal now takes their name or
+    /// one of their channels).
     pub fn reload(&self, portals: &[PortalConfig], config: RelayConfig) -> Result<(), StoreError> {
-        sync_portals(&self.shared.db, portals)?;
-        self.shared.portals.replace(portals);
+        {
+            let _edit = self.shared.portals.edit_lock();
+            let stored = sync_portals(&self.shared.db, portals)?;
+            self.shared.portals.replace(&stored);
+        }
         *self
             .shared
             .config
             .write()
             .unwrap_or_else(|p| p.into_inner()) = config;
+        // New portal rooms learn their names (portals done before are skipped).
+        info::spawn_sync(&self.shared);
         tracing::info!(
             portals = portals.len(),
             "Portals and relay settings reloaded."
         );
+        Ok(())
+    }
+
+    /// Every live portal: its name, members and where it comes from, by name.
+    pub fn portals(&self) -> Vec<PortalInfo> {
+        self.shared
+            .portals
+            .all_with_source()
+            .into_iter()
+            .map(|(id, members, source)| PortalInfo {
+                name: id.as_str().to_owned(),
+                members: members.as_ref().clone(),
+                source,
+            })
+            .collect()
+    }
+
+    /// The channels of `bridge` that belong to portals, updated on reload,
+    /// link and unlink; for `BridgeContext::with_channels`.
+    pub fn channels_watch(&self, bridge: &BridgeId) -> watch::Receiver<Vec<ChannelId>> {
+        self.shared.portals.channels_watch(bridge)
+    }
+
+    /// Links a portal at runtime: `members` are spelled as in the config
+    /// file (`bridge-id/channel-id`). It is stored, relays at once, survives
+    /// restarts and stays until [`Relay::unlink_portal`]. The bridges start
+    /// watching the new channels.
+    pub fn link_portal(&self, name: &str, members: &[String]) -> Result<PortalInfo, PortalError> {
+        crate::config::check_portal_name(name)
+            .map_err(|e| PortalError::Invalid(format!("portal name {e}")))?;
+        if members.len() < 2 {
+            return Err(PortalError::Invalid(format!(
+                "a portal needs at least 2 members, got {}",
+                members.len()
+            )));
+        }
+        let known = self.shared.bridges.keys().map(BridgeId::as_str);
+        let mut parsed: Vec<(BridgeId, ChannelId)> = Vec::with_capacity(members.len());
+        for text in members {
+            let member = crate::config::parse_portal_member(text, known.clone())
+                .map_err(PortalError::Invalid)?;
+            let member = (member.bridge, member.channel);
+            if parsed.contains(&member) {
+                return Err(PortalError::Invalid(format!("duplicate member {text:?}")));
+            }
+            parsed.push(member);
+        }
+        let id = PortalId::new(name);
+        let _edit = self.shared.portals.edit_lock();
+        if let Some((_, source)) = self.shared.portals.get(&id) {
+            return Err(PortalError::Conflict(match source {
+                PortalSource::Config => {
+                    format!("portal {name:?} already exists (defined in the config file)")
+                }
+                PortalSource::Linked => format!("portal {name:?} already exists"),
+            }));
+        }
+        for (bridge, channel) in &parsed {
+            if let Some((other, _)) = self.shared.portals.of(bridge, channel) {
+                return Err(PortalError::Conflict(format!(
+                    "channel \"{bridge}/{channel}\" is already in portal {:?}; a channel can be in only one portal",
+                    other.as_str()
+                )));
+            }
+        }
+        let record = PortalRecord {
+            members: parsed,
+            relay_calls: true,
+            source: PortalSource::Linked,
+        };
+        self.shared.db.put_portal(&id, &record)?;
+        self.shared.db.flush()?;
+        let stored = self.shared.db.portals()?;
+        self.shared.portals.replace(&stored);
+        tracing::info!(portal = %id, members = record.members.len(), "Portal linked.");
+        info::spawn_sync(&self.shared);
+        Ok(PortalInfo {
+            name: name.to_owned(),
+            members: record.members,
+            source: PortalSource::Linked,
+        })
+    }
+
+    /// Unlinks a portal linked at runtime: it stops relaying at once and is
+    /// forgotten (its message mappings stay). Config portals are refused.
+    pub fn unlink_portal(&self, name: &str) -> Result<(), PortalError> {
+        let id = PortalId::new(name);
+        let _edit = self.shared.portals.edit_lock();
+        match self.shared.portals.get(&id) {
+            None => return Err(PortalError::NotFound(format!("no portal {name:?}"))),
+            Some((_, PortalSource::Config)) => {
+                return Err(PortalError::Conflict(format!(
+                    "portal {name:?} is defined in the config file; remove it there"
+                )));
+            }
+            Some((_, PortalSource::Linked)) => {}
+        }
+        self.shared.db.remove_portal(&id)?;
+        self.shared.db.flush()?;
+        let stored = self.shared.db.portals()?;
+        self.shared.portals.replace(&stored);
+        tracing::info!(portal = %id, "Portal unlinked.");
         Ok(())
     }
 
@@ -309,29 +420,87 @@ impl Relay {
     }
 }
 
-/// Makes the stored portals match the configuration.
-fn sync_portals(db: &Db, portals: &[PortalConfig]) -> Result<(), StoreError> {
-    for portal in portals {
-        let record = PortalRecord {
-            members: portal
-                .members
-                .iter()
-                .map(|m| (m.bridge.clone(), m.channel.clone()))
-                .collect(),
-            relay_calls: true,
-        };
-        let id = PortalId::new(&portal.name);
-        if db.portal(&id)?.as_ref() != Some(&record) {
-            db.put_portal(&id, &record)?;
+/// A portal as [`Relay::portals`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalInfo {
+    /// Its name (its id).
+    pub name: String,
+    /// Its channels.
+    pub members: Vec<(BridgeId, ChannelId)>,
+    /// The config file or a runtime link.
+    pub source: PortalSource,
+}
+
+/// Why a portal cannot be linked or unlinked.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    /// The request itself is wrong (name, members, unknown bridge).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such portal.
+    #[error("{0}")]
+    NotFound(String),
+    /// It clashes with an existing portal, or the portal is the config file's.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Makes the stored portals match the configuration, keeping the portals
+/// linked at runtime, and returns every stored portal (what the live map
+/// holds). A config portal wins over a linked one with its name or one of its
+/// channels; the linked one is then dropped, with a warning.
+fn sync_portals(
+    db: &Db,
+    portals: &[PortalConfig],
+) -> Result<Vec<(PortalId, PortalRecord)>, StoreError> {
+    let records: Vec<(PortalId, PortalRecord)> = portals
+        .iter()
+        .map(|portal| {
+            let record = PortalRecord {
+                members: portal
+                    .members
+                    .iter()
+                    .map(|m| (m.bridge.clone(), m.channel.clone()))
+                    .collect(),
+                relay_calls: true,
+                source: PortalSource::Config,
+            };
+            (PortalId::new(&portal.name), record)
+        })
+        .collect();
+    // Removals first: a removed portal unindexes its channels, which a
+    // config portal may take over below.
+    for (id, stored) in db.portals()? {
+        match stored.source {
+            PortalSource::Config => {
+                if !records.iter().any(|(c, _)| c == &id) {
+                    tracing::info!(portal = %id, "Portal removed from the configuration; unlinking it.");
+                    db.remove_portal(&id)?;
+                }
+            }
+            PortalSource::Linked => {
+                if records.iter().any(|(c, _)| c == &id) {
+                    tracing::warn!(portal = %id, "A linked portal has the name of a portal in the config file; the config file's wins and the linked one is dropped.");
+                    db.remove_portal(&id)?;
+                } else if let Some((config_id, _)) = records
+                    .iter()
+                    .find(|(_, r)| r.members.iter().any(|m| stored.members.contains(m)))
+                {
+                    tracing::warn!(portal = %id, config_portal = %config_id, "A linked portal shares a channel with a portal in the config file; the config file's wins and the linked one is dropped.");
+                    db.remove_portal(&id)?;
+                }
+            }
         }
     }
-    for (id, _) in db.portals()? {
-        if !portals.iter().any(|p| p.name == id.as_str()) {
-            tracing::info!(portal = %id, "Portal removed from the configuration; unlinking it.");
-            db.remove_portal(&id)?;
+    for (id, record) in &records {
+        if db.portal(id)?.as_ref() != Some(record) {
+            db.put_portal(id, record)?;
         }
     }
-    Ok(())
+    db.portals()
 }
 
 /// Forgets seen event ids older than the retention, hourly.

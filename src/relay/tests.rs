@@ -48,6 +48,7 @@ struct Harness {
 }
 
 struct Options {
+    caps_a: Capabilities,
     caps_b: Capabilities,
     config: RelayConfig,
     portals: Vec<PortalConfig>,
@@ -58,6 +59,7 @@ struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            caps_a: Capabilities::full(),
             caps_b: Capabilities::full(),
             config: relay_config(),
             portals: vec![portal(
@@ -81,7 +83,7 @@ fn start(opts: Options) -> Harness {
 fn start_with(opts: Options, a: MemoryPlatform, b: MemoryPlatform) -> Harness {
     let db = Db::open(opts.store).expect("db");
     let metrics = Arc::new(Metrics::new());
-    let bridge_a: Arc<dyn Bridge> = Arc::new(MemoryBridge::new(a.clone(), Capabilities::full()));
+    let bridge_a: Arc<dyn Bridge> = Arc::new(MemoryBridge::new(a.clone(), opts.caps_a));
     let bridge_b: Arc<dyn Bridge> = Arc::new(MemoryBridge::new(b.clone(), opts.caps_b));
     let relay = Relay::start(RelaySetup {
         db: db.clone(),
@@ -855,4 +857,388 @@ async fn mentions_become_native_only_where_puppets_are_accounts() {
         mention_in(Capabilities::minimal()).await,
         ("mem:a".to_owned(), "cid".to_owned())
     );
+}
+
+fn members(list: &[&str]) -> Vec<String> {
+    list.iter().map(|m| (*m).to_owned()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_linked_portal_relays_at_once_and_unlink_stops_it() {
+    let h = start(Options::default());
+    let mut watch_b = h.relay.channels_watch(&"mem:b".into());
+    assert_eq!(*watch_b.borrow_and_update(), [ChannelId::new("general")]);
+    let linked = h
+        .relay
+        .link_portal("sales", &members(&["mem:a/sales", "mem:b/sales-b"]))
+        .expect("linked");
+    assert_eq!(linked.source, PortalSource::Linked);
+    assert!(watch_b.has_changed().expect("watch open"), "bridge b told");
+    assert_eq!(
+        *watch_b.borrow_and_update(),
+        [ChannelId::new("general"), ChannelId::new("sales-b")]
+    );
+    h.a.post("sales", "ann", "Ann", "hello sales")
+        .expect("post");
+    h.b.post("sales-b", "bob", "Bob", "hi back").expect("post");
+    until(
+        "linked portal relays both ways",
+        Duration::from_secs(5),
+        || {
+            texts(&h.b, "sales-b") == ["hi back", "hello sales"]
+                && texts(&h.a, "sales") == ["hello sales", "hi back"]
+        },
+    )
+    .await;
+    assert_eq!(
+        h.relay.portals(),
+        [
+            PortalInfo {
+                name: "general".into(),
+                members: vec![
+                    ("mem:a".into(), "general".into()),
+                    ("mem:b".into(), "general".into())
+                ],
+                source: PortalSource::Config,
+            },
+            PortalInfo {
+                name: "sales".into(),
+                members: vec![
+                    ("mem:a".into(), "sales".into()),
+                    ("mem:b".into(), "sales-b".into())
+                ],
+                source: PortalSource::Linked,
+            },
+        ]
+    );
+    let stored =
+        h.db.portal(&PortalId::new("sales"))
+            .expect("read")
+            .expect("stored");
+    assert_eq!(stored.source, PortalSource::Linked);
+
+    h.relay.unlink_portal("sales").expect("unlinked");
+    assert_eq!(*watch_b.borrow_and_update(), [ChannelId::new("general")]);
+    assert_eq!(h.db.portal(&PortalId::new("sales")).expect("read"), None);
+    h.a.post("sales", "ann", "Ann", "after unlink")
+        .expect("post");
+    h.a.post("general", "ann", "Ann", "still here")
+        .expect("post");
+    until("config portal still relays", Duration::from_secs(5), || {
+        texts(&h.b, "general") == ["still here"]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(texts(&h.b, "sales-b"), ["hi back", "hello sales"]);
+    assert_eq!(h.relay.portals().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn linked_portals_survive_restarts_and_reloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = MemoryPlatform::new("mem:a");
+    let b = MemoryPlatform::new("mem:b");
+    {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled"));
+        let h = start_with(
+            Options {
+                store,
+                ..Options::default()
+            },
+            a.clone(),
+            b.clone(),
+        );
+        h.relay
+            .link_portal("sales", &members(&["mem:a/sales", "mem:b/sales"]))
+            .expect("linked");
+        h.relay
+            .link_portal("ops", &members(&["mem:a/ops", "mem:b/ops"]))
+            .expect("linked");
+        h.stop().await;
+    }
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled reopens"));
+    let h = start_with(
+        Options {
+            store,
+            ..Options::default()
+        },
+        a.clone(),
+        b.clone(),
+    );
+    let names = |h: &Harness| -> Vec<(String, PortalSource)> {
+        h.relay
+            .portals()
+            .into_iter()
+            .map(|p| (p.name, p.source))
+            .collect()
+    };
+    assert_eq!(
+        names(&h),
+        [
+            ("general".to_owned(), PortalSource::Config),
+            ("ops".to_owned(), PortalSource::Linked),
+            ("sales".to_owned(), PortalSource::Linked),
+        ]
+    );
+    a.post("sales", "ann", "Ann", "after restart")
+        .expect("post");
+    until("relayed after restart", Duration::from_secs(10), || {
+        texts(&b, "sales") == ["after restart"]
+    })
+    .await;
+
+    // A reload keeps linked portals; a config portal that takes a linked
+    // one's name wins; a config portal that left the file is removed.
+    h.relay
+        .reload(
+            &[portal(
+                "ops",
+                &[("mem:a", "ops-config"), ("mem:b", "ops-config")],
+            )],
+            relay_config(),
+        )
+        .expect("reload");
+    assert_eq!(
+        names(&h),
+        [
+            ("ops".to_owned(), PortalSource::Config),
+            ("sales".to_owned(), PortalSource::Linked),
+        ]
+    );
+    assert_eq!(h.db.portal(&PortalId::new("general")).expect("read"), None);
+    assert_eq!(
+        h.relay
+            .unlink_portal("ops")
+            .expect_err("config")
+            .to_string(),
+        "portal \"ops\" is defined in the config file; remove it there"
+    );
+    a.post("sales", "ann", "Ann", "after reload").expect("post");
+    until("relayed after reload", Duration::from_secs(10), || {
+        texts(&b, "sales") == ["after restart", "after reload"]
+    })
+    .await;
+    // A config portal taking a linked one's channel wins too.
+    h.relay
+        .reload(
+            &[portal("sales2", &[("mem:a", "sales"), ("mem:b", "x")])],
+            relay_config(),
+        )
+        .expect("reload");
+    assert_eq!(names(&h), [("sales2".to_owned(), PortalSource::Config)]);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn linking_and_unlinking_report_what_is_wrong() {
+    let h = start(Options::default());
+    let link = |name: &str, list: &[&str]| h.relay.link_portal(name, &members(list));
+    let err = link("x", &["mem:zz/c", "mem:b/c"]).expect_err("unknown bridge");
+    assert!(matches!(err, PortalError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("unknown bridge \"mem:zz\""),
+        "{err}"
+    );
+    let err = link("x", &["mem:a/c"]).expect_err("one member");
+    assert!(matches!(err, PortalError::Invalid(_)), "{err:?}");
+    assert_eq!(err.to_string(), "a portal needs at least 2 members, got 1");
+    let err = link("x", &["mem:a/c", "mem:a/c"]).expect_err("duplicate member");
+    assert!(matches!(err, PortalError::Invalid(_)), "{err:?}");
+    let err = link("x", &["mem:a/c", "no-slash"]).expect_err("bad member");
+    assert!(matches!(err, PortalError::Invalid(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("<bridge-id>/<channel-id>"),
+        "{err}"
+    );
+    let err = link("bad name", &["mem:a/c", "mem:b/c"]).expect_err("bad name");
+    assert!(matches!(err, PortalError::Invalid(_)), "{err:?}");
+    let err = link("x", &["mem:a/c", "mem:b/general"]).expect_err("taken channel");
+    assert!(matches!(err, PortalError::Conflict(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("\"mem:b/general\" is already in portal \"general\""),
+        "{err}"
+    );
+    let err = link("general", &["mem:a/c", "mem:b/c"]).expect_err("config name");
+    assert!(matches!(err, PortalError::Conflict(_)), "{err:?}");
+    link("x", &["mem:a/c", "mem:b/c"]).expect("linked");
+    let err = link("x", &["mem:a/d", "mem:b/d"]).expect_err("duplicate name");
+    assert!(matches!(err, PortalError::Conflict(_)), "{err:?}");
+    assert_eq!(err.to_string(), "portal \"x\" already exists");
+    let err = link("y", &["mem:a/d", "mem:b/c"]).expect_err("linked channel");
+    assert!(err.to_string().contains("already in portal \"x\""), "{err}");
+    let err = h.relay.unlink_portal("general").expect_err("config portal");
+    assert!(matches!(err, PortalError::Conflict(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("defined in the config file; remove it there"),
+        "{err}"
+    );
+    let err = h.relay.unlink_portal("nope").expect_err("unknown");
+    assert!(matches!(err, PortalError::NotFound(_)), "{err:?}");
+    assert_eq!(err.to_string(), "no portal \"nope\"");
+    // Nothing failed half-way: only the one good link exists.
+    let names: Vec<String> = h.relay.portals().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["general", "x"]);
+    h.stop().await;
+}
+
+// ----- portal rooms' names and topics -----
+
+/// `mem:a` keeps its own channel names (like Slack), `mem:b` mirrors them
+/// (like Matrix).
+fn mirror_options(store: Arc<dyn Store>) -> Options {
+    let mut caps_a = Capabilities::full();
+    caps_a.mirrors_channel_info = false;
+    Options {
+        caps_a,
+        store,
+        ..Options::default()
+    }
+}
+
+fn info_deliveries(p: &MemoryPlatform) -> Vec<switchboard_model::ChannelInfo> {
+    p.deliveries()
+        .into_iter()
+        .filter(|d| d.kind == switchboard_model::testing::DeliveryKind::ChannelInfo)
+        .map(|d| serde_json::from_str(d.text.as_deref().unwrap_or("")).expect("info JSON"))
+        .collect()
+}
+
+fn channel_info_event(bridge: &str, id: &str, info: &switchboard_model::ChannelInfo) -> Inbound {
+    Inbound::new(
+        Origin::new(bridge, "general"),
+        EventId::new(id),
+        Sender::new(Person::new(bridge.into(), "ann".into(), "Ann")),
+        InboundKind::ChannelInfo {
+            name: info.name.clone(),
+            topic: info.topic.clone(),
+            avatar: info.avatar.clone(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn mirrored_rooms_take_the_channel_name_once_then_follow_renames() {
+    use switchboard_model::ChannelInfo;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = MemoryPlatform::new("mem:a");
+    let b = MemoryPlatform::new("mem:b");
+    let first = ChannelInfo {
+        name: Some("general".into()),
+        topic: Some("Launch on Friday".into()),
+        avatar: None,
+    };
+    a.set_channel_info("general", first.clone());
+    {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled"));
+        let h = start_with(mirror_options(store), a.clone(), b.clone());
+        until("the room is named", Duration::from_secs(10), || {
+            !info_deliveries(&b).is_empty()
+        })
+        .await;
+        assert_eq!(info_deliveries(&b), std::slice::from_ref(&first));
+
+        // A rename on the owning side reaches the mirror, by the bot.
+        let renamed = ChannelInfo {
+            name: Some("launch".into()),
+            ..ChannelInfo::default()
+        };
+        a.inject(channel_info_event("mem:a", "ev-rename", &renamed))
+            .expect("inject");
+        until("the rename is mirrored", Duration::from_secs(10), || {
+            info_deliveries(&b).len() == 2
+        })
+        .await;
+        assert_eq!(info_deliveries(&b)[1], renamed);
+        let by = b
+            .deliveries()
+            .into_iter()
+            .find(|d| d.kind == switchboard_model::testing::DeliveryKind::ChannelInfo)
+            .and_then(|d| d.author);
+        assert_eq!(by, None, "set by the bridge itself, not a puppet");
+
+        // A rename on the mirror never renames the owner's channel.
+        let topic = ChannelInfo {
+            topic: Some("ours".into()),
+            ..ChannelInfo::default()
+        };
+        b.inject(channel_info_event("mem:b", "ev-topic", &topic))
+            .expect("inject");
+        a.post("general", "ann", "Ann", "marker").expect("post");
+        until("the marker arrives", Duration::from_secs(10), || {
+            texts(&b, "general") == ["marker"]
+        })
+        .await;
+        assert!(
+            a.attempts().iter().all(|x| x.kind != "channel_info"),
+            "the owning side was never asked to rename"
+        );
+        h.stop().await;
+    }
+    // After a restart nobody is asked again: renames arrive as events.
+    a.set_channel_info(
+        "general",
+        ChannelInfo {
+            name: Some("changed-while-down".into()),
+            ..ChannelInfo::default()
+        },
+    );
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled reopens"));
+    let h = start_with(mirror_options(store), a.clone(), b.clone());
+    a.post("general", "ann", "Ann", "after restart")
+        .expect("post");
+    until("relayed after restart", Duration::from_secs(10), || {
+        texts(&b, "general").len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(info_deliveries(&b).len(), 2, "no second initial sync");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_that_cannot_be_described_yet_is_asked_again() {
+    use switchboard_model::ChannelInfo;
+    let a = MemoryPlatform::new("mem:a");
+    let b = MemoryPlatform::new("mem:b");
+    a.set_channel_info(
+        "general",
+        ChannelInfo {
+            name: Some("general".into()),
+            ..ChannelInfo::default()
+        },
+    );
+    // mem:a's token is wrong at first: channel_info fails.
+    a.require_token("right");
+    let bridge_a = MemoryBridge::new(a.clone(), {
+        let mut c = Capabilities::full();
+        c.mirrors_channel_info = false;
+        c
+    })
+    .with_token("wrong");
+    let bridge_b = MemoryBridge::new(b.clone(), Capabilities::full());
+    let db = Db::open(Arc::new(MemoryStore::new())).expect("db");
+    let relay = Relay::start(RelaySetup {
+        db,
+        bridges: vec![Arc::new(bridge_a), Arc::new(bridge_b)],
+        portals: vec![portal(
+            "general",
+            &[("mem:a", "general"), ("mem:b", "general")],
+        )],
+        config: relay_config(),
+        dedup_retention: Duration::from_secs(3600),
+        metrics: Arc::new(Metrics::new()),
+        space: None,
+    })
+    .expect("relay starts");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(info_deliveries(&b).is_empty(), "nothing known yet");
+    a.require_token("wrong");
+    until("asked again and named", Duration::from_secs(120), || {
+        info_deliveries(&b).len() == 1
+    })
+    .await;
+    relay.shutdown().await.expect("shutdown");
 }

@@ -207,6 +207,15 @@ impl Translator {
                     })
                 }
             }
+            PendingAction::ChannelInfo { info } => {
+                if !caps.mirrors_channel_info {
+                    return Ok(Prepared::Skip("target keeps its own channel names"));
+                }
+                Ok(Prepared::Deliver {
+                    op: make(OutboundKind::ChannelInfo { info: info.clone() }),
+                    record: None,
+                })
+            }
             PendingAction::Call { event } => {
                 let group = match origin {
                     Some(o) => {

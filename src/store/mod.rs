@@ -22,7 +22,7 @@ pub mod space;
 
 pub use db::{Db, DbCursors, GroupId, IntakeWrite, OutboxKey, PortalId};
 pub use memory::MemoryStore;
-pub use records::{OutboxEntry, PortalRecord, PuppetRecord};
+pub use records::{OutboxEntry, PortalRecord, PortalSource, PuppetRecord};
 pub use sled_store::SledStore;
 
 use std::fmt;

@@ -5,7 +5,7 @@
 use super::{StoreError, Tree};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use switchboard_model::{
-    BridgeId, CallEvent, ChannelId, Message, MessageId, Origin, Person, PuppetRef,
+    BridgeId, CallEvent, ChannelId, ChannelInfo, Message, MessageId, Origin, Person, PuppetRef,
 };
 
 /// The version byte every value written by this build starts with.
@@ -47,6 +47,36 @@ pub struct PortalRecord {
     /// Whether call invites are relayed in this portal.
     #[serde(default = "yes")]
     pub relay_calls: bool,
+    /// Where it comes from. Records written before portals could be linked
+    /// at runtime have none: they all came from the config file.
+    #[serde(default, skip_serializing_if = "PortalSource::is_config")]
+    pub source: PortalSource,
+}
+
+/// Where a portal comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortalSource {
+    /// A `[[portal]]` table of the config file; it follows the file.
+    #[default]
+    Config,
+    /// Linked at runtime (`switchboard portal link`); kept until unlinked.
+    Linked,
+}
+
+impl PortalSource {
+    /// True for [`PortalSource::Config`].
+    pub fn is_config(&self) -> bool {
+        *self == PortalSource::Config
+    }
+
+    /// Its name in the admin API and the CLI: `config` or `linked`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PortalSource::Config => "config",
+            PortalSource::Linked => "linked",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -137,6 +167,12 @@ pub enum PendingAction {
         /// The call's state.
         event: CallEvent,
     },
+    /// Give the target channel a name, topic or avatar (only for targets
+    /// that mirror them).
+    ChannelInfo {
+        /// What to show.
+        info: ChannelInfo,
+    },
     /// A notice from the relay itself (e.g. "not delivered to …").
     Notice {
         /// Its text.
@@ -154,6 +190,7 @@ impl PendingAction {
             PendingAction::Reaction { added: true, .. } => "react",
             PendingAction::Reaction { added: false, .. } => "unreact",
             PendingAction::Call { .. } => "call",
+            PendingAction::ChannelInfo { .. } => "channel_info",
             PendingAction::Notice { .. } => "notice",
         }
     }
@@ -168,6 +205,7 @@ mod tests {
         let rec = PortalRecord {
             members: vec![("a:x".into(), "c".into())],
             relay_calls: true,
+            source: PortalSource::Config,
         };
         let bytes = encode(&rec);
         assert_eq!(bytes[0], VALUE_VERSION);
@@ -179,6 +217,32 @@ mod tests {
             decode::<PortalRecord>(Tree::PortalidPortal, &bytes).expect("decodes"),
             rec
         );
+    }
+
+    #[test]
+    fn portal_source_is_stored_and_old_records_come_from_the_config() {
+        let linked = PortalRecord {
+            members: vec![("a:x".into(), "c".into()), ("b:y".into(), "d".into())],
+            relay_calls: true,
+            source: PortalSource::Linked,
+        };
+        let bytes = encode(&linked);
+        assert!(
+            String::from_utf8_lossy(&bytes[1..]).ends_with(r#""source":"linked"}"#),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        assert_eq!(
+            decode::<PortalRecord>(Tree::PortalidPortal, &bytes).expect("decodes"),
+            linked
+        );
+        // A record written before the field existed.
+        let old = br#"{"members":[["a:x","c"]],"relay_calls":false}"#;
+        let mut bytes = vec![VALUE_VERSION];
+        bytes.extend_from_slice(old);
+        let rec: PortalRecord = decode(Tree::PortalidPortal, &bytes).expect("old record");
+        assert_eq!(rec.source, PortalSource::Config);
+        assert!(!rec.relay_calls);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod daemon;
 mod matrix;
+mod portals;
 mod slack;
 mod support;
 mod teams;

@@ -108,6 +108,7 @@ impl MatrixSetup {
                 alias_template: "switchboard_{name}".into(),
                 invite: Vec::new(),
                 max_upload: 1,
+                public_url: None,
             },
             &url,
         );

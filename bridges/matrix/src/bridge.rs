@@ -17,6 +17,7 @@ use crate::client::{ApiError, MatrixClient, Method, enc, txn_id};
 use crate::config::{MatrixConfig, Token};
 use crate::format::{self, FormatContext, Rendered};
 use crate::ghosts::{GhostNamer, Ghosts};
+use crate::media_proxy::MediaEndpoint;
 use crate::rooms::Rooms;
 use crate::split;
 use async_trait::async_trait;
@@ -34,6 +35,12 @@ const DELIVERED_MEMORY: usize = 10_000;
 /// The content key of the first part of a split message: how many text
 /// parts it was posted as (edits need it: files follow the text parts).
 pub const PARTS_KEY: &str = "org.switchboard.parts";
+/// The content key carrying the transaction id an event was sent with, so
+/// that an op replayed after the homeserver forgot its transaction ids (they
+/// are kept about 30 minutes, in memory) finds what it posted before.
+pub const TXN_KEY: &str = "org.switchboard.txn";
+/// How many of a room's newest events are searched for an earlier attempt.
+const REPLAY_LOOKBACK: u32 = 100;
 /// How much of the plain text the fallback of a long edit repeats.
 const FALLBACK_BYTES: usize = 1_000;
 /// How many reactions and names are kept in memory.
@@ -57,6 +64,8 @@ pub struct MatrixBridge {
     names: Mutex<HashMap<String, String>>,
     /// Matrix users' avatars (`mxc://` URIs), from profiles and memberships.
     avatars: Mutex<HashMap<String, String>>,
+    /// The signed avatar endpoint, when the configuration has a `public_url`.
+    media: Option<Arc<MediaEndpoint>>,
     this: Weak<MatrixBridge>,
 }
 
@@ -73,6 +82,14 @@ impl MatrixBridge {
             &config.alias_template,
             &config.invite,
         );
+        let media = config.public_url.as_ref().map(|_| {
+            Arc::new(MediaEndpoint::new(
+                format!("{}media/", endpoint_prefix(&appservice_url)),
+                &config.homeserver_url,
+                config.as_token.clone(),
+                &config.hs_token,
+            ))
+        });
         Arc::new_cyclic(|this| MatrixBridge {
             config,
             appservice_url,
@@ -84,6 +101,7 @@ impl MatrixBridge {
             reactions: Mutex::default(),
             names: Mutex::default(),
             avatars: Mutex::default(),
+            media,
             this: this.clone(),
         })
     }
@@ -120,7 +138,13 @@ impl MatrixBridge {
     /// The path under which the homeserver reaches us: the registration
     /// URL's path followed by `/_matrix/app/`.
     pub fn endpoint_prefix(&self) -> String {
-        format!("{}/_matrix/app/", self.url_base())
+        endpoint_prefix(&self.appservice_url)
+    }
+
+    /// The signed avatar endpoint (served under `{endpoint_prefix}media/`),
+    /// when the configuration has a `public_url`.
+    pub fn media_endpoint(&self) -> Option<&Arc<MediaEndpoint>> {
+        self.media.as_ref()
     }
 
     /// The registration URL's path (`""` or `/some/prefix`).
@@ -190,13 +214,18 @@ impl MatrixBridge {
         avatars.insert(user.to_owned(), mxc.to_owned());
     }
 
-    /// A Matrix user's avatar as an https URL other platforms can show:
-    /// the homeserver's thumbnail of their `mxc://` avatar. It loads only
-    /// where the homeserver serves media without authentication (the
-    /// legacy media API); elsewhere the other platform shows its default.
+    /// A Matrix user's avatar as an http(s) URL other platforms can show.
+    /// With a `public_url`: the bridge's own signed media endpoint, which
+    /// fetches the thumbnail of their `mxc://` avatar with the `as_token`.
+    /// Without: the homeserver's thumbnail URL, which loads only where the
+    /// homeserver serves media without authentication (the legacy media
+    /// API); elsewhere the other platform shows its default.
     pub(crate) fn avatar_url(&self, user: &str) -> Option<String> {
         let mxc = lock(&self.avatars).get(user).cloned()?;
-        let (server, media) = mxc.strip_prefix("mxc://")?.split_once('/')?;
+        if let (Some(media), Some(public_url)) = (&self.media, &self.config.public_url) {
+            return media.url_for(public_url, &mxc);
+        }
+        let (server, media) = crate::media_proxy::parse_mxc(&mxc)?;
         Some(format!(
             "{}/_matrix/media/v3/thumbnail/{}/{}?width=96&height=96&method=crop",
             self.config.homeserver_url.trim_end_matches('/'),
@@ -335,6 +364,11 @@ impl MatrixBridge {
             enc(txn)
         );
         let as_user = (user != self.bot()).then_some(user);
+        let mut tagged = content.clone();
+        if let Some(object) = tagged.as_object_mut() {
+            object.insert(TXN_KEY.into(), Value::String(txn.to_owned()));
+        }
+        let content = &tagged;
         let mut answer = self
             .client
             .call(Method::Put, &path, as_user, Some(content))
@@ -356,6 +390,42 @@ impl MatrixBridge {
             .and_then(Value::as_str)
             .map(MessageId::new)
             .ok_or_else(|| BridgeError::transient("send: no event_id in the answer"))
+    }
+
+    /// Sends one event unless `earlier` says this transaction was posted.
+    async fn send_once(
+        &self,
+        earlier: &HashMap<String, MessageId>,
+        room: &str,
+        user: &str,
+        event_type: &str,
+        txn: &str,
+        content: &Value,
+    ) -> Result<MessageId, BridgeError> {
+        if let Some(id) = earlier.get(txn) {
+            tracing::debug!(bridge = %self.config.id, %room, "Part posted by an earlier attempt; not posted again.");
+            return Ok(id.clone());
+        }
+        self.send_event(room, user, event_type, txn, content).await
+    }
+
+    /// The events of op `op` among the room's newest, by transaction id
+    /// ([`TXN_KEY`]). Best effort: a failed look-up finds nothing, and the
+    /// homeserver's own transaction-id memory still applies.
+    /// [`GET /_matrix/client/v3/rooms/{roomId}/messages`](https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidmessages)
+    async fn posted_earlier(&self, room: &str, op: &OpId) -> HashMap<String, MessageId> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={REPLAY_LOOKBACK}",
+            enc(room)
+        );
+        let page = match self.client.call(Method::Get, &path, None, None).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(bridge = %self.config.id, %room, error = %e, "Could not look for an earlier attempt; relying on transaction ids.");
+                return HashMap::new();
+            }
+        };
+        earlier_parts(&page, &txn_id(op, ""))
     }
 
     /// Redacts `event` as `user`, falling back to the bot where the ghost
@@ -485,6 +555,13 @@ impl MatrixBridge {
         let mut ids = Vec::new();
         let has_text = !message.body.blocks.is_empty() || message.attachments.is_empty();
         let mut notes = Vec::new();
+        // An op that may have been posted already: what it posted, by
+        // transaction id, so no part is posted twice.
+        let earlier = if op.maybe_delivered {
+            self.posted_earlier(room, &op.id).await
+        } else {
+            HashMap::new()
+        };
         if has_text {
             // A long text becomes several events, in order, each with its
             // own transaction id (`p0` for the first, as before splitting).
@@ -497,12 +574,16 @@ impl MatrixBridge {
                     i => txn_id(&op.id, &format!("t{i}")),
                 };
                 ids.push(
-                    self.send_event(room, user, "m.room.message", &txn, &content)
+                    self.send_once(&earlier, room, user, "m.room.message", &txn, &content)
                         .await?,
                 );
             }
         }
         for (i, attachment) in message.attachments.iter().enumerate() {
+            if let Some(id) = earlier.get(&txn_id(&op.id, &format!("p{}", i + 1))) {
+                ids.push(id.clone());
+                continue;
+            }
             match self.upload_attachment(op, user, attachment, media).await? {
                 Some((mxc, size)) => {
                     let mut content = file_content(attachment, &mxc, size);
@@ -511,7 +592,8 @@ impl MatrixBridge {
                     }
                     let txn = txn_id(&op.id, &format!("p{}", i + 1));
                     ids.push(
-                        self.send_event(
+                        self.send_once(
+                            &earlier,
                             room,
                             user,
                             "m.room.message",
@@ -528,7 +610,8 @@ impl MatrixBridge {
             let note = Message::text(notes.join("\n")).with_style(MessageStyle::Notice);
             let content = self.text_content(&note, prefix);
             ids.push(
-                self.send_event(
+                self.send_once(
+                    &earlier,
                     room,
                     user,
                     "m.room.message",
@@ -929,6 +1012,10 @@ impl MatrixBridge {
                 Ok(Delivered::none())
             }
             OutboundKind::Call { event, invite } => self.call(op, &room, event, invite).await,
+            OutboundKind::ChannelInfo { info } => {
+                crate::room_info::apply(&self.client, &room, info).await?;
+                Ok(Delivered::none())
+            }
             _ => Err(BridgeError::permanent(
                 "operation not supported by the Matrix connector",
             )),
@@ -1057,14 +1144,43 @@ impl Bridge for MatrixBridge {
     }
 
     fn http_endpoints(&self) -> Vec<(String, Arc<dyn HttpEndpoint>)> {
-        match self.this.upgrade() {
-            Some(this) => vec![(
-                self.endpoint_prefix(),
-                Arc::new(AppserviceEndpoint::new(this)) as Arc<dyn HttpEndpoint>,
-            )],
-            None => Vec::new(),
+        let Some(this) = self.this.upgrade() else {
+            return Vec::new();
+        };
+        let mut endpoints = vec![(
+            self.endpoint_prefix(),
+            Arc::new(AppserviceEndpoint::new(this)) as Arc<dyn HttpEndpoint>,
+        )];
+        if let Some(media) = &self.media {
+            endpoints.push((
+                media.prefix().to_owned(),
+                media.clone() as Arc<dyn HttpEndpoint>,
+            ));
         }
+        endpoints
     }
+}
+
+/// The path under which the homeserver reaches a bridge registered with
+/// `appservice_url`: its path followed by `/_matrix/app/`.
+fn endpoint_prefix(appservice_url: &str) -> String {
+    format!("{}/_matrix/app/", url_path(appservice_url))
+}
+
+/// The events of a `/messages` page whose [`TXN_KEY`] starts with `prefix`
+/// (one op's transaction ids), by transaction id.
+fn earlier_parts(page: &Value, prefix: &str) -> HashMap<String, MessageId> {
+    page.get("chunk")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|event| {
+            let txn = event.get("content")?.get(TXN_KEY)?.as_str()?;
+            let id = event.get("event_id")?.as_str()?;
+            txn.starts_with(prefix)
+                .then(|| (txn.to_owned(), MessageId::new(id)))
+        })
+        .collect()
 }
 
 /// The path part of a URL, without a trailing `/` (empty for none).
@@ -1268,6 +1384,23 @@ mod tests {
     }
 
     #[test]
+    fn earlier_parts_are_found_by_their_op_s_transaction_ids_only() {
+        let op = OpId::new("sb1.2");
+        let page = json!({"chunk": [
+            {"event_id": "$b", "content": {"body": "two", TXN_KEY: txn_id(&op, "t1")}},
+            {"event_id": "$x", "content": {"body": "other", TXN_KEY: txn_id(&OpId::new("sb1.20"), "p0")}},
+            {"event_id": "$n", "content": {"body": "no key"}},
+            {"event_id": "$r", "content": {}},
+            {"event_id": "$a", "content": {"body": "one", TXN_KEY: txn_id(&op, "p0")}}
+        ]});
+        let found = earlier_parts(&page, &txn_id(&op, ""));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[&txn_id(&op, "p0")].as_str(), "$a");
+        assert_eq!(found[&txn_id(&op, "t1")].as_str(), "$b");
+        assert!(earlier_parts(&json!({}), "sb_").is_empty());
+    }
+
+    #[test]
     fn matrix_avatars_become_thumbnail_urls() {
         let bridge = MatrixBridge::new(
             crate::registration::tests::config(),
@@ -1285,6 +1418,36 @@ mod tests {
         assert!(url.starts_with(&bridge.config().homeserver_url));
         bridge.remember_avatar("@bob:example.org", "https://not-an-mxc/x");
         assert_eq!(bridge.avatar_url("@bob:example.org"), None, "only mxc URIs");
+        assert_eq!(bridge.http_endpoints().len(), 1, "no media endpoint");
+        assert!(bridge.media_endpoint().is_none());
+    }
+
+    #[test]
+    fn with_a_public_url_avatars_go_through_the_signed_endpoint() {
+        let config = MatrixConfig {
+            public_url: Some("https://switchboard.example.com".into()),
+            ..crate::registration::tests::config()
+        };
+        let bridge = MatrixBridge::new(config, "http://127.0.0.1:29340/hooks/".into());
+        bridge.remember_avatar("@ann:example.org", "mxc://example.org:8448/AbC123");
+        let url = bridge.avatar_url("@ann:example.org").expect("a url");
+        let signer = crate::media_proxy::MediaSigner::new(&Token::new("hs-secret-2"));
+        assert_eq!(
+            url,
+            format!(
+                "https://switchboard.example.com/hooks/_matrix/app/media/example.org%3A8448/AbC123?sig={}",
+                signer.sign("example.org:8448", "AbC123")
+            )
+        );
+        assert!(!url.contains("hs-secret-2") && !url.contains("as-secret-1"));
+        bridge.remember_avatar("@bob:example.org", "mxc://example.org/../../x");
+        assert_eq!(bridge.avatar_url("@bob:example.org"), None, "malformed ids");
+        let endpoints = bridge.http_endpoints();
+        let prefixes: Vec<&str> = endpoints.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            prefixes,
+            vec!["/hooks/_matrix/app/", "/hooks/_matrix/app/media/"]
+        );
     }
 
     #[test]

@@ -55,6 +55,15 @@ pub struct MatrixConfig {
     pub invite: Vec<String>,
     /// The largest file relayed, in bytes.
     pub max_upload: u64,
+    /// The base URL at which the daemon's HTTP listener is reachable from
+    /// Slack and Teams (e.g. `https://switchboard.example.org`), without a
+    /// trailing `/`. When set, Matrix users' avatars are served through the
+    /// bridge's signed media endpoint
+    /// ([`MediaEndpoint`](crate::media_proxy::MediaEndpoint)), which fetches
+    /// them with the `as_token`; when not set, avatars are the homeserver's
+    /// thumbnail URLs, which load only where the homeserver serves media
+    /// without authentication.
+    pub public_url: Option<String>,
 }
 
 impl MatrixConfig {

@@ -10,7 +10,9 @@ pub mod config;
 pub mod events;
 pub mod format;
 pub mod ghosts;
+pub mod media_proxy;
 pub mod registration;
+pub mod room_info;
 pub mod rooms;
 pub mod split;
 #[cfg(feature = "testing")]

@@ -580,6 +580,7 @@ pub(crate) mod tests {
             alias_template: "switchboard_{name}".into(),
             invite: vec!["@admin:example.org".into()],
             max_upload: 10 * 1024 * 1024,
+            public_url: None,
         }
     }
 

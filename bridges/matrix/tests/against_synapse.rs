@@ -124,6 +124,7 @@ fn config(synapse: &Synapse, as_token: &str, hs_token: &str, invite: Vec<String>
         alias_template: "switchboard_{name}".into(),
         invite,
         max_upload: 10 * 1024 * 1024,
+        public_url: None,
     }
 }
 
@@ -138,6 +139,13 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Setup {
+        Setup::start_with(None).await
+    }
+
+    /// As [`Setup::start`], with the bridge's `public_url` set to
+    /// `public_url`; only the application-service endpoint is served over
+    /// HTTP (tests call the others directly).
+    async fn start_with(public_url: Option<String>) -> Setup {
         let dir = tempfile::tempdir().expect("temporary directory");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
@@ -166,7 +174,10 @@ impl Setup {
                 )
             });
         let alice = synapse.user("alice").await.expect("register alice");
-        let config = config(&synapse, &as_token, &hs_token, vec![alice.user_id.clone()]);
+        let config = MatrixConfig {
+            public_url: public_url.clone(),
+            ..config(&synapse, &as_token, &hs_token, vec![alice.user_id.clone()])
+        };
         let registration = Registration::for_config(&config, &url);
         std::fs::write(&path, registration.to_yaml()).expect("write the registration");
         assert_eq!(
@@ -178,7 +189,7 @@ impl Setup {
 
         let bridge = MatrixBridge::new(config, url);
         let endpoints = bridge.http_endpoints();
-        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints.len(), 1 + usize::from(public_url.is_some()));
         tokio::spawn(serve(listener, endpoints[0].1.clone()));
         Setup {
             synapse,
@@ -257,6 +268,7 @@ fn config_without_synapse(as_token: &str, hs_token: &str) -> MatrixConfig {
         alias_template: "switchboard_{name}".into(),
         invite: Vec::new(),
         max_upload: 0,
+        public_url: None,
     }
 }
 
@@ -1102,4 +1114,465 @@ async fn a_long_message_is_split_edited_and_deleted_in_parts() {
         );
     }
     shutdown.cancel();
+}
+
+/// A valid PNG of `size`×`size` RGB pixels (a gradient), with stored
+/// (uncompressed) deflate blocks.
+fn png(size: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&u32::try_from(data.len()).expect("small").to_be_bytes());
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+    }
+    let mut raw = Vec::new();
+    for y in 0..size {
+        raw.push(0); // filter: none
+        for x in 0..size {
+            raw.extend_from_slice(&[(x * 2) as u8, (y * 2) as u8, 0x80]);
+        }
+    }
+    let mut zlib = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        zlib.push(u8::from(i + 1 == blocks.len()));
+        let len = u16::try_from(block.len()).expect("a stored block");
+        zlib.extend_from_slice(&len.to_le_bytes());
+        zlib.extend_from_slice(&(!len).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in &raw {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&size.to_be_bytes());
+    ihdr.extend_from_slice(&size.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &zlib);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_avatars_are_served_from_authenticated_media_through_the_bridge() {
+    let public_url = "https://switchboard.example.test";
+    let setup = Setup::start_with(Some(public_url.to_owned())).await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_avatars:{server}"));
+    let (shutdown, mut rx) = setup.run(vec![channel.clone()]).await;
+    let alice = &setup.alice;
+
+    // Alice sets an avatar (freshly uploaded, so authenticated media only).
+    let mxc = alice
+        .upload(png(128), "image/png")
+        .await
+        .expect("upload the avatar");
+    let (mxc_server, media_id) = mxc
+        .strip_prefix("mxc://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("an mxc URI");
+    let legacy = reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/media/v3/thumbnail/{}/{}?width=96&height=96&method=crop",
+            setup.synapse.base_url,
+            enc(mxc_server),
+            enc(media_id)
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        legacy.status().as_u16(),
+        404,
+        "Synapse serves new media only with authentication"
+    );
+    let profile = reqwest::Client::new()
+        .put(format!(
+            "{}/_matrix/client/v3/profile/{}/avatar_url",
+            setup.synapse.base_url,
+            enc(&alice.user_id)
+        ))
+        .bearer_auth(&alice.token)
+        .json(&json!({ "avatar_url": mxc }))
+        .send()
+        .await
+        .expect("request");
+    assert!(profile.status().is_success(), "set the avatar: {profile:?}");
+
+    let room = setup.room(&channel).await;
+    alice.join(&room).await.expect("alice joins the portal");
+    let said = alice.send_text(&room, "hello").await.expect("send");
+    let got = loop {
+        let got = next(&mut rx).await;
+        if got.event.as_str() == said {
+            break got;
+        }
+    };
+    let avatar = got
+        .sender
+        .person
+        .avatar
+        .clone()
+        .expect("the inbound person has an avatar URL");
+    let endpoint = setup
+        .bridge
+        .media_endpoint()
+        .expect("the media endpoint")
+        .clone();
+    let prefix = format!("{public_url}{}", endpoint.prefix());
+    assert_eq!(endpoint.prefix(), "/_matrix/app/media/");
+    let rest = avatar
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{avatar} is under {prefix}"));
+    let (path_tail, query) = rest.split_once('?').expect("a signature");
+    assert_eq!(path_tail, format!("{}/{}", enc(mxc_server), enc(media_id)));
+    assert!(query.starts_with("sig="), "{query}");
+    assert!(
+        !avatar.contains(&setup.synapse.base_url),
+        "not the homeserver's URL"
+    );
+
+    // Through the endpoint: Synapse's authenticated thumbnail.
+    let path = format!("{}{path_tail}", endpoint.prefix());
+    let response = endpoint
+        .handle(HttpRequest::new(
+            "GET",
+            &path,
+            query,
+            Vec::new(),
+            Vec::new(),
+        ))
+        .await;
+    assert_eq!(response.status, 200);
+    let content_type = response
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(content_type.starts_with("image/"), "{content_type}");
+    assert!(
+        response.body.starts_with(b"\x89PNG") || response.body.starts_with(b"\xFF\xD8"),
+        "image bytes"
+    );
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(k, v)| k == "cache-control" && v == "public, max-age=86400")
+    );
+
+    // A tampered signature, and a signature of other media: 404.
+    let sig = query.strip_prefix("sig=").expect("sig");
+    let flipped: String = sig
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 0 {
+                if c == '0' { '1' } else { '0' }
+            } else {
+                c
+            }
+        })
+        .collect();
+    for query in [format!("sig={flipped}"), String::new()] {
+        let response = endpoint
+            .handle(HttpRequest::new(
+                "GET",
+                &path,
+                &query,
+                Vec::new(),
+                Vec::new(),
+            ))
+            .await;
+        assert_eq!(response.status, 404, "{query}");
+        assert!(response.body.is_empty());
+    }
+    let other = format!(
+        "{}{}/{}",
+        endpoint.prefix(),
+        enc(mxc_server),
+        "SomethingElse"
+    );
+    let response = endpoint
+        .handle(HttpRequest::new(
+            "GET",
+            &other,
+            query,
+            Vec::new(),
+            Vec::new(),
+        ))
+        .await;
+    assert_eq!(response.status, 404);
+    shutdown.cancel();
+}
+
+/// Serves one PNG at any path, counting requests.
+#[derive(Debug, Default)]
+struct PictureServer {
+    hits: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl HttpEndpoint for PictureServer {
+    async fn handle(&self, _: switchboard_model::HttpRequest) -> switchboard_model::HttpResponse {
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut response =
+            switchboard_model::HttpResponse::empty(200).with_header("content-type", "image/png");
+        response.body = png(16);
+        response
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_rooms_take_the_name_topic_and_avatar_of_the_channel() {
+    let setup = Setup::start().await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_named:{server}"));
+    let (shutdown, _rx) = setup.run(vec![channel.clone()]).await;
+    let room = setup.room(&channel).await;
+    setup
+        .alice
+        .join(&room)
+        .await
+        .expect("alice joins the portal");
+
+    let pictures = Arc::new(PictureServer::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let avatar_url = format!(
+        "http://{}/channel.png",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(serve(listener, pictures.clone()));
+
+    let info = switchboard_model::ChannelInfo {
+        name: Some("Contoso / Launch".into()),
+        topic: Some("Ship it on Friday".into()),
+        avatar: Some(avatar_url.clone()),
+    };
+    let op = |id: &str| {
+        OutboundOp::new(
+            OpId::new(id),
+            channel.clone(),
+            OutboundKind::ChannelInfo { info: info.clone() },
+        )
+    };
+    let state = |event_type: &'static str| {
+        let setup = &setup;
+        let room = room.clone();
+        async move {
+            setup
+                .get_as_alice(&format!(
+                    "/_matrix/client/v3/rooms/{}/state/{event_type}/",
+                    enc(&room)
+                ))
+                .await
+        }
+    };
+    let state_ids = || {
+        let setup = &setup;
+        let room = room.clone();
+        async move {
+            let all = setup
+                .get_as_alice(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)))
+                .await;
+            let mut ids: Vec<(String, String)> = all
+                .as_array()
+                .expect("state events")
+                .iter()
+                .filter(|e| {
+                    ["m.room.name", "m.room.topic", "m.room.avatar"]
+                        .contains(&e["type"].as_str().unwrap_or(""))
+                })
+                .map(|e| {
+                    (
+                        e["type"].as_str().unwrap_or("").to_owned(),
+                        e["event_id"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+
+    setup
+        .bridge
+        .deliver(&op("info-1"), &NoMedia)
+        .await
+        .expect("channel info applied");
+    assert_eq!(state("m.room.name").await["name"], "Contoso / Launch");
+    let topic = state("m.room.topic").await;
+    assert_eq!(topic["topic"], "Ship it on Friday");
+    assert_eq!(topic["m.topic"]["m.text"][0]["body"], "Ship it on Friday");
+    let avatar = state("m.room.avatar").await;
+    let mxc = avatar["url"].as_str().expect("an avatar").to_owned();
+    assert!(mxc.starts_with("mxc://"), "{avatar}");
+    assert_eq!(avatar["info"]["mimetype"], "image/png");
+    assert_eq!(pictures.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The picture is in the content repository.
+    let media = reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{}",
+            setup.synapse.base_url,
+            mxc.trim_start_matches("mxc://")
+        ))
+        .bearer_auth(&setup.alice.token)
+        .send()
+        .await
+        .expect("download");
+    assert!(media.status().is_success());
+    assert_eq!(media.bytes().await.expect("bytes").to_vec(), png(16));
+
+    // The same details again (a retry, or a replay): no new state event, no
+    // second fetch or upload.
+    let before = state_ids().await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    setup
+        .bridge
+        .deliver(&op("info-2"), &NoMedia)
+        .await
+        .expect("applied again");
+    assert_eq!(state_ids().await, before, "nothing rewritten");
+    assert_eq!(pictures.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A rename changes the name alone.
+    let rename = OutboundOp::new(
+        OpId::new("info-3"),
+        channel.clone(),
+        OutboundKind::ChannelInfo {
+            info: switchboard_model::ChannelInfo {
+                name: Some("launch".into()),
+                ..switchboard_model::ChannelInfo::default()
+            },
+        },
+    );
+    setup
+        .bridge
+        .deliver(&rename, &NoMedia)
+        .await
+        .expect("rename");
+    assert_eq!(state("m.room.name").await["name"], "launch");
+    assert_eq!(state("m.room.topic").await["topic"], "Ship it on Friday");
+
+    // A room of alice's, where the bot was invited without power: the room
+    // keeps its own name and the delivery still succeeds.
+    let own = setup
+        .alice
+        .create_room(json!({"name": "Alice's room", "preset": "private_chat"}))
+        .await
+        .expect("alice creates a room");
+    setup
+        .alice
+        .invite(&own, setup.bridge.bot())
+        .await
+        .expect("invite the bot");
+    let own_channel = ChannelId::new(own.clone());
+    let theirs = OutboundOp::new(
+        OpId::new("info-4"),
+        own_channel,
+        OutboundKind::ChannelInfo { info: info.clone() },
+    );
+    setup
+        .bridge
+        .deliver(&theirs, &NoMedia)
+        .await
+        .expect("refused state is not a failed delivery");
+    let name = setup
+        .get_as_alice(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+            enc(&own)
+        ))
+        .await;
+    assert_eq!(name["name"], "Alice's room");
+    shutdown.cancel();
+}
+
+/// Synapse remembers transaction ids in memory only: after it restarts, an
+/// op replayed by a restarted daemon (maybe delivered) finds its earlier
+/// event by the transaction id in its content instead of posting again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_send_after_both_sides_restarted_posts_nothing_new() {
+    let mut setup = Setup::start().await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_replay:{server}"));
+    let (shutdown, _rx) = setup.run(vec![channel.clone()]).await;
+    let room = setup.room(&channel).await;
+    setup
+        .alice
+        .join(&room)
+        .await
+        .expect("alice joins the portal");
+    let person = Person::new(BridgeId::new("slack:acme"), UserId::new("U0REPLAY"), "Rita");
+    let puppet = setup
+        .bridge
+        .ensure_puppet(&person)
+        .await
+        .expect("ensure_puppet");
+    let op = OutboundOp::on_behalf(
+        OpId::new("replay-1"),
+        channel.clone(),
+        Origin::new("slack:acme", "C1"),
+        person.clone(),
+        Some(puppet.clone()),
+        OutboundKind::Send {
+            message: Message::text("posted once"),
+        },
+    );
+    let first = setup.bridge.deliver(&op, &NoMedia).await.expect("send");
+    shutdown.cancel();
+
+    setup
+        .synapse
+        .restart_async()
+        .await
+        .expect("Synapse restarts");
+    let posted = |setup: &Setup| {
+        let alice = setup.alice.clone();
+        let room = room.clone();
+        async move {
+            alice
+                .messages(&room)
+                .await
+                .expect("messages")
+                .into_iter()
+                .filter(|e| e["content"]["body"] == "posted once")
+                .count()
+        }
+    };
+    // A restarted daemon: a new bridge, nothing in memory.
+    let again = MatrixBridge::new(setup.bridge.config().clone(), "http://127.0.0.1:9".into());
+    let replayed = again
+        .deliver(&op.clone().maybe_delivered(true), &NoMedia)
+        .await
+        .expect("replay");
+    assert_eq!(replayed.ids, first.ids, "the earlier event is found");
+    assert_eq!(posted(&setup).await, 1, "nothing posted twice");
+
+    // The control: without the look-up, the restarted homeserver no longer
+    // knows the transaction and posts it again.
+    let blind = MatrixBridge::new(setup.bridge.config().clone(), "http://127.0.0.1:9".into());
+    let doubled = blind.deliver(&op, &NoMedia).await.expect("send");
+    assert_ne!(doubled.ids, first.ids);
+    assert_eq!(posted(&setup).await, 2);
 }

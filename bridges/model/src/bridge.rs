@@ -1,7 +1,7 @@
 //! The [`Bridge`] trait and the context a bridge runs in.
 
 use crate::error::BridgeError;
-use crate::event::{Attachment, Inbound};
+use crate::event::{Attachment, ChannelInfo, Inbound};
 use crate::ids::{BridgeId, ChannelId};
 use crate::outbound::{Delivered, OutboundOp};
 use crate::person::{Person, PuppetRef};
@@ -41,6 +41,11 @@ pub struct Capabilities {
     /// Puppets are real accounts (so mentions of them work and their echoes
     /// carry their ids), rather than a name and avatar per message.
     pub puppet_accounts: bool,
+    /// Its channels take their name, topic and avatar from the other members
+    /// of their portal: the bridge owns its portal rooms (Matrix). Bridges
+    /// whose channels belong to their users' organisation leave it unset,
+    /// and are never asked to rename them.
+    pub mirrors_channel_info: bool,
 }
 
 impl Capabilities {
@@ -57,6 +62,7 @@ impl Capabilities {
             max_upload: 100 * 1024 * 1024,
             native_calls: true,
             puppet_accounts: true,
+            mirrors_channel_info: true,
         }
     }
 
@@ -73,6 +79,7 @@ impl Capabilities {
             max_upload: 0,
             native_calls: false,
             puppet_accounts: false,
+            mirrors_channel_info: false,
         }
     }
 }
@@ -319,6 +326,14 @@ pub trait Bridge: Send + Sync + fmt::Debug + 'static {
     /// or updating a puppet as needed. Called once per person and again when
     /// their name or avatar changes; the relay caches the answer.
     async fn ensure_puppet(&self, person: &Person) -> Result<PuppetRef, BridgeError>;
+
+    /// The name, topic and avatar of one of this bridge's channels, for the
+    /// portal rooms of bridges that mirror them. `None` (the default) when
+    /// the platform has nothing to say.
+    async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
+        let _ = channel;
+        Ok(None)
+    }
 
     /// Downloads an attachment this bridge reported.
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError>;

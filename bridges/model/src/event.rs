@@ -140,6 +140,28 @@ impl InboundKind {
     }
 }
 
+/// A conversation's name, topic and avatar, as far as a platform gives them.
+/// `None` means unknown or unchanged, never "cleared" (an empty string clears).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// The name to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The topic or description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// An image URL anyone may fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+}
+
+impl ChannelInfo {
+    /// True when it says nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.topic.is_none() && self.avatar.is_none()
+    }
+}
+
 /// Joined or left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

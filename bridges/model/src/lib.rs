@@ -39,7 +39,9 @@ pub use bridge::{
 pub use call::{CallEvent, CallProvider, CallState};
 pub use dialect::Dialect;
 pub use error::{BridgeError, RetryKind};
-pub use event::{Attachment, Inbound, InboundKind, MemberChange, Message, MessageStyle, Origin};
+pub use event::{
+    Attachment, ChannelInfo, Inbound, InboundKind, MemberChange, Message, MessageStyle, Origin,
+};
 pub use http::{HttpEndpoint, HttpRequest, HttpResponse};
 pub use ids::{BridgeId, CallId, ChannelId, EventId, MessageId, OpId, UserId};
 pub use outbound::{Delivered, OutboundKind, OutboundOp};

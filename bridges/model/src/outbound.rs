@@ -5,7 +5,7 @@
 //! hands the op over, and waits when a target has not been delivered yet.
 
 use crate::call::CallEvent;
-use crate::event::{Message, Origin};
+use crate::event::{ChannelInfo, Message, Origin};
 use crate::ids::{ChannelId, MessageId, OpId};
 use crate::person::{Person, PuppetRef};
 use serde::{Deserialize, Serialize};
@@ -135,6 +135,15 @@ pub enum OutboundKind {
         /// than posting again.
         invite: Vec<MessageId>,
     },
+    /// Give the channel this name, topic and avatar (the parts that are
+    /// `Some`). Only bridges whose [`Capabilities::mirrors_channel_info`]
+    /// is set get these.
+    ///
+    /// [`Capabilities::mirrors_channel_info`]: crate::Capabilities::mirrors_channel_info
+    ChannelInfo {
+        /// What to show.
+        info: ChannelInfo,
+    },
 }
 
 impl OutboundKind {
@@ -147,6 +156,7 @@ impl OutboundKind {
             OutboundKind::React { .. } => "react",
             OutboundKind::Unreact { .. } => "unreact",
             OutboundKind::Call { .. } => "call",
+            OutboundKind::ChannelInfo { .. } => "channel_info",
         }
     }
 }

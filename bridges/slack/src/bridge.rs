@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
-    Delivered, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind, InboundSink, Inline,
-    LinkedAccounts, MediaSource, Message, MessageId, MessageStyle, NoLinkedAccounts, OpId,
-    OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
+    ChannelInfo, Delivered, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind,
+    InboundSink, Inline, LinkedAccounts, MediaSource, Message, MessageId, MessageStyle,
+    NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
 };
 
 /// Who we are in the workspace, from `auth.test` and `bots.info`.
@@ -851,6 +851,8 @@ impl Bridge for SlackBridge {
         caps.max_upload = self.config.max_upload;
         // Puppets are a name and icon per message, not accounts.
         caps.puppet_accounts = false;
+        // Channels belong to the workspace: never renamed from elsewhere.
+        caps.mirrors_channel_info = false;
         caps
     }
 
@@ -925,6 +927,17 @@ impl Bridge for SlackBridge {
         let name = format!("{} ({label})", person.display_name);
         let user = UserId::new(format!("puppet:{}:{}", person.bridge, person.user));
         Ok(PuppetRef::new(user, name).with_avatar(person.avatar.clone()))
+    }
+
+    /// `conversations.info`: the channel's name, and its topic (or, when it
+    /// has none, its purpose). Direct messages have neither.
+    async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
+        let args = serde_json::json!({"channel": channel.as_str()});
+        let reply = self
+            .api
+            .call("conversations.info", self.token(), args, None)
+            .await?;
+        Ok(channel_info_of(reply.get("channel")))
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
@@ -1042,6 +1055,33 @@ impl HttpEndpoint for EventsEndpoint {
     }
 }
 
+/// A channel's name and topic from a `conversations.info` channel object;
+/// `None` for a direct message or when it carries neither.
+fn channel_info_of(channel: Option<&serde_json::Value>) -> Option<ChannelInfo> {
+    let channel = channel?;
+    if channel.get("is_im").and_then(serde_json::Value::as_bool) == Some(true) {
+        return None;
+    }
+    let text = |field: &str| {
+        channel
+            .get(field)
+            .and_then(|v| v.get("value"))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let info = ChannelInfo {
+        name: channel
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        topic: text("topic").or_else(|| text("purpose")),
+        avatar: None,
+    };
+    (!info.is_empty()).then_some(info)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1052,6 +1092,51 @@ mod tests {
         assert!(ts_after("1700000001.000000", "1700000000.999999"));
         assert!(!ts_after("1700000000.000100", "1700000000.000100"));
         assert!(ts_after("1700000000.1", "1700000000.000009"));
+    }
+
+    #[test]
+    fn channel_info_takes_the_name_and_the_topic_or_else_the_purpose() {
+        let channel = serde_json::json!({
+            "id": "C1", "name": "general", "is_im": false,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "Announcements", "creator": "U1", "last_set": 1}
+        });
+        let info = channel_info_of(Some(&channel)).expect("info");
+        assert_eq!(info.name.as_deref(), Some("general"));
+        assert_eq!(info.topic.as_deref(), Some("Announcements"));
+        let mut with_topic = channel.clone();
+        with_topic["topic"]["value"] = "Launch on Friday".into();
+        let info = channel_info_of(Some(&with_topic)).expect("info");
+        assert_eq!(info.topic.as_deref(), Some("Launch on Friday"));
+        let im = serde_json::json!({"id": "D1", "is_im": true, "user": "U1"});
+        assert_eq!(channel_info_of(Some(&im)), None, "a DM has no name");
+        assert_eq!(channel_info_of(None), None);
+    }
+
+    /// Slack's own captures of `conversations.info`, when the corpus is given.
+    #[test]
+    fn channel_info_of_the_captured_conversations_info_replies() {
+        let Some(root) = std::env::var_os("SWITCHBOARD_CONFORMANCE_DIR") else {
+            println!("note: SWITCHBOARD_CONFORMANCE_DIR is unset; skipping");
+            return;
+        };
+        let dir = std::path::Path::new(&root).join("slack/web/conversations.info");
+        let read = |name: &str| -> serde_json::Value {
+            let text = std::fs::read_to_string(dir.join(name))
+                .unwrap_or_else(|e| panic!("{}/{name}: {e}", dir.display()));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let public = read("success.real-capture.public_channel.json");
+        let info = channel_info_of(public.get("channel")).expect("a public channel has a name");
+        assert_eq!(info.name.as_deref(), Some("general"));
+        assert!(
+            info.topic
+                .as_deref()
+                .is_some_and(|t| t.starts_with("This is the one channel")),
+            "the empty topic falls back to the purpose: {info:?}"
+        );
+        let im = read("success.real-capture.im.json");
+        assert_eq!(channel_info_of(im.get("channel")), None);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_model::testing::{ConformanceHarness, run_conformance};
 use switchboard_model::{
-    Bridge, BridgeContext, BridgeState, ChannelId, Inbound, InboundKind, InboundSink, MessageId,
-    bridge::InboundEnvelope,
+    Bridge, BridgeContext, BridgeError, BridgeState, ChannelId, Inbound, InboundKind, InboundSink,
+    MessageId, bridge::InboundEnvelope,
 };
 use switchboard_slack::bridge::SlackBridge;
 use switchboard_slack::config::{InboundMode, SlackConfig};
@@ -39,6 +39,7 @@ async fn sim() -> SlackSim {
             ChannelSeed {
                 name: "general".into(),
                 members: vec!["alice".into(), "bob".into(), "@bot".into()],
+                purpose: Some("Company-wide announcements".into()),
                 ..ChannelSeed::default()
             },
             ChannelSeed {
@@ -581,4 +582,38 @@ async fn direct_messages_relay_like_channels() {
             .any(|m| m["text"] == "hello from Teams" && m["username"] == "Yan (Teams)")
     );
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_describes_itself_for_mirrored_rooms_and_a_dm_does_not() {
+    let sim = sim().await;
+    let bridge = bridge(&sim);
+    let general = ChannelId::new(sim.seeded().channels["general"].clone());
+    let info = bridge
+        .channel_info(&general)
+        .await
+        .expect("conversations.info")
+        .expect("a channel has a name");
+    assert_eq!(info.name.as_deref(), Some("general"));
+    assert_eq!(
+        info.topic.as_deref(),
+        Some("Company-wide announcements"),
+        "no topic: the purpose"
+    );
+    assert!(
+        !bridge.capabilities().mirrors_channel_info,
+        "Slack channels are never renamed from elsewhere"
+    );
+    let alice = Person::new(&sim, "alice");
+    let bot_user = sim.seeded().bot_user_id.clone();
+    let dm = alice
+        .call("conversations.open", json!({ "users": bot_user }))
+        .await;
+    let dm = ChannelId::new(dm["channel"]["id"].as_str().expect("a DM id"));
+    assert_eq!(bridge.channel_info(&dm).await.expect("info"), None);
+    let missing = bridge.channel_info(&ChannelId::new("C0NOPE")).await;
+    assert!(
+        matches!(missing, Err(BridgeError::NotFound { .. })),
+        "{missing:?}"
+    );
 }

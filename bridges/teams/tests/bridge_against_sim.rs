@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_model::testing::{ConformanceHarness, NoMedia, run_conformance};
 use switchboard_model::{
-    Bridge, BridgeContext, BridgeId, BridgeState, ChannelId, Inbound, InboundKind, InboundSink,
-    Message, MessageId, OpId, Origin, OutboundKind, OutboundOp, Person, UserId,
+    Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, ChannelId, Inbound, InboundKind,
+    InboundSink, Message, MessageId, OpId, Origin, OutboundKind, OutboundOp, Person, UserId,
 };
 use switchboard_teams::auth::Secret;
 use switchboard_teams::bridge::{TeamsBridge, TeamsConfig};
@@ -695,4 +695,59 @@ async fn lost_answers_and_503s_neither_lose_nor_duplicate() {
     assert!(lost > 0, "answers were lost");
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn channels_and_chats_describe_themselves_for_mirrored_rooms() {
+    let seed: switchboard_teams_sim::seed::Seed = serde_json::from_value(json!({
+        "users": [
+            {"displayName": "Switchboard Relay", "userPrincipalName": "switchboard@contoso.test"},
+            {"displayName": "Bob Builder", "userPrincipalName": "bob@contoso.test"}
+        ],
+        "teams": [{"displayName": "Contoso", "owners": ["switchboard@contoso.test"],
+                   "members": ["bob@contoso.test"],
+                   "channels": [{"displayName": "Launch", "description": "Ship it on Friday"}]}],
+        "chats": [
+            {"chatType": "group", "topic": "Launch crew",
+             "members": ["switchboard@contoso.test", "bob@contoso.test"]},
+            {"name": "one", "chatType": "oneOnOne",
+             "members": ["switchboard@contoso.test", "bob@contoso.test"]}
+        ]
+    }))
+    .expect("seed");
+    let sim = TeamsSim::start(SimConfig {
+        seed: Some(seed),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim starts");
+    let bridge = TeamsBridge::with_graph(config(&sim, None), graph(&sim)).expect("bridge");
+    assert!(
+        !bridge.capabilities().mirrors_channel_info,
+        "Teams channels are never renamed from elsewhere"
+    );
+    let seeded = sim.seeded();
+    let (team, launch) = seeded.channels["Contoso/Launch"].clone();
+    let info = bridge
+        .channel_info(&ChannelId::new(format!("{team}/{launch}")))
+        .await
+        .expect("channel get")
+        .expect("a channel has a name");
+    assert_eq!(info.name.as_deref(), Some("Contoso / Launch"));
+    assert_eq!(info.topic.as_deref(), Some("Ship it on Friday"));
+
+    let group = ChannelId::new(seeded.chats["Launch crew"].clone());
+    let info = bridge.channel_info(&group).await.expect("chat get");
+    assert_eq!(info.and_then(|i| i.name).as_deref(), Some("Launch crew"));
+    let one = ChannelId::new(seeded.chats["one"].clone());
+    assert_eq!(bridge.channel_info(&one).await.expect("chat get"), None);
+
+    let missing = bridge
+        .channel_info(&ChannelId::new(format!("{team}/19:nope@thread.tacv2")))
+        .await;
+    assert!(
+        matches!(missing, Err(BridgeError::NotFound { .. })),
+        "{missing:?}"
+    );
+    sim.shutdown().await;
 }

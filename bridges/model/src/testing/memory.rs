@@ -42,7 +42,7 @@
 use super::unique_id;
 use crate::bridge::{Bridge, BridgeContext, BridgeState, Capabilities, IntakeError, MediaSource};
 use crate::error::BridgeError;
-use crate::event::{Attachment, Inbound, InboundKind, Message, Origin};
+use crate::event::{Attachment, ChannelInfo, Inbound, InboundKind, Message, Origin};
 use crate::ids::{BridgeId, ChannelId, EventId, MessageId, OpId, UserId};
 use crate::outbound::{Delivered, OutboundKind, OutboundOp};
 use crate::person::{Person, PuppetRef, Sender};
@@ -95,6 +95,9 @@ pub enum DeliveryKind {
     Unreact,
     /// Posted a call invite (no `target`) or edited the invite in `target`.
     Call,
+    /// Set the channel's name, topic or avatar; `text` holds the
+    /// [`ChannelInfo`] as JSON.
+    ChannelInfo,
 }
 
 /// One successful delivery, as the platform recorded it. A line of
@@ -282,6 +285,8 @@ struct State {
     attempts: Vec<Attempt>,
     echo: EchoMode,
     media: HashMap<String, Vec<u8>>,
+    /// What [`Bridge::channel_info`] answers, by channel.
+    channel_info: HashMap<ChannelId, ChannelInfo>,
     puppet_calls: usize,
     required_token: Option<String>,
     /// The inbox of an ephemeral platform.
@@ -586,6 +591,13 @@ impl MemoryPlatform {
         Ok(())
     }
 
+    /// Sets what [`Bridge::channel_info`] answers for `channel`.
+    pub fn set_channel_info(&self, channel: &str, info: ChannelInfo) {
+        self.lock()
+            .channel_info
+            .insert(ChannelId::new(channel), info);
+    }
+
     fn media(&self, id: &str) -> Option<Vec<u8>> {
         if let Some(bytes) = self.lock().media.get(id) {
             return Some(bytes.clone());
@@ -830,6 +842,14 @@ impl MemoryPlatform {
                     record.target.clone_from(invite);
                 }
                 record.text = Some(event.describe());
+                record
+            }
+            OutboundKind::ChannelInfo { info } => {
+                if !capabilities.mirrors_channel_info {
+                    return Err(unsupported("channel names and topics"));
+                }
+                let mut record = DeliveryRecord::of(op, DeliveryKind::ChannelInfo);
+                record.text = Some(serde_json::to_string(info).unwrap_or_default());
                 record
             }
         };
@@ -1222,6 +1242,11 @@ impl Bridge for MemoryBridge {
             .with_avatar(person.avatar.clone()))
     }
 
+    async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
+        self.check_token()?;
+        Ok(self.platform.lock().channel_info.get(channel).cloned())
+    }
+
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
         self.check_token()?;
         self.platform
@@ -1415,7 +1440,7 @@ fn fold_messages(
                 DeliveryKind::Unreact => {
                     change(target, &mut |m| toggle_reaction(m, key, &who, false));
                 }
-                DeliveryKind::Send => {}
+                DeliveryKind::Send | DeliveryKind::ChannelInfo => {}
             }
         }
     }

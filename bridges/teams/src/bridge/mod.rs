@@ -36,9 +36,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use switchboard_model::{
-    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, Delivered,
-    HttpEndpoint, LinkedAccounts, MediaSource, MessageId, NoLinkedAccounts, OpId, OutboundKind,
-    OutboundOp, Person, PuppetRef, RetryKind, UserId,
+    Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, ChannelInfo,
+    Delivered, HttpEndpoint, LinkedAccounts, MediaSource, MessageId, NoLinkedAccounts, OpId,
+    OutboundKind, OutboundOp, Person, PuppetRef, RetryKind, UserId,
 };
 
 /// How many delivered ops are remembered before the record is reset.
@@ -289,6 +289,7 @@ impl TeamsBridge {
     }
 }
 
+mod details;
 mod identity;
 mod inbound;
 mod media;
@@ -352,6 +353,8 @@ impl Bridge for TeamsBridge {
         caps.native_calls = true;
         // Puppets are an author line per message, not accounts.
         caps.puppet_accounts = false;
+        // Channels belong to the tenant: never renamed from elsewhere.
+        caps.mirrors_channel_info = false;
         caps
     }
 
@@ -427,6 +430,10 @@ impl Bridge for TeamsBridge {
         );
         let user = UserId::new(format!("puppet:{}:{}", person.bridge, person.user));
         Ok(PuppetRef::new(user, name).with_avatar(person.avatar.clone()))
+    }
+
+    async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
+        self.details(channel).await
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
