@@ -653,6 +653,15 @@ fn synapse_redelivery_after_sigkill_and_restart_is_exactly_once() {
         while_down >= 5,
         "messages sent while the daemon was down: {while_down}"
     );
+    // The restarted daemon had the homeserver ping it, which makes Synapse
+    // resend what it queued at once rather than after its backoff.
+    wait_for("the homeserver's ping after the restart", WAIT, || {
+        ms.setup
+            .log()
+            .matches("The homeserver reached this application service")
+            .count()
+            >= 2
+    });
     let expected: Vec<String> = (0..BURST).map(|i| format!("burst-{i:02}")).collect();
     exactly_once(&left, "burst-", &expected, Duration::from_secs(60));
     eprintln!(

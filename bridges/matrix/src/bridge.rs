@@ -959,6 +959,47 @@ impl MatrixBridge {
         }
     }
 
+    /// Asks the homeserver to ping this application service
+    /// ([`POST /_matrix/client/v1/appservice/{appserviceId}/ping`](https://spec.matrix.org/v1.16/application-service-api/#post_matrixclientv1appserviceappserviceidping)):
+    /// it proves that the homeserver reaches our URL (a WARN says so when it
+    /// does not), and Synapse then sends at once the transactions it queued
+    /// while we were away instead of waiting out its backoff (up to 8.5
+    /// minutes). A homeserver without the endpoint is left alone.
+    async fn ping_homeserver(&self) {
+        let path = format!(
+            "/_matrix/client/v1/appservice/{}/ping",
+            enc(&self.config.appservice_id)
+        );
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            let body = json!({
+                "transaction_id": format!("sb-ping-{}", switchboard_model::Timestamp::now().as_millis())
+            });
+            match self
+                .client
+                .call(Method::Post, &path, None, Some(&body))
+                .await
+            {
+                Ok(answer) => {
+                    let ms = answer.get("duration_ms").and_then(Value::as_u64);
+                    tracing::info!(bridge = %self.config.id, duration_ms = ?ms, "The homeserver reached this application service.");
+                    return;
+                }
+                Err(e) if e.status() == Some(404) || e.errcode() == Some("M_UNRECOGNIZED") => {
+                    tracing::debug!(bridge = %self.config.id, "The homeserver has no ping endpoint.");
+                    return;
+                }
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::debug!(bridge = %self.config.id, error = %e, attempt, "Homeserver ping failed; trying again.");
+                    tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %self.config.id, error = %e, "The homeserver could not reach this application service at its registered URL; events from Matrix will not arrive until it can.");
+                }
+            }
+        }
+    }
+
     /// Joins or creates every portal room, logging what fails.
     async fn ensure_rooms(&self, ctx: &BridgeContext) {
         for channel in ctx.channels() {
@@ -1090,9 +1131,13 @@ impl Bridge for MatrixBridge {
 
         let mut channels = ctx.channels_watch();
         channels.mark_changed();
+        let ping = self.ping_homeserver();
+        tokio::pin!(ping);
+        let mut pinged = false;
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
+                () = &mut ping, if !pinged => pinged = true,
                 changed = channels.changed() => {
                     if changed.is_err() {
                         ctx.shutdown.cancelled().await;
