@@ -13,14 +13,17 @@
 //! A marker per portal and target channel in the `cursor` tree (under the
 //! pseudo-bridge [`MARKER_BRIDGE`]) records that this was done, so a restart
 //! asks nothing again; later changes arrive as events, also those made while
-//! the daemon was down (the platforms' catch-up includes them).
+//! the daemon was down (the platforms' catch-up includes them). A member that
+//! cannot answer yet (network, rate limit, credentials) is asked again a few
+//! times with growing waits; one that refuses for good (the channel is not
+//! found, a permission is missing) only at the next start.
 
 use super::Shared;
 use crate::store::PortalId;
 use crate::store::records::{OutboxEntry, PendingAction};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_model::{BridgeId, ChannelId, Origin, Timestamp};
+use switchboard_model::{BridgeError, BridgeId, ChannelId, Origin, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 /// The cursor-tree namespace of the markers. No configured bridge can have
@@ -64,7 +67,10 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 return;
             }
             match sync_one(&shared, &target).await {
-                Ok(()) => {}
+                Ok(Outcome::Done) => {}
+                Ok(Outcome::Refused(why)) => {
+                    tracing::warn!(portal = %target.0, bridge = %target.1, reason = %why, "The portal's channel cannot be described (missing permission?); its room keeps its name until the next start or a rename.");
+                }
                 Err(why) => {
                     tracing::warn!(portal = %target.0, bridge = %target.1, attempt, reason = %why, "Could not learn the portal's channel name yet.");
                     failed.push(target);
@@ -86,11 +92,21 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// How one portal room's pass ended, when it did not fail for now.
+enum Outcome {
+    /// Queued, or nobody has anything to say: marked done.
+    Done,
+    /// A member refused for good (not found, not permitted): not marked, so
+    /// the next start asks again, and not retried before that.
+    Refused(String),
+}
+
 /// Queues the details of one mirroring member's portal, unless done before.
+/// An error is worth retrying (network, rate limit, credentials).
 async fn sync_one(
     shared: &Arc<Shared>,
     (portal, bridge, channel): &(PortalId, BridgeId, ChannelId),
-) -> Result<(), String> {
+) -> Result<Outcome, String> {
     let markers = BridgeId::new(MARKER_BRIDGE);
     let key = marker(portal, bridge, channel);
     if shared
@@ -99,10 +115,10 @@ async fn sync_one(
         .map_err(|e| e.to_string())?
         .is_some()
     {
-        return Ok(());
+        return Ok(Outcome::Done);
     }
     let Some((_, members)) = shared.portals.of(bridge, channel) else {
-        return Ok(());
+        return Ok(Outcome::Done);
     };
     // Platforms whose channels are their own come first: their names are
     // the ones people chose.
@@ -117,6 +133,7 @@ async fn sync_one(
             .is_none_or(|e| e.capabilities.mirrors_channel_info)
     });
     let mut last_error = None;
+    let mut refused = None;
     for (source_bridge, source_channel) in sources {
         let Some(entry) = shared.bridges.get(source_bridge) else {
             continue;
@@ -140,20 +157,25 @@ async fn sync_one(
                 return mark(shared, &markers, &key);
             }
             Ok(_) => {}
+            Err(e @ (BridgeError::NotFound { .. } | BridgeError::Permanent { .. })) => {
+                refused = Some(format!("{source_bridge}: {e}"));
+            }
             Err(e) => last_error = Some(format!("{source_bridge}: {e}")),
         }
     }
-    match last_error {
-        Some(why) => Err(why),
+    match (last_error, refused) {
+        (Some(why), _) => Err(why),
+        (None, Some(why)) => Ok(Outcome::Refused(why)),
         // Nobody has anything to say: nothing to ask next time either.
-        None => mark(shared, &markers, &key),
+        (None, None) => mark(shared, &markers, &key),
     }
 }
 
-fn mark(shared: &Shared, markers: &BridgeId, key: &ChannelId) -> Result<(), String> {
+fn mark(shared: &Shared, markers: &BridgeId, key: &ChannelId) -> Result<Outcome, String> {
     let now = Timestamp::now().as_millis().to_string();
     shared
         .db
         .put_cursor(markers, key, &now)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(Outcome::Done)
 }

@@ -1242,3 +1242,35 @@ async fn a_channel_that_cannot_be_described_yet_is_asked_again() {
     .await;
     relay.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_refused_for_good_is_asked_again_at_the_next_start() {
+    use switchboard_model::ChannelInfo;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = MemoryPlatform::new("mem:a");
+    let b = MemoryPlatform::new("mem:b");
+    a.set_channel_info(
+        "general",
+        ChannelInfo {
+            name: Some("general".into()),
+            ..ChannelInfo::default()
+        },
+    );
+    a.remove_channel("general");
+    {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled"));
+        let h = start_with(mirror_options(store), a.clone(), b.clone());
+        // Long past every retry of a failure worth retrying.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(info_deliveries(&b).is_empty());
+        h.stop().await;
+    }
+    a.restore_channel("general");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled reopens"));
+    let h = start_with(mirror_options(store), a.clone(), b.clone());
+    until("named at the next start", Duration::from_secs(10), || {
+        info_deliveries(&b).len() == 1
+    })
+    .await;
+    h.stop().await;
+}

@@ -1244,7 +1244,11 @@ impl Bridge for MemoryBridge {
 
     async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
         self.check_token()?;
-        Ok(self.platform.lock().channel_info.get(channel).cloned())
+        let state = self.platform.lock();
+        if state.removed_channels.contains(channel) {
+            return Err(BridgeError::not_found(format!("channel {channel}")));
+        }
+        Ok(state.channel_info.get(channel).cloned())
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
