@@ -60,6 +60,8 @@ pub struct SlackBridge {
     this: std::sync::Weak<SlackBridge>,
     /// People's own linked accounts.
     accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
+    /// The workspace's icon once `team.info` answered (`Some(None)`: none).
+    icon: Mutex<Option<Option<String>>>,
 }
 
 impl SlackBridge {
@@ -76,7 +78,35 @@ impl SlackBridge {
             posted: Mutex::new(HashMap::new()),
             this: this.clone(),
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
+            icon: Mutex::new(None),
         }))
+    }
+
+    /// The workspace's icon (`team.info`, 132 px), unless it is Slack's
+    /// default one. Best effort: a failure is logged and gives none; only an
+    /// answer is remembered.
+    async fn workspace_icon(&self) -> Option<String> {
+        if let Some(known) = self.icon.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return known;
+        }
+        let icon = match self
+            .api
+            .call("team.info", self.token(), serde_json::json!({}), None)
+            .await
+        {
+            Ok(reply) => workspace_icon_of(&reply),
+            Err(e @ ApiError::Slack { .. }) => {
+                // missing_scope (an app installed before team:read) and the like.
+                tracing::debug!(bridge = %self.config.id, error = %e, "No workspace icon.");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(bridge = %self.config.id, error = %e, "Workspace icon not known yet.");
+                return None;
+            }
+        };
+        *self.icon.lock().unwrap_or_else(|p| p.into_inner()) = Some(icon.clone());
+        icon
     }
 
     fn token(&self) -> &Token {
@@ -930,14 +960,19 @@ impl Bridge for SlackBridge {
     }
 
     /// `conversations.info`: the channel's name, and its topic (or, when it
-    /// has none, its purpose). Direct messages have neither.
+    /// has none, its purpose), with the workspace's icon as the avatar.
+    /// Direct messages have none of these.
     async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
         let args = serde_json::json!({"channel": channel.as_str()});
         let reply = self
             .api
             .call("conversations.info", self.token(), args, None)
             .await?;
-        Ok(channel_info_of(reply.get("channel")))
+        let Some(mut info) = channel_info_of(reply.get("channel")) else {
+            return Ok(None);
+        };
+        info.avatar = self.workspace_icon().await;
+        Ok(Some(info))
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
@@ -1055,6 +1090,22 @@ impl HttpEndpoint for EventsEndpoint {
     }
 }
 
+/// The workspace icon in a `team.info` answer, unless it is the default.
+fn workspace_icon_of(reply: &serde_json::Value) -> Option<String> {
+    let icon = reply.get("team")?.get("icon")?;
+    if icon
+        .get("image_default")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        return None;
+    }
+    icon.get("image_132")
+        .and_then(serde_json::Value::as_str)
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map(str::to_owned)
+}
+
 /// A channel's name and topic from a `conversations.info` channel object;
 /// `None` for a direct message or when it carries neither.
 fn channel_info_of(channel: Option<&serde_json::Value>) -> Option<ChannelInfo> {
@@ -1137,6 +1188,20 @@ mod tests {
         );
         let im = read("success.real-capture.im.json");
         assert_eq!(channel_info_of(im.get("channel")), None);
+    }
+
+    #[test]
+    fn the_workspace_icon_unless_it_is_slack_s_default() {
+        let custom = serde_json::json!({"ok": true, "team": {"id": "T1", "icon": {
+            "image_132": "https://avatars.slack-edge.com/acme_132.png", "image_default": false}}});
+        assert_eq!(
+            workspace_icon_of(&custom).as_deref(),
+            Some("https://avatars.slack-edge.com/acme_132.png")
+        );
+        let default = serde_json::json!({"ok": true, "team": {"id": "T1", "icon": {
+            "image_132": "https://a.slack-edge.com/default_132.png", "image_default": true}}});
+        assert_eq!(workspace_icon_of(&default), None);
+        assert_eq!(workspace_icon_of(&serde_json::json!({"ok": true})), None);
     }
 
     #[test]

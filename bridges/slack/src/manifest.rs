@@ -21,6 +21,7 @@ pub const BOT_SCOPES: &[&str] = &[
     "files:read",
     "files:write",
     "users:read",
+    "team:read",
     "calls:read",
     "calls:write",
 ];

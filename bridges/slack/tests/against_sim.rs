@@ -600,6 +600,10 @@ async fn a_channel_describes_itself_for_mirrored_rooms_and_a_dm_does_not() {
         Some("Company-wide announcements"),
         "no topic: the purpose"
     );
+    assert_eq!(
+        info.avatar, None,
+        "the simulated workspace has Slack's default icon, which is not shown"
+    );
     assert!(
         !bridge.capabilities().mirrors_channel_info,
         "Slack channels are never renamed from elsewhere"
