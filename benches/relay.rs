@@ -664,6 +664,7 @@ impl Engine {
                         channel: format!("d{i}").into(),
                     },
                 ],
+                calls: Default::default(),
             })
             .collect();
         let started = std::time::Instant::now();

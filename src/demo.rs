@@ -124,6 +124,7 @@ pub async fn run() -> anyhow::Result<()> {
                     channel: CHANNEL.into(),
                 })
                 .collect(),
+            calls: Default::default(),
         }],
     };
     let north = MemoryPlatform::open(NORTH, &dir.path().join("north"))?;

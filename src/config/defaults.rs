@@ -57,9 +57,13 @@ impl Default for RelayConfig {
             dependency_wait: Duration::from_secs(10 * 60),
             reaction_fallback: ReactionFallback::default(),
             dead_letter_notices: true,
+            jitsi_url: DEFAULT_JITSI_URL.to_owned(),
         }
     }
 }
+
+/// `relay.jitsi_url`.
+pub const DEFAULT_JITSI_URL: &str = "https://meet.jit.si";
 
 /// `graph_url` of a Teams bridge.
 pub const DEFAULT_TEAMS_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";

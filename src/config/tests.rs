@@ -116,6 +116,7 @@ fn defaults_fill_every_optional_key() {
                 dependency_wait: Duration::from_secs(600),
                 reaction_fallback: ReactionFallback::Notice,
                 dead_letter_notices: true,
+                jitsi_url: "https://meet.jit.si".to_owned(),
             },
             bridges: vec![],
             portals: vec![],
@@ -161,6 +162,7 @@ fn a_valid_file_gives_typed_values() {
                 member("memory:left", "general"),
                 member("memory:right", "general"),
             ],
+            calls: Default::default(),
         }]
     );
 }
@@ -420,6 +422,7 @@ fn relay_rules() {
             dependency_wait: Duration::from_secs(7_200),
             reaction_fallback: ReactionFallback::Skip,
             dead_letter_notices: false,
+            jitsi_url: "https://meet.jit.si".to_owned(),
         }
     );
 }
@@ -1057,6 +1060,7 @@ fn the_example_with_real_values_validates_fully() {
                     member("memory:left", "general"),
                     member("memory:right", "town-square"),
                 ],
+                calls: Default::default(),
             }],
         }
     );
@@ -1464,4 +1468,42 @@ fn matrix_bridges_report_every_problem() {
         assert!(joined.contains(key), "{key} missing from:\n{joined}");
     }
     assert!(!joined.contains("as-secret"));
+}
+
+#[test]
+fn portal_calls_and_meetings() {
+    let text = BASE.replace(
+        "[[portal]]",
+        "[relay]\njitsi_url = \"https://jitsi.example.org/\"\n\n[[portal]]\ncalls = false\nmeetings = \"memory:right\"",
+    );
+    let config = Ok::<_, ()>(parse_ok(&text, &no_env())).expect("valid");
+    assert_eq!(config.relay.jitsi_url, "https://jitsi.example.org");
+    assert_eq!(
+        config.portals[0].calls,
+        PortalCalls {
+            relay: false,
+            meetings: MeetingProvider::Bridge("memory:right".into()),
+        }
+    );
+    let jitsi = Ok::<_, ()>(parse_ok(
+        &BASE.replace("[[portal]]", "[[portal]]\nmeetings = \"jitsi\""),
+        &no_env(),
+    ))
+    .expect("valid");
+    assert_eq!(jitsi.portals[0].calls.meetings, MeetingProvider::Jitsi);
+    assert!(jitsi.portals[0].calls.relay, "calls are on by default");
+    let found = problems(
+        &BASE.replace(
+            "[[portal]]",
+            "[relay]\njitsi_url = \"meet.jit.si\"\n\n[[portal]]\nmeetings = \"memory:elsewhere\"",
+        ),
+        &no_env(),
+    );
+    assert_eq!(
+        found,
+        [
+            "relay.jitsi_url: must be an http(s) URL, got \"meet.jit.si\"",
+            "portal[0].meetings: \"memory:elsewhere\" is not one of this portal's bridges; expected \"auto\", \"jitsi\" or a member's bridge id",
+        ]
+    );
 }

@@ -103,6 +103,9 @@ pub struct RelayConfig {
     pub reaction_fallback: ReactionFallback,
     /// Whether a dead letter posts a notice back in the origin channel.
     pub dead_letter_notices: bool,
+    /// Where Jitsi meetings are created (`{jitsi_url}/{random room}`), for
+    /// portals whose meetings are Jitsi or that have no other provider.
+    pub jitsi_url: String,
 }
 
 /// What to do with a reaction for a target that has no reactions.
@@ -307,6 +310,60 @@ pub struct PortalConfig {
     pub name: String,
     /// Its members, each a channel on a configured bridge.
     pub members: Vec<PortalMember>,
+    /// How it handles calls and meetings.
+    pub calls: PortalCalls,
+}
+
+/// How a portal handles calls: `calls` and `meetings` of a `[[portal]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalCalls {
+    /// Whether call invites are relayed and meetings can be asked for.
+    pub relay: bool,
+    /// Who creates a meeting asked for with `!call` / `/switchboard call`.
+    pub meetings: MeetingProvider,
+}
+
+impl Default for PortalCalls {
+    fn default() -> Self {
+        PortalCalls {
+            relay: true,
+            meetings: MeetingProvider::Auto,
+        }
+    }
+}
+
+/// Who creates the meetings people ask for in a portal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MeetingProvider {
+    /// The first member whose bridge creates meetings (a Teams online
+    /// meeting), else a Jitsi room.
+    #[default]
+    Auto,
+    /// A Jitsi room under `relay.jitsi_url`.
+    Jitsi,
+    /// This member bridge.
+    Bridge(BridgeId),
+}
+
+impl MeetingProvider {
+    /// As stored and written in the config: `None` for auto, `jitsi`, or a
+    /// bridge id.
+    pub fn stored(&self) -> Option<String> {
+        match self {
+            MeetingProvider::Auto => None,
+            MeetingProvider::Jitsi => Some("jitsi".to_owned()),
+            MeetingProvider::Bridge(id) => Some(id.to_string()),
+        }
+    }
+
+    /// The inverse of [`MeetingProvider::stored`].
+    pub fn from_stored(stored: Option<&str>) -> Self {
+        match stored {
+            None | Some("auto") => MeetingProvider::Auto,
+            Some("jitsi") => MeetingProvider::Jitsi,
+            Some(id) => MeetingProvider::Bridge(BridgeId::new(id)),
+        }
+    }
 }
 
 /// One member of a portal.

@@ -22,9 +22,9 @@ use super::defaults::{
 use super::duration::format_duration;
 use super::types::{
     BridgeConfig, BridgeKind, Config, HttpConfig, LogConfig, LogFormat, MatrixBridgeConfig,
-    MemoryBridgeConfig, MemoryCapabilities, PortalConfig, PortalMember, ReactionFallback,
-    RelayConfig, SlackBridgeConfig, SlackMode, StoreConfig, TeamsBridgeConfig,
-    TeamsNotificationsConfig, TeamsRateLimits,
+    MeetingProvider, MemoryBridgeConfig, MemoryCapabilities, PortalCalls, PortalConfig,
+    PortalMember, ReactionFallback, RelayConfig, SlackBridgeConfig, SlackMode, StoreConfig,
+    TeamsBridgeConfig, TeamsNotificationsConfig, TeamsRateLimits,
 };
 use super::walk::{Context, SecretKeys, Sink, Table, closest};
 use super::{ConfigError, ConfigErrors};
@@ -769,6 +769,7 @@ fn relay(mut t: Table<'_>, sink: &mut Sink) -> Option<RelayConfig> {
     let dead_letter_notices = t
         .boolean("dead_letter_notices", sink)
         .or(d.dead_letter_notices);
+    let jitsi_url = t.parsed("jitsi_url", sink, base_url).or(d.jitsi_url);
     t.finish(sink);
     Some(RelayConfig {
         max_attempts: max_attempts?,
@@ -778,6 +779,7 @@ fn relay(mut t: Table<'_>, sink: &mut Sink) -> Option<RelayConfig> {
         dependency_wait: dependency_wait?,
         reaction_fallback: reaction_fallback?,
         dead_letter_notices: dead_letter_notices?,
+        jitsi_url: jitsi_url?,
     })
 }
 
@@ -959,11 +961,35 @@ fn portals(
                 }
             }
         }
+        let relay_calls = t.boolean("calls", sink).or(true);
+        let meetings_path = t.key_path("meetings");
+        let meetings = t
+            .parsed("meetings", sink, |text| {
+                Ok(MeetingProvider::from_stored(Some(text)))
+            })
+            .or(MeetingProvider::Auto);
+        if let (Some(MeetingProvider::Bridge(id)), Some(members)) = (&meetings, &members)
+            && !members.iter().any(|m: &PortalMember| &m.bridge == id)
+        {
+            sink.error(
+                &meetings_path,
+                format!(
+                    "{:?} is not one of this portal's bridges; expected \"auto\", \"jitsi\" or a member's bridge id",
+                    id.as_str()
+                ),
+            );
+        }
         t.finish(sink);
-        portals.push(
-            name.zip(raw_members.and(members))
-                .map(|(name, members)| PortalConfig { name, members }),
-        );
+        let calls = relay_calls
+            .zip(meetings)
+            .map(|(relay, meetings)| PortalCalls { relay, meetings });
+        portals.push(name.zip(raw_members.and(members)).zip(calls).map(
+            |((name, members), calls)| PortalConfig {
+                name,
+                members,
+                calls,
+            },
+        ));
     }
     portals
 }

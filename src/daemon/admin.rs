@@ -394,6 +394,7 @@ mod tests {
                         channel: "general".into(),
                     })
                     .collect(),
+                calls: Default::default(),
             }],
             config: RelayConfig::default(),
             dedup_retention: std::time::Duration::from_secs(3600),

@@ -10,15 +10,16 @@
 //! before the flush loses nothing: the platform redelivers.
 
 use super::Shared;
+use super::meetings;
 use super::translate::{call_message_id, reaction_message_id};
 use crate::store::records::{OutboxEntry, PendingAction};
-use crate::store::{GroupId, IntakeWrite, OutboxKey, StoreError};
+use crate::store::{GroupId, IntakeWrite, OutboxKey, PortalId, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_model::bridge::InboundEnvelope;
 use switchboard_model::{
     BridgeId, ChannelId, ChannelInfo, EventId, Inbound, InboundKind, IntakeError, MessageId,
-    Timestamp,
+    Origin, Timestamp,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -266,6 +267,32 @@ fn plan_relay(
                 group,
             }
         }
+        InboundKind::Call(_) | InboundKind::CallRequest { .. }
+            if !shared.portals.calls(&portal).relay =>
+        {
+            if matches!(event.kind, InboundKind::CallRequest { .. }) {
+                // The person asked; tell them why nothing happens.
+                write.outbox.push(notice_to_origin(
+                    shared,
+                    &portal,
+                    origin,
+                    "Calls are turned off for this conversation.",
+                )?);
+                return Ok(Ok(()));
+            }
+            return Ok(Err(Dropped::NotRelayed));
+        }
+        InboundKind::CallRequest { title } => {
+            return meetings::plan_request(
+                shared,
+                write,
+                &portal,
+                &members,
+                event,
+                title.as_deref(),
+            )
+            .map(Ok);
+        }
         InboundKind::Call(call) => {
             let synthetic = call_message_id(&call.call);
             if lookup(batch, &synthetic)?.is_none() {
@@ -325,4 +352,31 @@ fn plan_relay(
         write.outbox.push((key, entry));
     }
     Ok(Ok(()))
+}
+
+/// A notice from the relay to the channel an event came from.
+fn notice_to_origin(
+    shared: &Shared,
+    portal: &PortalId,
+    origin: &Origin,
+    text: &str,
+) -> Result<(OutboxKey, OutboxEntry), StoreError> {
+    let key = OutboxKey {
+        portal: portal.clone(),
+        seq: shared.db.next_id()?,
+        bridge: origin.bridge.clone(),
+        channel: origin.channel.clone(),
+    };
+    let entry = OutboxEntry {
+        origin: None,
+        sender: None,
+        action: PendingAction::Notice {
+            text: text.to_owned(),
+        },
+        attempts: 0,
+        enqueued_ms: Timestamp::now().as_millis(),
+        is_notice: true,
+        maybe_delivered: false,
+    };
+    Ok((key, entry))
 }

@@ -230,6 +230,36 @@ async fn prepare_and_deliver(
     pending: &(dyn Fn(GroupId) -> bool + Sync),
 ) -> Outcome {
     let bridge = &key.bridge;
+    if let PendingAction::StartCall {
+        call,
+        title,
+        requester,
+    } = &entry.action
+    {
+        let started = super::meetings::start(
+            shared,
+            translator.bridge.as_ref(),
+            key,
+            entry.origin.as_ref(),
+            call,
+            title,
+            requester,
+        )
+        .await;
+        return match started {
+            Ok(ops) => {
+                if !ops.is_empty() {
+                    shared.dispatch(ops);
+                }
+                finish(shared, key, None)
+            }
+            Err(super::meetings::StartError::Store(e)) => {
+                tracing::error!(bridge = %bridge, error = %e, "Store failed while starting a meeting; will retry.");
+                Outcome::RetryAt(Instant::now() + Duration::from_secs(1))
+            }
+            Err(super::meetings::StartError::Bridge(e)) => failed(shared, key, entry, e),
+        };
+    }
     let prepared = match translator.prepare(key, entry, waited_out, pending).await {
         Ok(p) => p,
         Err(PrepareError::Store(e)) => {
@@ -240,6 +270,8 @@ async fn prepare_and_deliver(
     };
     let (op, record) = match prepared {
         Prepared::Park => return Outcome::Parked,
+        // Handled above, before preparing.
+        Prepared::Meeting => return finish(shared, key, None),
         Prepared::Skip(why) => {
             tracing::debug!(bridge = %bridge, op = %op_id(key), reason = why, "Nothing to deliver.");
             return finish(shared, key, None);
@@ -365,6 +397,7 @@ fn dead_letter(shared: &Arc<Shared>, key: &OutboxKey, entry: &OutboxEntry, error
     let Some(origin) = &entry.origin else { return };
     let what = match entry.action.label() {
         "send" => "message",
+        "start_call" => "meeting request",
         other => other,
     };
     let notice = OutboxEntry {

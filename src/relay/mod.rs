@@ -24,6 +24,7 @@
 mod info;
 mod intake;
 mod lane;
+mod meetings;
 pub mod policy;
 pub mod portals;
 pub mod translate;
@@ -353,6 +354,7 @@ impl Relay {
         let record = PortalRecord {
             members: parsed,
             relay_calls: true,
+            meetings: None,
             source: PortalSource::Linked,
         };
         self.shared.db.put_portal(&id, &record)?;
@@ -465,7 +467,8 @@ fn sync_portals(
                     .iter()
                     .map(|m| (m.bridge.clone(), m.channel.clone()))
                     .collect(),
-                relay_calls: true,
+                relay_calls: portal.calls.relay,
+                meetings: portal.calls.meetings.stored(),
                 source: PortalSource::Config,
             };
             (PortalId::new(&portal.name), record)

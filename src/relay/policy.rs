@@ -64,6 +64,7 @@ mod tests {
             dependency_wait: Duration::from_secs(60),
             reaction_fallback: ReactionFallback::Notice,
             dead_letter_notices: true,
+            jitsi_url: "https://meet.jit.si".to_owned(),
         }
     }
 

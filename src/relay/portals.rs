@@ -15,9 +15,19 @@ use tokio::sync::watch;
 /// One portal's members.
 pub type Members = Arc<Vec<(BridgeId, ChannelId)>>;
 
+/// A portal's call settings, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSettings {
+    /// Whether call invites are relayed and meetings can be asked for.
+    pub relay: bool,
+    /// Who creates meetings (`PortalRecord::meetings`).
+    pub meetings: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Map {
     by_id: HashMap<PortalId, (Members, PortalSource)>,
+    calls: HashMap<PortalId, CallSettings>,
     by_channel: HashMap<(BridgeId, ChannelId), PortalId>,
 }
 
@@ -65,6 +75,13 @@ impl Portals {
                 id.clone(),
                 (Arc::new(record.members.clone()), record.source),
             );
+            map.calls.insert(
+                id.clone(),
+                CallSettings {
+                    relay: record.relay_calls,
+                    meetings: record.meetings.clone(),
+                },
+            );
         }
         let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         let updates: Vec<_> = watches
@@ -104,6 +121,15 @@ impl Portals {
             .iter()
             .find(|(b, _)| b == target)
             .map(|(_, c)| c.clone())
+    }
+
+    /// A portal's call settings (relayed, no provider chosen, when unknown).
+    pub fn calls(&self, id: &PortalId) -> CallSettings {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.calls.get(id).cloned().unwrap_or(CallSettings {
+            relay: true,
+            meetings: None,
+        })
     }
 
     /// Every portal and its members.

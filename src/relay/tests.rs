@@ -22,6 +22,7 @@ fn relay_config() -> RelayConfig {
         dependency_wait: Duration::from_secs(60),
         reaction_fallback: ReactionFallback::Notice,
         dead_letter_notices: true,
+        jitsi_url: "https://meet.example.test".to_owned(),
     }
 }
 
@@ -35,6 +36,7 @@ fn portal(name: &str, members: &[(&str, &str)]) -> PortalConfig {
                 channel: (*c).into(),
             })
             .collect(),
+        calls: Default::default(),
     }
 }
 
@@ -1272,5 +1274,149 @@ async fn a_channel_refused_for_good_is_asked_again_at_the_next_start() {
         info_deliveries(&b).len() == 1
     })
     .await;
+    h.stop().await;
+}
+
+// ----- meetings on request -----
+
+fn call_request(bridge: &str, id: &str, title: Option<&str>) -> Inbound {
+    Inbound::new(
+        Origin::new(bridge, "general"),
+        EventId::new(id),
+        Sender::new(Person::new(bridge.into(), "ann".into(), "Ann")),
+        InboundKind::CallRequest {
+            title: title.map(str::to_owned),
+        },
+    )
+}
+
+fn invites(p: &MemoryPlatform) -> Vec<String> {
+    p.deliveries()
+        .into_iter()
+        .filter(|d| d.kind == switchboard_model::testing::DeliveryKind::Call)
+        .filter_map(|d| d.text)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_meeting_asked_for_is_created_by_the_member_that_can_and_everyone_is_invited() {
+    let mut caps_b = Capabilities::full();
+    caps_b.creates_meetings = true;
+    let h = start(Options {
+        caps_b,
+        ..Options::default()
+    });
+    h.a.inject(call_request("mem:a", "ev-call", Some("Design review")))
+        .expect("inject");
+    until("both invited", Duration::from_secs(10), || {
+        invites(&h.a).len() == 1 && invites(&h.b).len() == 1
+    })
+    .await;
+    let meetings = h.b.meetings();
+    assert_eq!(meetings.len(), 1, "one meeting");
+    assert_eq!(meetings[0].title, "Design review");
+    assert_eq!(meetings[0].organiser.as_deref(), Some("Ann"));
+    for side in [&h.a, &h.b] {
+        let invite = &invites(side)[0];
+        assert!(
+            invite.contains("Ann started Design review")
+                && invite.contains("https://meet.memory.test/mem_b/"),
+            "{invite}"
+        );
+    }
+    // A redelivered request changes nothing.
+    h.a.inject(call_request("mem:a", "ev-call", Some("Design review")))
+        .expect("inject");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.b.meetings().len(), 1);
+    assert_eq!((invites(&h.a).len(), invites(&h.b).len()), (1, 1));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_meeting_provider_a_jitsi_room_is_shared() {
+    let h = start(Options::default());
+    h.b.inject(call_request("mem:b", "ev-jitsi", None))
+        .expect("inject");
+    until("both invited", Duration::from_secs(10), || {
+        invites(&h.a).len() == 1 && invites(&h.b).len() == 1
+    })
+    .await;
+    let (a, b) = (&invites(&h.a)[0], &invites(&h.b)[0]);
+    assert_eq!(a, b, "the same room for everyone");
+    let url = a.split("join: ").nth(1).expect("a link");
+    let room = url
+        .strip_prefix("https://meet.example.test/Switchboard")
+        .expect("under the configured Jitsi URL");
+    assert_eq!(room.len(), 32, "{room}");
+    assert!(room.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert!(a.contains("Meeting in general"), "a default title: {a}");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_meeting_provider_that_fails_is_retried_and_creates_one_meeting() {
+    let mut caps_b = Capabilities::full();
+    caps_b.creates_meetings = true;
+    let a = MemoryPlatform::new("mem:a");
+    let b = MemoryPlatform::new("mem:b");
+    // mem:b refuses its token at first: create_meeting fails (Auth, retried).
+    b.require_token("later");
+    let h = start_with(
+        Options {
+            caps_b,
+            ..Options::default()
+        },
+        a.clone(),
+        b.clone(),
+    );
+    a.inject(call_request("mem:a", "ev-retry", Some("Retro")))
+        .expect("inject");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(b.meetings().is_empty() && invites(&a).is_empty());
+    b.accept_any_token();
+    until("invited after the retry", Duration::from_secs(120), || {
+        invites(&a).len() == 1
+    })
+    .await;
+    assert_eq!(b.meetings().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_turned_off_in_a_portal_are_neither_relayed_nor_started() {
+    let mut general = portal("general", &[("mem:a", "general"), ("mem:b", "general")]);
+    general.calls.relay = false;
+    let h = start(Options {
+        portals: vec![general],
+        ..Options::default()
+    });
+    h.a.inject(call_request("mem:a", "ev-off", Some("Nope")))
+        .expect("inject");
+    let mut call = switchboard_model::CallEvent::new(
+        switchboard_model::CallId::new("huddle-1"),
+        switchboard_model::CallProvider::SlackHuddle,
+        switchboard_model::CallState::Started,
+    );
+    call.join_url = Some("https://example.test/huddle".into());
+    h.a.inject(Inbound::new(
+        Origin::new("mem:a", "general"),
+        EventId::new("ev-huddle"),
+        Sender::new(Person::new("mem:a".into(), "ann".into(), "Ann")),
+        InboundKind::Call(call),
+    ))
+    .expect("inject");
+    until("the asker is told", Duration::from_secs(10), || {
+        texts(&h.a, "general")
+            .iter()
+            .any(|t| t == "Calls are turned off for this conversation.")
+    })
+    .await;
+    h.a.post("general", "ann", "Ann", "marker").expect("post");
+    until("the marker arrives", Duration::from_secs(10), || {
+        texts(&h.b, "general") == ["marker"]
+    })
+    .await;
+    assert!(invites(&h.b).is_empty() && invites(&h.a).is_empty());
     h.stop().await;
 }

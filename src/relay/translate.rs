@@ -27,6 +27,8 @@ pub enum Prepared {
     Park,
     /// Nothing to deliver (and why, for the debug log).
     Skip(&'static str),
+    /// Have the target bridge create a meeting (relay/meetings.rs).
+    Meeting,
 }
 
 /// Why preparation failed.
@@ -207,6 +209,7 @@ impl Translator {
                     })
                 }
             }
+            PendingAction::StartCall { .. } => Ok(Prepared::Meeting),
             PendingAction::ChannelInfo { info } => {
                 if !caps.mirrors_channel_info {
                     return Ok(Prepared::Skip("target keeps its own channel names"));

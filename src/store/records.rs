@@ -5,7 +5,8 @@
 use super::{StoreError, Tree};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use switchboard_model::{
-    BridgeId, CallEvent, ChannelId, ChannelInfo, Message, MessageId, Origin, Person, PuppetRef,
+    BridgeId, CallEvent, CallId, ChannelId, ChannelInfo, Message, MessageId, Origin, Person,
+    PuppetRef,
 };
 
 /// The version byte every value written by this build starts with.
@@ -47,6 +48,10 @@ pub struct PortalRecord {
     /// Whether call invites are relayed in this portal.
     #[serde(default = "yes")]
     pub relay_calls: bool,
+    /// Who creates the meetings people ask for: a member's bridge id,
+    /// `jitsi`, or none for the first member that can (else Jitsi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meetings: Option<String>,
     /// Where it comes from. Records written before portals could be linked
     /// at runtime have none: they all came from the config file.
     #[serde(default, skip_serializing_if = "PortalSource::is_config")]
@@ -167,6 +172,16 @@ pub enum PendingAction {
         /// The call's state.
         event: CallEvent,
     },
+    /// Have the target bridge create a meeting someone asked for, then
+    /// invite every member of the portal to it (relay/meetings.rs).
+    StartCall {
+        /// The call the meeting becomes.
+        call: CallId,
+        /// Its title.
+        title: String,
+        /// Who asked (the organiser where their account is linked).
+        requester: Person,
+    },
     /// Give the target channel a name, topic or avatar (only for targets
     /// that mirror them).
     ChannelInfo {
@@ -190,6 +205,7 @@ impl PendingAction {
             PendingAction::Reaction { added: true, .. } => "react",
             PendingAction::Reaction { added: false, .. } => "unreact",
             PendingAction::Call { .. } => "call",
+            PendingAction::StartCall { .. } => "start_call",
             PendingAction::ChannelInfo { .. } => "channel_info",
             PendingAction::Notice { .. } => "notice",
         }
@@ -205,6 +221,7 @@ mod tests {
         let rec = PortalRecord {
             members: vec![("a:x".into(), "c".into())],
             relay_calls: true,
+            meetings: None,
             source: PortalSource::Config,
         };
         let bytes = encode(&rec);
@@ -224,6 +241,7 @@ mod tests {
         let linked = PortalRecord {
             members: vec![("a:x".into(), "c".into()), ("b:y".into(), "d".into())],
             relay_calls: true,
+            meetings: None,
             source: PortalSource::Linked,
         };
         let bytes = encode(&linked);

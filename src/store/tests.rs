@@ -279,6 +279,7 @@ fn portals_and_channel_index(open: Open<'_>) {
     let rec = PortalRecord {
         members: vec![("m:a".into(), "c1".into()), ("m:b".into(), "c2".into())],
         relay_calls: true,
+        meetings: None,
         source: Default::default(),
     };
     db.put_portal(&p, &rec).expect("put");
@@ -289,6 +290,7 @@ fn portals_and_channel_index(open: Open<'_>) {
     let moved = PortalRecord {
         members: vec![("m:a".into(), "c1".into()), ("m:c".into(), "c3".into())],
         relay_calls: false,
+        meetings: None,
         source: Default::default(),
     };
     db.put_portal(&p, &moved).expect("replace");

@@ -193,6 +193,9 @@ fn message_kind(event: &RoomEvent, s: &Surroundings<'_>) -> Option<InboundKind> 
         });
     }
 
+    if let Some(title) = call_command(content) {
+        return Some(InboundKind::CallRequest { title });
+    }
     let in_reply_to = relates
         .and_then(|r| r.get("m.in_reply_to"))
         .and_then(|r| r.get("event_id"))
@@ -216,6 +219,21 @@ fn message_kind(event: &RoomEvent, s: &Surroundings<'_>) -> Option<InboundKind> 
         id: MessageId::new(event.event_id.clone()),
         message,
     })
+}
+
+/// `!call [title]` as a plain `m.text`: a request for a meeting, with its
+/// title (`Some(None)` for none). Anything else, `!caller` included, is not.
+fn call_command(content: &Value) -> Option<Option<String>> {
+    if content.get("msgtype").and_then(Value::as_str) != Some("m.text") {
+        return None;
+    }
+    let body = content.get("body").and_then(Value::as_str)?.trim();
+    let rest = body.strip_prefix("!call")?;
+    if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) {
+        return None;
+    }
+    let title = rest.trim();
+    Some((!title.is_empty()).then(|| title.to_owned()))
 }
 
 /// A message from `m.room.message` content (or an `m.new_content`).
@@ -320,6 +338,43 @@ mod tests {
 
     fn convert(e: &RoomEvent) -> Option<InboundKind> {
         with(|s| to_inbound(e, s)).map(|i| i.kind)
+    }
+
+    #[test]
+    fn a_call_command_asks_for_a_meeting() {
+        let kind = |body: &str, msgtype: &str| {
+            with(|s| {
+                to_inbound(
+                    &ev(
+                        "m.room.message",
+                        json!({"msgtype": msgtype, "body": body}),
+                    ),
+                    s,
+                )
+            })
+            .map(|i| i.kind)
+        };
+        assert_eq!(
+            kind("!call Design review", "m.text"),
+            Some(InboundKind::CallRequest {
+                title: Some("Design review".into())
+            })
+        );
+        assert_eq!(
+            kind("  !call  ", "m.text"),
+            Some(InboundKind::CallRequest { title: None })
+        );
+        for (body, msgtype) in [
+            ("!caller", "m.text"),
+            ("please !call", "m.text"),
+            ("!call now", "m.notice"),
+            ("!call now", "m.emote"),
+        ] {
+            assert!(
+                matches!(kind(body, msgtype), Some(InboundKind::Message { .. })),
+                "{body:?} as {msgtype} is a message"
+            );
+        }
     }
 
     fn message(kind: Option<InboundKind>) -> Message {

@@ -1,5 +1,6 @@
 //! The [`Bridge`] trait and the context a bridge runs in.
 
+use crate::call::Meeting;
 use crate::error::BridgeError;
 use crate::event::{Attachment, ChannelInfo, Inbound};
 use crate::ids::{BridgeId, ChannelId};
@@ -46,6 +47,10 @@ pub struct Capabilities {
     /// whose channels belong to their users' organisation leave it unset,
     /// and are never asked to rename them.
     pub mirrors_channel_info: bool,
+    /// It creates meetings on request ([`Bridge::create_meeting`]): a
+    /// portal's meetings come from the first member that does, unless the
+    /// portal says otherwise.
+    pub creates_meetings: bool,
 }
 
 impl Capabilities {
@@ -63,6 +68,7 @@ impl Capabilities {
             native_calls: true,
             puppet_accounts: true,
             mirrors_channel_info: true,
+            creates_meetings: false,
         }
     }
 
@@ -80,6 +86,7 @@ impl Capabilities {
             native_calls: false,
             puppet_accounts: false,
             mirrors_channel_info: false,
+            creates_meetings: false,
         }
     }
 }
@@ -332,6 +339,22 @@ pub trait Bridge: Send + Sync + fmt::Debug + 'static {
     /// the platform has nothing to say.
     async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {
         let _ = channel;
+        Ok(None)
+    }
+
+    /// Creates a meeting anyone with the link can join, for a call requested
+    /// in `channel`'s portal: organised by `organiser` where that person
+    /// linked their own account on this platform, else by the bridge's own
+    /// account. Idempotent per `key` (a retry returns the same meeting).
+    /// `Ok(None)` (the default) when this platform cannot create meetings.
+    async fn create_meeting(
+        &self,
+        key: &str,
+        channel: &ChannelId,
+        title: &str,
+        organiser: Option<&Person>,
+    ) -> Result<Option<Meeting>, BridgeError> {
+        let _ = (key, channel, title, organiser);
         Ok(None)
     }
 

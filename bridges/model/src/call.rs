@@ -28,6 +28,29 @@ pub enum CallProvider {
     Other(String),
 }
 
+/// A meeting a bridge created on request ([`crate::Bridge::create_meeting`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Meeting {
+    /// The platform's id of the meeting.
+    pub id: String,
+    /// The link anyone can use to join.
+    pub join_url: String,
+    /// The product hosting it.
+    pub provider: CallProvider,
+}
+
+impl Meeting {
+    /// A meeting from its parts.
+    pub fn new(id: impl Into<String>, join_url: impl Into<String>, provider: CallProvider) -> Self {
+        Meeting {
+            id: id.into(),
+            join_url: join_url.into(),
+            provider,
+        }
+    }
+}
+
 /// Where a call is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]

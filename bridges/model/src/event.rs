@@ -104,6 +104,14 @@ pub enum InboundKind {
     },
     /// A call or meeting changed state.
     Call(CallEvent),
+    /// Someone asked for a new meeting for this conversation (`!call` in
+    /// Matrix, `/switchboard call` in Slack, `call` addressed to the bot in
+    /// Teams). The relay has one created by the portal's meeting provider and
+    /// posts the invite to every member, this one included.
+    CallRequest {
+        /// The meeting's title, if the person gave one.
+        title: Option<String>,
+    },
     /// Someone joined or left the channel.
     Member {
         /// Who.
@@ -133,6 +141,7 @@ impl InboundKind {
             InboundKind::Delete { .. } => "delete",
             InboundKind::Reaction { .. } => "reaction",
             InboundKind::Call(_) => "call",
+            InboundKind::CallRequest { .. } => "call_request",
             InboundKind::Member { .. } => "member",
             InboundKind::Typing => "typing",
             InboundKind::ChannelInfo { .. } => "channel_info",

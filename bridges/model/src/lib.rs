@@ -36,7 +36,7 @@ pub use bridge::{
     Bridge, BridgeContext, BridgeState, Capabilities, CursorStore, InboundSink, IntakeError,
     MediaSource, MemoryCursors,
 };
-pub use call::{CallEvent, CallProvider, CallState};
+pub use call::{CallEvent, CallProvider, CallState, Meeting};
 pub use dialect::Dialect;
 pub use error::{BridgeError, RetryKind};
 pub use event::{

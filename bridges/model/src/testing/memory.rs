@@ -41,6 +41,7 @@
 
 use super::unique_id;
 use crate::bridge::{Bridge, BridgeContext, BridgeState, Capabilities, IntakeError, MediaSource};
+use crate::call::{CallProvider, Meeting};
 use crate::error::BridgeError;
 use crate::event::{Attachment, ChannelInfo, Inbound, InboundKind, Message, Origin};
 use crate::ids::{BridgeId, ChannelId, EventId, MessageId, OpId, UserId};
@@ -98,6 +99,20 @@ pub enum DeliveryKind {
     /// Set the channel's name, topic or avatar; `text` holds the
     /// [`ChannelInfo`] as JSON.
     ChannelInfo,
+}
+
+/// One meeting a memory bridge created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MeetingRecord {
+    /// The idempotency key it was asked with.
+    pub key: String,
+    /// The channel it was asked for.
+    pub channel: ChannelId,
+    /// Its title.
+    pub title: String,
+    /// The organiser's name, when one was given.
+    pub organiser: Option<String>,
 }
 
 /// One successful delivery, as the platform recorded it. A line of
@@ -285,6 +300,8 @@ struct State {
     attempts: Vec<Attempt>,
     echo: EchoMode,
     media: HashMap<String, Vec<u8>>,
+    /// Every [`Bridge::create_meeting`] call that created one.
+    meetings: Vec<MeetingRecord>,
     /// What [`Bridge::channel_info`] answers, by channel.
     channel_info: HashMap<ChannelId, ChannelInfo>,
     puppet_calls: usize,
@@ -591,6 +608,12 @@ impl MemoryPlatform {
         Ok(())
     }
 
+    /// Every meeting created through [`Bridge::create_meeting`], in order
+    /// (a retry with the same key is listed again).
+    pub fn meetings(&self) -> Vec<MeetingRecord> {
+        self.lock().meetings.clone()
+    }
+
     /// Sets what [`Bridge::channel_info`] answers for `channel`.
     pub fn set_channel_info(&self, channel: &str, info: ChannelInfo) {
         self.lock()
@@ -723,6 +746,11 @@ impl MemoryPlatform {
     /// `ensure_puppet` fail with `Auth`, and `run` reports bad credentials.
     pub fn require_token(&self, token: impl Into<String>) {
         self.lock().required_token = Some(token.into());
+    }
+
+    /// Accepts any token (or none) again.
+    pub fn accept_any_token(&self) {
+        self.lock().required_token = None;
     }
 
     // ----- What the bridge uses -----
@@ -1240,6 +1268,39 @@ impl Bridge for MemoryBridge {
         let user = sanitise(&format!("puppet-{}-{}", person.bridge, person.user));
         Ok(PuppetRef::new(UserId::new(user), &person.display_name)
             .with_avatar(person.avatar.clone()))
+    }
+
+    /// With `creates_meetings` in its capabilities: a meeting at
+    /// `https://meet.memory.test/{bridge}/{key}` (the same for the same key),
+    /// counted in [`MemoryPlatform::meetings`].
+    async fn create_meeting(
+        &self,
+        key: &str,
+        channel: &ChannelId,
+        title: &str,
+        organiser: Option<&Person>,
+    ) -> Result<Option<Meeting>, BridgeError> {
+        self.check_token()?;
+        if !self.capabilities.creates_meetings {
+            return Ok(None);
+        }
+        let id = sanitise(key);
+        let url = format!(
+            "https://meet.memory.test/{}/{id}",
+            sanitise(self.platform.id().as_str())
+        );
+        let organiser = organiser.map(|p| p.display_name.clone());
+        self.platform.lock().meetings.push(MeetingRecord {
+            key: key.to_owned(),
+            channel: channel.clone(),
+            title: title.to_owned(),
+            organiser,
+        });
+        Ok(Some(Meeting::new(
+            id,
+            url,
+            CallProvider::Other("memory".into()),
+        )))
     }
 
     async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {

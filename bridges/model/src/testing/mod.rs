@@ -19,7 +19,7 @@ pub mod memory;
 
 pub use conformance::{ConformanceHarness, MemoryHarness, run_conformance};
 pub use memory::{
-    Attempt, DeliveryKind, DeliveryRecord, EchoMode, FailurePredicate, MemoryBridge,
+    Attempt, DeliveryKind, DeliveryRecord, EchoMode, FailurePredicate, MeetingRecord, MemoryBridge,
     MemoryPlatform, PlatformMessage,
 };
 
