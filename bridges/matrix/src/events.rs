@@ -345,10 +345,7 @@ mod tests {
         let kind = |body: &str, msgtype: &str| {
             with(|s| {
                 to_inbound(
-                    &ev(
-                        "m.room.message",
-                        json!({"msgtype": msgtype, "body": body}),
-                    ),
+                    &ev("m.room.message", json!({"msgtype": msgtype, "body": body})),
                     s,
                 )
             })

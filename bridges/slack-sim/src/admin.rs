@@ -1,6 +1,7 @@
-//! The admin API (`/_admin/…`, JSON): only what Slack itself does, never acting as a person —
-//! people act through the ordinary Web API with their own tokens. It creates people and
-//! channels, issues user tokens (what an install does), runs huddles, sets the rate-limit
+//! The admin API (`/_admin/…`, JSON): what Slack itself does, and what people can only do in
+//! Slack's own clients — people otherwise act through the ordinary Web API with their own
+//! tokens. It creates people and channels, issues user tokens (what an install does), runs
+//! huddles and slash commands, sets the rate-limit
 //! mode, injects faults, sends Socket Mode disconnect frames, sets the Events API request
 //! URL, and reads counters. Answers are `{"ok":true,…}` or HTTP 4xx with
 //! `{"ok":false,"error":…}`. When the simulator has an admin token, requests must carry it
@@ -24,6 +25,9 @@
 //! | POST | `/_admin/huddles` | `{"channel", "user"}` → `{"id", "ts"}` |
 //! | POST | `/_admin/huddles/{id}/join` | `{"user"}` |
 //! | POST | `/_admin/huddles/{id}/end` | – |
+//! | POST | `/_admin/slash_commands` | `{"channel", "user", "command", "text"?}` → `{"trigger_id"}` |
+//! | GET | `/_admin/slash_commands` | – (every invocation with its outcome and replies) |
+//! | POST | `/_admin/slash_commands/{trigger_id}/redeliver` | – (same envelope again) |
 //! | GET/POST | `/_admin/ratelimit` | `{"mode": "off"/"relaxed"/"strict", "body": "json"/"empty"}` |
 //! | GET/POST | `/_admin/faults` | a [`FaultConfig`] |
 //! | POST | `/_admin/faults/refuse` | `{"ms"}` |
@@ -299,6 +303,32 @@ admin!(end_huddle, |sim, id: String, _b| {
 });
 
 #[derive(Deserialize)]
+struct CommandArg {
+    channel: String,
+    user: String,
+    command: String,
+    #[serde(default)]
+    text: String,
+}
+
+admin!(run_command, |sim, b| {
+    let a: CommandArg = body(b)?;
+    let trigger_id = handle(sim)
+        .run_slash_command(&a.channel, &a.user, &a.command, &a.text)
+        .map_err(sim_err)?;
+    Ok(json!({"trigger_id": trigger_id}))
+});
+
+admin!(list_commands, |sim, _b| {
+    Ok(json!({"slash_commands": handle(sim).slash_commands()}))
+});
+
+admin!(redeliver_command, |sim, id: String, _b| {
+    handle(sim).redeliver_slash_command(&id).map_err(sim_err)?;
+    Ok(json!({}))
+});
+
+#[derive(Deserialize)]
 struct RateArg {
     mode: Option<Mode>,
     body: Option<Body429>,
@@ -426,6 +456,14 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_admin/huddles", post(start_huddle))
         .route("/_admin/huddles/{id}/join", post(join_huddle))
         .route("/_admin/huddles/{id}/end", post(end_huddle))
+        .route(
+            "/_admin/slash_commands",
+            get(list_commands).post(run_command),
+        )
+        .route(
+            "/_admin/slash_commands/{id}/redeliver",
+            post(redeliver_command),
+        )
         .route("/_admin/ratelimit", get(ratelimit).post(ratelimit))
         .route("/_admin/faults", get(faults).post(faults))
         .route("/_admin/faults/refuse", post(refuse))

@@ -262,6 +262,8 @@ pub struct Hub {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     http: reqwest::Client,
+    /// Slash command invocations, oldest first (see [`crate::commands`]).
+    pub(crate) commands: Mutex<Vec<crate::commands::SlashCommand>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -288,6 +290,7 @@ impl Hub {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            commands: Mutex::new(Vec::new()),
         }
     }
 
@@ -389,8 +392,12 @@ impl Hub {
         });
     }
 
-    /// Records a Socket Mode ack. Returns false for an unknown envelope id.
-    pub fn ack(&self, envelope_id: &str) -> bool {
+    /// Records a Socket Mode ack (with the response `payload` it carried, if any). Returns
+    /// false for an unknown envelope id.
+    pub fn ack(&self, envelope_id: &str, payload: Option<&Value>) -> bool {
+        if crate::commands::ack(self, envelope_id, payload) {
+            return true;
+        }
         let mut st = lock(&self.state);
         let Some(event_id) = st.envelopes.remove(envelope_id) else {
             return false;
@@ -428,6 +435,24 @@ impl Hub {
         for p in waiting {
             self.dispatch(p);
         }
+    }
+
+    /// Sends one frame to one open connection (round robin); false when none is open.
+    pub(crate) fn send_one(&self, frame: Outbound) -> bool {
+        let mut st = lock(&self.state);
+        st.sockets.retain(|s| !s.tx.is_closed());
+        if st.sockets.is_empty() {
+            return false;
+        }
+        let idx = st.rr % st.sockets.len();
+        st.rr = st.rr.wrapping_add(1);
+        st.sockets[idx].tx.send(frame).is_ok()
+    }
+
+    /// The request URL and the secret to sign with, when one is set.
+    pub(crate) fn push_target(&self) -> Option<(String, String)> {
+        let st = lock(&self.state);
+        st.push_url.clone().map(|u| (u, st.signing_secret.clone()))
     }
 
     /// Forgets a closed connection.

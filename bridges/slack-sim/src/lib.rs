@@ -25,6 +25,7 @@
 //! ```
 
 pub mod admin;
+pub mod commands;
 pub mod events;
 pub mod faults;
 pub mod ids;
@@ -506,6 +507,57 @@ impl SlackSim {
         })
     }
 
+    /// `user` types `/command text` in `channel` (what people do only in Slack's own
+    /// clients); the app gets it over Socket Mode or at its request URL (see
+    /// [`commands`]). Returns the invocation's `trigger_id`. Fails when the person is not in
+    /// the channel or the app does not declare the command.
+    pub fn run_slash_command(
+        &self,
+        channel: &str,
+        user: &str,
+        command: &str,
+        text: &str,
+    ) -> Result<String, SimError> {
+        commands::run(&self.inner, channel, user, command, text)
+    }
+
+    /// Sends a Socket Mode command's envelope again with the same `envelope_id`, as after an
+    /// ack Slack did not get.
+    pub fn redeliver_slash_command(&self, trigger_id: &str) -> Result<(), SimError> {
+        commands::redeliver(&self.inner, trigger_id)
+    }
+
+    /// Every slash command invocation so far, oldest first.
+    pub fn slash_commands(&self) -> Vec<commands::SlashCommand> {
+        lock(&self.inner.hub.commands).clone()
+    }
+
+    /// One invocation by its `trigger_id`.
+    pub fn slash_command(&self, trigger_id: &str) -> Option<commands::SlashCommand> {
+        lock(&self.inner.hub.commands)
+            .iter()
+            .find(|c| c.trigger_id == trigger_id)
+            .cloned()
+    }
+
+    /// Waits until the invocation is acknowledged or failed, and returns it; None on
+    /// timeout or for an unknown id.
+    pub async fn wait_for_slash_command(
+        &self,
+        trigger_id: &str,
+        timeout: Duration,
+    ) -> Option<commands::SlashCommand> {
+        let done = |s: &SlackSim| {
+            s.slash_command(trigger_id)
+                .is_some_and(|c| c.outcome != commands::CommandOutcome::Pending)
+        };
+        if self.wait_until(done, timeout).await {
+            self.slash_command(trigger_id)
+        } else {
+            None
+        }
+    }
+
     /// Sets the rate-limit mode (and forgets past calls).
     pub fn set_rate_limit_mode(&self, mode: Mode) {
         self.inner.limits.set_mode(mode);
@@ -840,6 +892,19 @@ pub(crate) fn apply_seed(sim: &Sim, seed: &Seed) -> Result<Seeded, SimError> {
     }
     if a.bot_events.is_some() {
         st.app.bot_events = a.bot_events.clone();
+    }
+    if let Some(cmds) = &a.slash_commands {
+        let mut list = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            let c = c.trim().to_lowercase();
+            if c.len() < 2 || !c.starts_with('/') || c.contains(char::is_whitespace) {
+                return Err(SimError::Invalid(format!(
+                    "slash command {c:?} must be a / followed by a word"
+                )));
+            }
+            list.push(c);
+        }
+        st.app.slash_commands = sorted(list);
     }
     if let Some(s) = &a.user_scopes {
         st.app.user_scopes = sorted(s.clone());

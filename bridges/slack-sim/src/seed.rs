@@ -162,6 +162,9 @@ pub struct AppSeed {
     /// Events the app subscribes to (`"message.channels"`, `"reaction_added"`, …);
     /// all of them when absent.
     pub bot_events: Option<Vec<String>>,
+    /// Slash commands the app declares (`"/switchboard"`), as its manifest's
+    /// `features.slash_commands`; none when absent. Delivered only with the `commands` scope.
+    pub slash_commands: Option<Vec<String>>,
 }
 
 /// Which people get user tokens at seeding time.
@@ -241,6 +244,7 @@ pub const DEFAULT_BOT_SCOPES: &[&str] = &[
     "chat:write",
     "chat:write.customize",
     "chat:write.public",
+    "commands",
     "files:read",
     "files:write",
     "groups:history",

@@ -67,6 +67,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
             get(oauth::approve).post(oauth::approve),
         )
         .route("/avatars/{name}", get(avatar))
+        .route(
+            "/commands/{team}/{n}/{secret}",
+            post(crate::commands::response_url),
+        )
         .merge(crate::admin::routes())
         .fallback(not_found)
         .with_state(sim)

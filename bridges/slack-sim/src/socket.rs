@@ -1,7 +1,9 @@
 //! Socket Mode (<https://docs.slack.dev/apis/events-api/using-socket-mode>): the WebSocket
 //! behind the one-time URL from `apps.connections.open`. On connect Slack sends `hello`
 //! (`num_connections`, `debug_info`, `connection_info.app_id`); events then arrive as
-//! `events_api` envelopes that the client acknowledges with `{"envelope_id": …}`. Unacked
+//! `events_api` envelopes (slash commands as `slash_commands` ones, see [`crate::commands`])
+//! that the client acknowledges with `{"envelope_id": …}`, for commands with an optional
+//! `payload` shown to the person. Unacked
 //! envelopes are redelivered (see [`crate::events::Hub`]); `disconnect` frames carry
 //! `warning`, `refresh_requested` or `too_many_websockets`; an app may hold at most ten
 //! connections, and events are spread across them.
@@ -113,12 +115,14 @@ async fn run(sim: Arc<Sim>, socket: WebSocket, app_id: String) {
             },
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    let envelope = serde_json::from_str::<Value>(t.as_str())
-                        .ok()
+                    let frame = serde_json::from_str::<Value>(t.as_str()).ok();
+                    let envelope = frame
+                        .as_ref()
                         .and_then(|v| v.get("envelope_id").and_then(Value::as_str).map(str::to_string));
                     match envelope {
                         Some(e) => {
-                            if !sim.hub.ack(&e) {
+                            let payload = frame.as_ref().and_then(|v| v.get("payload"));
+                            if !sim.hub.ack(&e, payload) {
                                 tracing::debug!(envelope_id = %e, "Ack for an unknown or already acknowledged envelope.");
                             }
                         }

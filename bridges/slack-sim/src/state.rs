@@ -263,6 +263,8 @@ pub struct App {
     pub redirect_urls: Vec<String>,
     /// Subscribed event names; all when `None`.
     pub bot_events: Option<Vec<String>>,
+    /// Declared slash commands (`/switchboard`), lower case.
+    pub slash_commands: Vec<String>,
     /// Default user scopes for seeded user tokens.
     pub user_scopes: Vec<String>,
     /// When the bot profile last changed.
@@ -485,6 +487,7 @@ impl State {
             bot_id: slack_id("B"),
             redirect_urls: Vec::new(),
             bot_events: None,
+            slash_commands: Vec::new(),
             user_scopes: crate::seed::DEFAULT_USER_SCOPES
                 .iter()
                 .map(|s| s.to_string())

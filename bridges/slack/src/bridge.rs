@@ -3,7 +3,9 @@
 //! Inbound: Socket Mode ([`crate::socket`]) or the HTTP Events API
 //! ([`EventsEndpoint`]); both parse with [`crate::events`], fill in names
 //! from `users.info`, push into the relay and acknowledge Slack only once the
-//! relay has stored the event. After every (re)connect, [`SlackBridge::catch_up`]
+//! relay has stored the event. Slash commands (`/switchboard call`) come the
+//! same two ways and are answered, once stored, with a message only the
+//! person sees. After every (re)connect, [`SlackBridge::catch_up`]
 //! reads `conversations.history` from each portal channel's stored cursor, so
 //! nothing posted while we were away is lost; the relay drops what it already
 //! has by message id.
@@ -15,19 +17,19 @@
 //! for files, and the Calls API for call invites.
 
 use crate::config::{InboundMode, SlackConfig};
-use crate::events::{self, ParseContext, Payload};
+use crate::events::{self, Command, ParseContext, Payload};
 use crate::names_cache::NameCache;
 use crate::ratelimit::RateLimiter;
 use crate::web::{ApiError, SlackApi, Token};
 use crate::{blocks, emoji, mrkdwn};
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
-    ChannelInfo, Delivered, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind,
+    ChannelInfo, Delivered, EventId, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind,
     InboundSink, Inline, LinkedAccounts, MediaSource, Message, MessageId, MessageStyle,
     NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
 };
@@ -62,7 +64,18 @@ pub struct SlackBridge {
     accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
     /// The workspace's icon once `team.info` answered (`Some(None)`: none).
     icon: Mutex<Option<Option<String>>>,
+    /// Event ids of the slash commands stored last, oldest first: a
+    /// redelivered command is answered again without a second event.
+    commands_stored: Mutex<VecDeque<EventId>>,
 }
+
+/// How many stored slash commands are remembered for deduplication (the
+/// relay also drops repeats by event id; this spares it the work).
+const RECENT_COMMANDS: usize = 256;
+
+/// What the person sees when the relay could not store their command.
+const COMMAND_FAILED: &str =
+    "Switchboard could not take this request right now. Please try again in a moment.";
 
 impl SlackBridge {
     /// A connector for `config`.
@@ -79,6 +92,7 @@ impl SlackBridge {
             this: this.clone(),
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             icon: Mutex::new(None),
+            commands_stored: Mutex::new(VecDeque::new()),
         }))
     }
 
@@ -182,16 +196,132 @@ impl SlackBridge {
         Ok(identity)
     }
 
+    /// The parse context for our installation.
+    fn parse_context<'a>(&'a self, identity: &'a Identity) -> ParseContext<'a> {
+        let mut ctx = ParseContext::new(&self.config.id, &self.names);
+        ctx.team = Some(identity.team.as_str()).filter(|t| !t.is_empty());
+        ctx.our_bot_id = identity.bot_id.as_deref();
+        ctx.our_app_id = identity.app_id.as_deref();
+        ctx.our_bot_user = Some(identity.bot_user.as_str()).filter(|u| !u.is_empty());
+        ctx.relay_marker = &self.config.relay_marker;
+        ctx
+    }
+
+    /// Parses a slash command (a Socket Mode payload, or with `form` an HTTP
+    /// form body) and fills in the person's name.
+    pub(crate) async fn parse_command(
+        &self,
+        body: &[u8],
+        form: bool,
+        envelope_id: Option<&str>,
+    ) -> Result<Command, events::Rejected> {
+        let identity = self.identity().unwrap_or_default();
+        let command = {
+            let ctx = self.parse_context(&identity);
+            if form {
+                events::parse_command_form(body, &ctx)?
+            } else {
+                events::parse_command_payload(body, envelope_id, &ctx)?
+            }
+        };
+        Ok(match command {
+            Command::Submit {
+                event,
+                reply,
+                handle,
+            } => {
+                let mut event = Box::new(self.enrich(*event).await);
+                let person = &mut event.sender.person;
+                if person.display_name == person.user.as_str()
+                    && let Some(handle) = &handle
+                {
+                    person.display_name.clone_from(handle);
+                }
+                Command::Submit {
+                    event,
+                    reply,
+                    handle,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Runs a parsed slash command: submits its event unless this process
+    /// already stored it (a redelivery), and resolves to the reply to show
+    /// once the event is stored. The submit happens now, the wait in the
+    /// returned future, so a caller can keep reading while it waits.
+    pub(crate) async fn start_command(
+        &self,
+        sink: &InboundSink,
+        command: Command,
+    ) -> impl std::future::Future<Output = String> + Send + 'static {
+        let reply = command.reply().to_owned();
+        let submitted = match command {
+            Command::Reply(_) => None,
+            Command::Submit { event, .. } => {
+                let id = event.event.clone();
+                if self.command_seen(&id) {
+                    tracing::debug!(bridge = %self.config.id, event = %id, "Slash command redelivered; already stored.");
+                    None
+                } else {
+                    Some((id, sink.submit(*event).await))
+                }
+            }
+        };
+        let bridge = self.this.clone();
+        async move {
+            let Some((id, submitted)) = submitted else {
+                return reply;
+            };
+            let stored = match submitted {
+                Ok(stored) => stored.await,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => {
+                    if let Some(bridge) = bridge.upgrade() {
+                        bridge.remember_command(id);
+                    }
+                    reply
+                }
+                Err(e) => {
+                    if let Some(bridge) = bridge.upgrade() {
+                        tracing::warn!(bridge = %bridge.config.id, error = %e, "Relay refused a slash command.");
+                    }
+                    COMMAND_FAILED.to_owned()
+                }
+            }
+        }
+    }
+
+    /// True when a slash command with this event id was stored recently.
+    fn command_seen(&self, id: &EventId) -> bool {
+        self.commands_stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    /// Remembers a stored slash command (the last [`RECENT_COMMANDS`]).
+    fn remember_command(&self, id: EventId) {
+        let mut recent = self
+            .commands_stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !recent.contains(&id) {
+            if recent.len() >= RECENT_COMMANDS {
+                recent.pop_front();
+            }
+            recent.push_back(id);
+        }
+    }
+
     /// Parses a payload (Socket Mode or HTTP) and fills in names.
     pub(crate) async fn parse(&self, body: &[u8]) -> Result<Payload, events::Rejected> {
         let identity = self.identity().unwrap_or_default();
         let payload = {
-            let mut ctx = ParseContext::new(&self.config.id, &self.names);
-            ctx.team = Some(identity.team.as_str()).filter(|t| !t.is_empty());
-            ctx.our_bot_id = identity.bot_id.as_deref();
-            ctx.our_app_id = identity.app_id.as_deref();
-            ctx.our_bot_user = Some(identity.bot_user.as_str()).filter(|u| !u.is_empty());
-            ctx.relay_marker = &self.config.relay_marker;
+            let ctx = self.parse_context(&identity);
             events::parse_payload(body, &ctx)?
         };
         Ok(match payload {
@@ -1051,6 +1181,14 @@ impl HttpEndpoint for EventsEndpoint {
             tracing::warn!(bridge = %self.bridge.config.id, reason = %e, "Refused an Events API request with a bad signature.");
             return HttpResponse::text(401, "invalid signature");
         }
+        let is_form = request.header("content-type").is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+        if is_form {
+            return self.command(&request.body).await;
+        }
         let payload = match self.bridge.parse(&request.body).await {
             Ok(p) => p,
             Err(e) => {
@@ -1087,6 +1225,38 @@ impl HttpEndpoint for EventsEndpoint {
             }
             Payload::Ignored(_) => HttpResponse::empty(200),
         }
+    }
+}
+
+impl EventsEndpoint {
+    /// A form POST: a slash command (answered with the ephemeral reply once
+    /// its event is stored), or an interactive payload (not used; 200).
+    async fn command(&self, body: &[u8]) -> HttpResponse {
+        let id = &self.bridge.config.id;
+        let is_command = events::command::form_decode(body)
+            .map(|fields| fields.iter().any(|(k, _)| k == "command"))
+            .unwrap_or(true);
+        if !is_command {
+            return HttpResponse::empty(200);
+        }
+        let command = match self.bridge.parse_command(body, true, None).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(bridge = %id, reason = %e, "Refused a slash command.");
+                return HttpResponse::text(400, format!("bad command: {e}"));
+            }
+        };
+        let sink = self
+            .bridge
+            .sink
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(sink) = sink else {
+            return HttpResponse::json(200, &events::command::reply_json(COMMAND_FAILED));
+        };
+        let reply = self.bridge.start_command(&sink, command).await.await;
+        HttpResponse::json(200, &events::command::reply_json(&reply))
     }
 }
 

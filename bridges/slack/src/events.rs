@@ -59,6 +59,8 @@
 //!   the user's huddle but no channel, and the channel's `huddle_thread`
 //!   message already reports the same call with its participants.
 //! - Everything else is ignored with a reason.
+//! - Slash commands (`/switchboard call [title]` → [`InboundKind::CallRequest`])
+//!   are not events: see [`command`].
 //!
 //! The sender is [`Sender::is_ours`] when the bot id, app id or user is ours
 //! (from [`ParseContext`]) or when the message's `metadata.event_type` is
@@ -66,6 +68,7 @@
 //! (including posts with a puppet's `username` and through linked accounts).
 
 mod calls;
+pub mod command;
 mod json;
 mod message;
 mod other;
@@ -82,6 +85,7 @@ use json::Obj;
 use serde_json::Value;
 use switchboard_model::{BridgeId, EventId, Inbound, InboundKind, Origin, Sender, Timestamp};
 
+pub use command::{Command, parse_command_form, parse_command_payload};
 pub use socket::{SocketFrame, parse_socket_frame};
 
 /// The `metadata.event_type` Switchboard puts on its own posts unless
@@ -235,6 +239,9 @@ pub enum Rejected {
     /// A required field is absent or null (dotted path inside the event).
     #[error("missing field {0:?}")]
     MissingField(&'static str),
+    /// A form-encoded body (a slash command over HTTP) that does not decode.
+    #[error("invalid form body: {0}")]
+    InvalidForm(&'static str),
     /// A required field has the wrong JSON type.
     #[error("field {field:?} is not {expected}")]
     WrongType {
@@ -252,6 +259,7 @@ impl Rejected {
             Rejected::InvalidJson(_) => "invalid_json",
             Rejected::NotAnObject => "not_an_object",
             Rejected::MissingField(_) => "missing_field",
+            Rejected::InvalidForm(_) => "invalid_form",
             Rejected::WrongType { .. } => "wrong_type",
         }
     }

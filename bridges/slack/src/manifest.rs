@@ -1,4 +1,5 @@
-//! What the Slack app must grant: the scopes and events the connector uses.
+//! What the Slack app must grant: the scopes, events and slash commands the
+//! connector uses.
 //! `deploy/slack-app-manifest.yaml` must list exactly these (a test checks),
 //! and `switchboard login slack` asks for [`USER_SCOPES`].
 
@@ -24,7 +25,12 @@ pub const BOT_SCOPES: &[&str] = &[
     "team:read",
     "calls:read",
     "calls:write",
+    "commands",
 ];
+
+/// Slash commands the app declares (`features.slash_commands`, each with
+/// `should_escape: false`); they need the `commands` bot scope.
+pub const SLASH_COMMANDS: &[&str] = &[crate::events::command::COMMAND];
 
 /// User token scopes for linked accounts (posting as the person).
 pub const USER_SCOPES: &[&str] = &["chat:write", "reactions:write", "files:write"];
@@ -91,5 +97,12 @@ mod tests {
         assert_eq!(list(&yaml, "user"), set(USER_SCOPES));
         assert_eq!(list(&yaml, "bot_events"), set(BOT_EVENTS));
         assert!(yaml.contains("socket_mode_enabled: true"));
+        let commands: BTreeSet<String> = list(&yaml, "slash_commands")
+            .iter()
+            .filter_map(|item| item.strip_prefix("command:"))
+            .map(|c| c.trim().to_owned())
+            .collect();
+        assert_eq!(commands, set(SLASH_COMMANDS));
+        assert!(yaml.contains("should_escape: false"));
     }
 }

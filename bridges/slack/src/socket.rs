@@ -2,7 +2,9 @@
 //!
 //! `apps.connections.open` (with the app-level token) gives a WebSocket URL;
 //! Slack's first frame is `hello`; each event then comes as an `events_api`
-//! envelope whose payload is the Events API body. We acknowledge an envelope
+//! envelope whose payload is the Events API body, each slash command as a
+//! `slash_commands` envelope (acked with the reply the person sees). We
+//! acknowledge an envelope
 //! (`{"envelope_id": …}`) only after the relay has stored its events, so an
 //! envelope lost in a crash is redelivered by Slack. On `disconnect` the
 //! replacement socket is opened before the old one is dropped. After every
@@ -187,6 +189,9 @@ async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> End
                             Err(_) => break Ended::Lost(format!("disconnect ({reason})")),
                         }
                     }
+                    Ok(SocketFrame::Envelope { envelope_id, kind, payload, accepts_response_payload, .. }) if kind == "slash_commands" => {
+                        handle_command(bridge, ctx, envelope_id, &payload, accepts_response_payload, &acks_tx, &mut pending_acks).await;
+                    }
                     Ok(SocketFrame::Envelope { envelope_id, payload, .. }) => {
                         handle_envelope(bridge, ctx, envelope_id, payload, &acks_tx, &mut pending_acks).await;
                     }
@@ -258,5 +263,46 @@ async fn handle_envelope(
             }
         }
         let _ = acks.send(ack).await;
+    });
+}
+
+/// A `slash_commands` envelope: submits its event (if any) and acks once it
+/// is stored, with the reply as the ack's `payload` when Slack accepts one.
+async fn handle_command(
+    bridge: &SlackBridge,
+    ctx: &BridgeContext,
+    envelope_id: String,
+    payload: &[u8],
+    accepts_response_payload: bool,
+    acks: &mpsc::Sender<String>,
+    pending: &mut tokio::task::JoinSet<()>,
+) {
+    let command = match bridge
+        .parse_command(payload, false, Some(&envelope_id))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // Redelivery cannot fix it: ack and report (never the payload: it holds the token).
+            tracing::warn!(bridge = %bridge.config.id, reason = %e, "Dropping a slash command that does not parse.");
+            let _ = acks
+                .send(json!({ "envelope_id": envelope_id }).to_string())
+                .await;
+            return;
+        }
+    };
+    let reply = bridge.start_command(&ctx.inbound, command).await;
+    let acks = acks.clone();
+    pending.spawn(async move {
+        let text = reply.await;
+        let ack = if accepts_response_payload {
+            json!({
+                "envelope_id": envelope_id,
+                "payload": crate::events::command::reply_json(&text),
+            })
+        } else {
+            json!({ "envelope_id": envelope_id })
+        };
+        let _ = acks.send(ack.to_string()).await;
     });
 }

@@ -15,7 +15,8 @@ use switchboard_slack::bridge::SlackBridge;
 use switchboard_slack::config::{InboundMode, SlackConfig};
 use switchboard_slack::ratelimit::RateLimiter;
 use switchboard_slack::web::{SlackApi, Token};
-use switchboard_slack_sim::seed::{ChannelSeed, Seed, UserSeed};
+use switchboard_slack_sim::commands::CommandOutcome;
+use switchboard_slack_sim::seed::{AppSeed, ChannelSeed, Seed, UserSeed};
 use switchboard_slack_sim::{SimConfig, SlackSim};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,10 @@ async fn sim() -> SlackSim {
                 ..ChannelSeed::default()
             },
         ],
+        app: AppSeed {
+            slash_commands: Some(vec!["/switchboard".into()]),
+            ..AppSeed::default()
+        },
         ..Seed::default()
     };
     SlackSim::start(SimConfig {
@@ -204,6 +209,16 @@ impl Running {
             .expect("the bridge is running");
         let _ = ack.send(Ok(()));
         event
+    }
+
+    /// Every event pushed within `d` (each acknowledged as stored).
+    async fn quiet(&mut self, d: Duration) -> Vec<Inbound> {
+        let mut out = Vec::new();
+        while let Ok(Some((event, ack))) = tokio::time::timeout(d, self.rx.recv()).await {
+            let _ = ack.send(Ok(()));
+            out.push(event);
+        }
+        out
     }
 
     async fn connected(&mut self) {
@@ -620,4 +635,185 @@ async fn a_channel_describes_itself_for_mirrored_rooms_and_a_dm_does_not() {
         matches!(missing, Err(BridgeError::NotFound { .. })),
         "{missing:?}"
     );
+}
+
+#[tokio::test]
+async fn switchboard_call_is_one_call_request_acknowledged_with_an_ephemeral_reply() {
+    use switchboard_slack::events::command::{CALL_REPLY, USAGE};
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let alice = sim.seeded().users["alice"].clone();
+    let mut running = run(bridge(&sim), vec![]);
+    running.connected().await;
+    let trigger = sim
+        .run_slash_command(&general, "alice", "/switchboard", "call Design review")
+        .expect("alice runs the command");
+    let (ev, stored) = tokio::time::timeout(Duration::from_secs(10), running.rx.recv())
+        .await
+        .expect("an event within 10 s")
+        .expect("the bridge is running");
+    assert_eq!(
+        ev.kind,
+        InboundKind::CallRequest {
+            title: Some("Design review".into())
+        }
+    );
+    assert_eq!(ev.origin.bridge.as_str(), "slack:sim");
+    assert_eq!(ev.origin.channel.as_str(), general);
+    assert_eq!(ev.sender.person.user.as_str(), alice);
+    assert_eq!(ev.sender.person.display_name, "Alice Liddell");
+    assert!(!ev.sender.is_ours);
+    // Not acknowledged to Slack before the relay stored it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sim.slash_command(&trigger).expect("recorded").outcome,
+        CommandOutcome::Pending
+    );
+    let _ = stored.send(Ok(()));
+    let done = sim
+        .wait_for_slash_command(&trigger, Duration::from_secs(5))
+        .await
+        .expect("acknowledged in time");
+    assert_eq!(done.outcome, CommandOutcome::Acknowledged);
+    assert_eq!(done.seen(), vec![CALL_REPLY.to_string()]);
+    assert_eq!(done.replies[0].response_type, "ephemeral");
+
+    // The same envelope again: answered again, no second event.
+    sim.redeliver_slash_command(&trigger).expect("redelivered");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.slash_command(&trigger).expect("recorded").replies.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "second ack");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sim.slash_command(&trigger).expect("recorded").seen(),
+        vec![CALL_REPLY.to_string(), CALL_REPLY.to_string()]
+    );
+    let extra = running.quiet(Duration::from_millis(300)).await;
+    assert!(
+        !extra
+            .iter()
+            .any(|e| matches!(e.kind, InboundKind::CallRequest { .. })),
+        "{extra:?}"
+    );
+
+    // Help and unknown words: usage, no event; a title-less call still counts.
+    for text in ["help", "", "dance"] {
+        let t = sim
+            .run_slash_command(&general, "bob", "/switchboard", text)
+            .expect("bob runs the command");
+        let c = sim
+            .wait_for_slash_command(&t, Duration::from_secs(5))
+            .await
+            .expect("answered");
+        assert_eq!(c.seen(), vec![USAGE.to_string()], "{text:?}");
+    }
+    assert!(
+        running.quiet(Duration::from_millis(300)).await.is_empty(),
+        "no event for usage"
+    );
+    let random = sim.seeded().channels["random"].clone();
+    sim.run_slash_command(&random, "alice", "/switchboard", "call")
+        .expect("runs");
+    let ev = running.next().await;
+    assert_eq!(ev.kind, InboundKind::CallRequest { title: None });
+    assert_eq!(ev.origin.channel.as_str(), random);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn over_http_a_signed_command_form_is_submitted_and_answered() {
+    use switchboard_model::HttpRequest;
+    use switchboard_slack::events::command::{CALL_REPLY, USAGE};
+    let sim = sim().await;
+    let seeded = sim.seeded().clone();
+    let general = seeded.channels["general"].clone();
+    let alice = seeded.users["alice"].clone();
+    let mut config = SlackConfig::new(
+        "slack:sim".into(),
+        format!("{}/api", sim.base_url()),
+        Token::new(seeded.bot_token.clone()),
+        InboundMode::Events {
+            signing_secret: Token::new(seeded.signing_secret.clone()),
+            path: "/slack/sim/events".into(),
+        },
+    );
+    config.rate_limits = false;
+    let bridge = SlackBridge::new(config).expect("bridge");
+    let endpoint = bridge
+        .http_endpoints()
+        .pop()
+        .expect("the Events API endpoint")
+        .1;
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    let form = |text: &str, trigger: &str| {
+        format!(
+            "token=vt&team_id={}&team_domain=sim&channel_id={general}&channel_name=general&user_id={alice}&user_name=alice&command=%2Fswitchboard&text={text}&api_app_id={}&is_enterprise_install=false&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1&trigger_id={trigger}",
+            seeded.team_id, seeded.app_id
+        )
+    };
+    let request = |body: &str, signature: Option<&str>| {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            .to_string();
+        let sig = signature.map_or_else(
+            || {
+                switchboard_slack::signature::sign(
+                    seeded.signing_secret.as_bytes(),
+                    &ts,
+                    body.as_bytes(),
+                )
+            },
+            str::to_owned,
+        );
+        HttpRequest::new(
+            "POST",
+            "/slack/sim/events",
+            "",
+            vec![
+                (
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+                ("X-Slack-Request-Timestamp".into(), ts),
+                ("X-Slack-Signature".into(), sig),
+            ],
+            body.as_bytes().to_vec(),
+        )
+    };
+    // A bad signature is refused before anything is read.
+    let refused = endpoint
+        .handle(request(&form("call+x", "1.2.a"), Some("v0=00")))
+        .await;
+    assert_eq!(refused.status, 401);
+    // The call: answered (with the reply) only once the relay stored it.
+    let body = form("call+Design+review", "1.2.b");
+    let handled = tokio::spawn({
+        let endpoint = endpoint.clone();
+        let req = request(&body, None);
+        async move { endpoint.handle(req).await }
+    });
+    let ev = running.next().await;
+    assert_eq!(
+        ev.kind,
+        InboundKind::CallRequest {
+            title: Some("Design review".into())
+        }
+    );
+    assert_eq!(ev.origin.channel.as_str(), general);
+    assert_eq!(ev.sender.person.user.as_str(), alice);
+    assert_eq!(ev.event.as_str(), "slash:1.2.b");
+    let answer = handled.await.expect("joins");
+    assert_eq!(answer.status, 200);
+    let v: Value = serde_json::from_slice(&answer.body).expect("json");
+    assert_eq!(v, json!({"response_type": "ephemeral", "text": CALL_REPLY}));
+    // Help: the usage, no event.
+    let answer = endpoint.handle(request(&form("help", "1.2.c"), None)).await;
+    let v: Value = serde_json::from_slice(&answer.body).expect("json");
+    assert_eq!(v["text"], USAGE);
+    assert!(running.quiet(Duration::from_millis(300)).await.is_empty());
+    running.stop().await;
 }

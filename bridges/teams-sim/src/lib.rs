@@ -606,6 +606,24 @@ impl TeamsSim {
         st.subscriptions.values().map(notify::render).collect()
     }
 
+    /// Every online meeting created through `/me/onlineMeetings` or
+    /// `createOrGet`, rendered as Graph does (`participants.organizer` names
+    /// who organises it), oldest first.
+    pub fn online_meetings(&self) -> Vec<Value> {
+        let st = lock(&self.inner.state);
+        let mut meetings: Vec<&state::OnlineMeeting> = st.online_meetings.values().collect();
+        meetings.sort_by(|a, b| {
+            let created = |m: &state::OnlineMeeting| {
+                m.resource["creationDateTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            created(a).cmp(&created(b))
+        });
+        meetings.into_iter().map(|m| m.resource.clone()).collect()
+    }
+
     /// Replaces the fault configuration.
     pub fn set_faults(&self, f: FaultConfig) {
         self.inner.faults.set(f);

@@ -30,7 +30,7 @@
 //! | `reply_to` | a chat quote: the `messageReference` attachment's `messageId` |
 //! | [`UserId`] | the AAD user id (`from.user.id`); apps by `from.application.id`; system messages without an initiator as [`SYSTEM_USER`] |
 //! | [`CallId`](switchboard_model::CallId) | `"teams-call:{eventDetail.callId}"` |
-//! | [`EventId`] | `"{channel}\|{message id}\|{version}\|{kind}"`, version = `etag`, else `lastModifiedDateTime`; reactions append `"\|{+ or -}{key}\|{user}"`; the n-th (n ≥ 1) of several events from one payload appends `"#{n}"`. Notification retries and delta re-reads of the same version get the same id |
+//! | [`EventId`] | `"{channel}\|{message id}\|{version}\|{kind}"`, version = `etag`, else `lastModifiedDateTime`; reactions append `"\|{+ or -}{key}\|{user}"`; the n-th (n ≥ 1) of several events from one payload appends `"#{n}"`. Notification retries and delta re-reads of the same version get the same id. A `call` command: `"{channel}\|{message id}\|call_request"`, whatever the version |
 //! | [`Timestamp`] | `createdDateTime` (new), `lastEditedDateTime` (edit), `deletedDateTime` (delete), the reaction's `createdDateTime` (reactions), else `lastModifiedDateTime`; unparseable times fall back to the message id (epoch ms) |
 //!
 //! # What maps to what
@@ -46,6 +46,9 @@
 //!   [`InboundKind::Member`] (one per member); chat or channel renamed,
 //!   channel description updated → [`InboundKind::ChannelInfo`]; others
 //!   (recordings, transcripts, policy updates, tabs…) are ignored by name.
+//! - A new message that mentions [`ParseContext::call_to`] (the service
+//!   account) and then says `call [title]` → [`InboundKind::CallRequest`]
+//!   instead of a message ([`call_command`]); its edits are not commands.
 //! - Reactions are only visible by comparing versions: [`diff`].
 //!
 //! # Recognising our own posts
@@ -113,6 +116,11 @@ pub struct ParseContext<'a> {
     /// [`relay_marker_html`]; a body containing that element is ours whoever
     /// posted it. Empty disables the check.
     pub relay_marker: &'a str,
+    /// The account (AAD user id) a `call` command is addressed to: a new
+    /// message that mentions it and whose remaining text starts with the
+    /// word `call` becomes [`InboundKind::CallRequest`] instead of a
+    /// message ([`call_command`]). `None` recognises no commands.
+    pub call_to: Option<&'a str>,
 }
 
 impl<'a> ParseContext<'a> {
@@ -123,6 +131,7 @@ impl<'a> ParseContext<'a> {
             tenant: None,
             our_users: &[],
             relay_marker: DEFAULT_RELAY_MARKER,
+            call_to: None,
         }
     }
 }
@@ -481,6 +490,23 @@ fn parse_content(h: &Header<'_>, ctx: &ParseContext<'_>, mode: Mode) -> Result<P
     if message.body.is_empty() && message.attachments.is_empty() {
         return Ok(Parsed::Ignored(IgnoreReason::EmptyMessage));
     }
+    if mode == Mode::New
+        && !h.sender.is_ours
+        && let Some(account) = ctx.call_to
+        && let Some(title) = call_command(&message.body, account)
+    {
+        // One id per message, whatever its version: a notification and a
+        // reconciliation of the same message ask once.
+        let event = EventId::new(format!("{}|{}|call_request", h.origin.channel, h.id));
+        let request = Inbound::new(
+            h.origin.clone(),
+            event,
+            h.sender.clone(),
+            InboundKind::CallRequest { title },
+        )
+        .at(h.time("createdDateTime"));
+        return Ok(Parsed::Events(vec![request]));
+    }
     let (label, at, kind) = match mode {
         Mode::New => (
             "message",
@@ -500,6 +526,37 @@ fn parse_content(h: &Header<'_>, ctx: &ParseContext<'_>, mode: Mode) -> Result<P
         ),
     };
     Ok(Parsed::Events(vec![h.inbound(label, at, kind)]))
+}
+
+/// Whether `body` is a `call` command addressed to `account` (an AAD user
+/// id): it mentions `account`, and without those mentions its text starts
+/// with the word `call` (any case). `Some(title)` if so, the title being the
+/// rest of that line (`None` when empty): `<at>Switchboard</at> call Design
+/// review` → `Some(Some("Design review"))`. `recall`, `callback` or a `call`
+/// that mentions someone else are not commands.
+pub fn call_command(body: &RichText, account: &str) -> Option<Option<String>> {
+    let mut body = body.clone();
+    let mut addressed = false;
+    body.for_each_inline_mut(&mut |inline| {
+        if let Inline::UserMention { user, .. } = inline
+            && user.as_str() == account
+        {
+            addressed = true;
+            *inline = Inline::text(" ");
+        }
+    });
+    if !addressed {
+        return None;
+    }
+    let plain = body.to_plain();
+    let rest = plain.trim_start();
+    let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let (word, rest) = rest.split_at(word_end);
+    if !word.eq_ignore_ascii_case("call") {
+        return None;
+    }
+    let title = rest.lines().next().unwrap_or("").trim();
+    Some((!title.is_empty()).then(|| title.to_owned()))
 }
 
 /// Gives the n-th (n ≥ 1) event of a payload the id suffix `#n`.

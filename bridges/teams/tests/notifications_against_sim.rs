@@ -466,6 +466,97 @@ async fn faulty_notifications_are_reconciled_into_exactly_once() {
     runner.await.expect("joins").expect("stops cleanly");
 }
 
+/// "@Switchboard call Weekly sync" asks for one meeting, even though a
+/// (late) notification and reconciliation both see the message, and an edit
+/// of it asks nothing and relays nothing.
+#[tokio::test]
+async fn a_call_command_becomes_one_call_request() {
+    let h = Harness::start(Settings {
+        reconcile: Duration::from_millis(300),
+        ..Settings::default()
+    })
+    .await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    // Reconciliation sees the message first; the notification comes later.
+    h.sim.set_faults(FaultConfig {
+        notification_delay_ms: 1_500,
+        duplicate_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let service_id = h.sim.seeded().users[SERVICE].clone();
+    let (token, user) = h.bob();
+    let posted = graph(&h.sim)
+        .post_json(
+            &h.messages_path,
+            Bearer::User(&token, &user),
+            &json!({
+                "body": {"contentType": "html",
+                         "content": "<p><at id=\"0\">Switchboard Relay</at> call Weekly sync</p>"},
+                "mentions": [{"id": 0, "mentionText": "Switchboard Relay",
+                              "mentioned": {"user": {"id": service_id,
+                                                     "displayName": "Switchboard Relay",
+                                                     "userIdentityType": "aadUser"}}}]
+            }),
+        )
+        .await
+        .expect("bob posts");
+    let id = posted["id"].as_str().expect("id").to_owned();
+    let is_request =
+        |e: &switchboard_model::Inbound| matches!(e.kind, InboundKind::CallRequest { .. });
+    let mut events = collect_until(
+        &mut relay,
+        |e| e.iter().any(is_request),
+        Duration::from_secs(10),
+    )
+    .await;
+    let counts = counts_when(&h.bridge, |c| c.stale_skipped >= 1).await;
+    assert!(
+        counts.stale_skipped >= 1,
+        "both paths saw the message: {counts:?}"
+    );
+    // An edit of the command: no second request, no edit relayed.
+    graph(&h.sim)
+        .patch_json(
+            &format!("{}/{id}", h.messages_path),
+            Bearer::User(&token, &user),
+            &json!({"body": {"contentType": "html",
+                             "content": "<p><at id=\"0\">Switchboard Relay</at> call Renamed</p>"},
+                    "mentions": posted["mentions"].clone()}),
+        )
+        .await
+        .expect("bob edits");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = h.bob_posts("", "an ordinary message").await;
+    events.extend(
+        collect_until(
+            &mut relay,
+            |e| message_ids(e).contains(&after),
+            Duration::from_secs(10),
+        )
+        .await,
+    );
+    let requests: Vec<&switchboard_model::Inbound> =
+        events.iter().filter(|e| is_request(e)).collect();
+    assert_eq!(requests.len(), 1, "{events:?}");
+    assert_eq!(
+        requests[0].kind,
+        InboundKind::CallRequest {
+            title: Some("Weekly sync".into())
+        }
+    );
+    assert_eq!(requests[0].sender.person.user.as_str(), user);
+    assert!(!requests[0].sender.is_ours);
+    assert_eq!(requests[0].origin.channel, h.channel);
+    assert_eq!(
+        events.len(),
+        2,
+        "the request and the ordinary message only: {events:?}"
+    );
+    assert_eq!(message_ids(&events), vec![after]);
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
 #[tokio::test]
 async fn subscriptions_are_renewed_before_they_expire() {
     let h = Harness::start(Settings {

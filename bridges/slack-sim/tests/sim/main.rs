@@ -4,6 +4,7 @@
 mod support;
 
 mod binary;
+mod commands;
 mod events;
 mod jsonschema;
 mod oauth;

@@ -595,3 +595,54 @@ async fn delta_filter_on_last_modified() {
     assert_eq!(r.status, 400);
     sim.shutdown().await;
 }
+
+/// `createOrGet` (<https://learn.microsoft.com/graph/api/onlinemeeting-createorget>):
+/// the caller's meeting with that `externalId` is returned (200) once it exists, else
+/// created (201) with the subject asked for and the caller as organizer; `externalId`
+/// is unique per organizer, not per tenant.
+#[tokio::test]
+async fn create_or_get_is_keyed_by_external_id_per_organizer() {
+    let sim = start().await;
+    let g = sim.graph_url();
+    let url = format!("{g}/me/onlineMeetings/createOrGet");
+    let adele = sim.delegated_token(ADELE).expect("adele");
+    let bob = sim.delegated_token(BOB).expect("bob");
+    let body = |subject: &str| {
+        json!({"externalId": "req-1", "subject": subject,
+               "startDateTime": in_secs(0), "endDateTime": in_secs(3600)})
+    };
+
+    let first = call("POST", &url, Some(&adele), Some(body("Design review"))).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    assert_eq!(first.body["subject"], "Design review");
+    assert_eq!(first.body["externalId"], "req-1");
+    assert_eq!(
+        first.body["participants"]["organizer"]["identity"]["user"]["id"],
+        sim.seeded().users[ADELE].as_str()
+    );
+
+    let again = call("POST", &url, Some(&adele), Some(body("Another title"))).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["joinWebUrl"], first.body["joinWebUrl"]);
+    assert_eq!(again.body["subject"], "Design review", "the existing one");
+
+    let bobs = call("POST", &url, Some(&bob), Some(body("Design review"))).await;
+    assert_eq!(bobs.status, 201, "another organizer, another meeting");
+    assert_ne!(bobs.body["id"], first.body["id"]);
+    assert_eq!(
+        bobs.body["participants"]["organizer"]["identity"]["user"]["id"],
+        sim.seeded().users[BOB].as_str()
+    );
+
+    let missing = call("POST", &url, Some(&adele), Some(json!({"subject": "x"}))).await;
+    assert_eq!(missing.status, 400, "externalId is required");
+    let app = sim.app_token();
+    let refused = call("POST", &url, Some(&app), Some(body("x"))).await;
+    assert_eq!(refused.status, 400, "delegated only: /me");
+
+    let all = sim.online_meetings();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().any(|m| m["id"] == first.body["id"]));
+    assert!(all.iter().any(|m| m["id"] == bobs.body["id"]));
+}

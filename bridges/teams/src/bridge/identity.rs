@@ -20,7 +20,7 @@ use super::{Actor, TeamsBridge};
 use crate::auth::{AccessToken, AuthError, DelegatedTokens, IdentityConfig, Secret};
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchboard_model::{BridgeError, LinkedAccounts, OutboundOp, UserId};
+use switchboard_model::{BridgeError, LinkedAccounts, OutboundOp, Person, UserId};
 use tokio::sync::Mutex;
 
 /// One account's live tokens, and the stored refresh token they came from
@@ -194,6 +194,50 @@ impl TeamsBridge {
                 .and_then(|p| accounts.account_for(&p.bridge, &p.user))
                 .map(|a| (a.user, a.token))
         });
+        self.linked_else_service(linked, op.on_behalf_of.is_some())
+            .await
+    }
+
+    /// Who organises a meeting asked for by `organiser`: their own Teams
+    /// account when they linked one (or are a Teams person whose account is
+    /// linked), else the service account. Neither → a permanent error that
+    /// says how to sign the service account in.
+    pub(super) async fn organiser_actor(
+        &self,
+        organiser: Option<&Person>,
+    ) -> Result<Actor, BridgeError> {
+        let accounts = self.accounts();
+        let linked = organiser.and_then(|p| {
+            accounts
+                .account_for(&p.bridge, &p.user)
+                .map(|a| (a.user, a.token))
+                .or_else(|| {
+                    (p.bridge == self.id)
+                        .then(|| accounts.token_of(&p.user))
+                        .flatten()
+                        .map(|token| (p.user.clone(), token))
+                })
+        });
+        if linked.is_none()
+            && self.identities.configured.is_none()
+            && accounts.service_account().is_none()
+        {
+            return Err(BridgeError::permanent(
+                "a Teams service account must be signed in (switchboard login teams --service) to create Teams meetings for people who have not linked their own Teams account",
+            ));
+        }
+        self.linked_else_service(linked, false).await
+    }
+
+    /// The linked account `linked` (Teams user id, stored refresh token)
+    /// when its token can be had, else the service account (with an author
+    /// line when `author_line`).
+    async fn linked_else_service(
+        &self,
+        linked: Option<(UserId, String)>,
+        author_line: bool,
+    ) -> Result<Actor, BridgeError> {
+        let accounts = self.accounts();
         if let Some((user, stored)) = linked {
             match self
                 .identities
@@ -218,7 +262,7 @@ impl TeamsBridge {
         Ok(Actor {
             token,
             user,
-            author_line: op.on_behalf_of.is_some(),
+            author_line,
         })
     }
 }

@@ -25,13 +25,19 @@
 //!   while down are not recovered.
 //! - The versions seen are bounded ([`SEEN_CAP`]); the oldest half is
 //!   forgotten when full, which at worst repeats the restart case above.
+//! - **`call` commands**: a new message that mentions the service account
+//!   and says `call [title]` becomes one [`InboundKind::CallRequest`] (its
+//!   event id depends on the message only, so both paths and a restart ask
+//!   once) instead of a message. Later versions of it (edits, deletion,
+//!   reactions) yield nothing: the message was never relayed, and an edit
+//!   does not ask again.
 
 use super::{Conversation, TeamsBridge};
 use crate::auth::Secret;
 use crate::client::Bearer;
 use crate::graph::{self, ParseContext, Parsed, ResourceRef};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchboard_model::{
@@ -232,6 +238,8 @@ fn floor_key(channel: &ChannelId) -> ChannelId {
 #[derive(Debug)]
 pub(super) struct InboundState {
     seen: Mutex<Seen>,
+    /// Messages that were `call` commands (bounded like `seen`).
+    commands: Mutex<HashSet<(ChannelId, String)>>,
     gate: tokio::sync::Mutex<()>,
     pub(super) counters: Counters,
     started_ms: u64,
@@ -241,6 +249,7 @@ impl InboundState {
     pub(super) fn new() -> Self {
         InboundState {
             seen: Mutex::new(Seen::default()),
+            commands: Mutex::new(HashSet::new()),
             gate: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
             started_ms: now_ms(),
@@ -249,6 +258,24 @@ impl InboundState {
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps only the call requests among `events` when message `key` is (or
+    /// was) a `call` command, and remembers that it is one.
+    fn filter_commands(&self, key: &(ChannelId, String), events: &mut Vec<Inbound>) {
+        let is_request = |e: &Inbound| matches!(e.kind, InboundKind::CallRequest { .. });
+        let mut commands = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        if events.iter().any(is_request) {
+            if commands.len() >= SEEN_CAP {
+                // At worst a later edit of a forgotten command is relayed
+                // as an edit of a message the relay never saw (and dropped).
+                commands.clear();
+            }
+            commands.insert(key.clone());
+        } else if !commands.contains(key) {
+            return;
+        }
+        events.retain(is_request);
     }
 }
 
@@ -316,7 +343,8 @@ impl TeamsBridge {
             self.inbound.seen().insert(key, message);
             return Ok(true);
         }
-        let events = self.events_for(channel, previous.as_ref(), message, created);
+        let mut events = self.events_for(channel, previous.as_ref(), message, created);
+        self.inbound.filter_commands(&key, &mut events);
         let n = events.len() as u64;
         for event in events {
             let event = self.mark_ours(channel, event);
@@ -346,13 +374,15 @@ impl TeamsBridge {
         message: &Value,
         created: u64,
     ) -> Vec<Inbound> {
-        let our_users: Vec<String> = self.service_user().into_iter().collect();
+        let service = self.service_user();
+        let our_users: Vec<String> = service.iter().cloned().collect();
         let resource = Conversation::of(channel).ok().map(|c| c.resource());
         let pctx = ParseContext {
             bridge: &self.id,
             tenant: None,
             our_users: &our_users,
             relay_marker: &self.relay_marker,
+            call_to: service.as_deref(),
         };
         let mut parsed = Vec::new();
         match previous {

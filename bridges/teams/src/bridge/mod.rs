@@ -18,6 +18,12 @@
 //!   URL is configured, and reconciliation (delta for channel roots, the
 //!   replies of the roots that changed, the newest page of each chat) in
 //!   every case, both through one gate that relays each message version once.
+//! - **Meetings on request**: a new message that mentions the service account
+//!   and says `call [title]` becomes an
+//!   [`InboundKind::CallRequest`](switchboard_model::InboundKind::CallRequest)
+//!   instead of a message; [`Bridge::create_meeting`] makes the meeting
+//!   (`createOrGet`, `externalId` = the key) as the organiser's linked
+//!   account, else the service account.
 //! - **Identities** (`identity`): linked people and the service account act
 //!   through stored refresh tokens, rotated and written back; a refused one
 //!   marks that login for re-authentication and falls back to the service
@@ -37,8 +43,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, ChannelInfo,
-    Delivered, HttpEndpoint, LinkedAccounts, MediaSource, MessageId, NoLinkedAccounts, OpId,
-    OutboundKind, OutboundOp, Person, PuppetRef, RetryKind, UserId,
+    Delivered, HttpEndpoint, LinkedAccounts, MediaSource, Meeting, MessageId, NoLinkedAccounts,
+    OpId, OutboundKind, OutboundOp, Person, PuppetRef, RetryKind, UserId,
 };
 
 /// How many delivered ops are remembered before the record is reset.
@@ -355,6 +361,10 @@ impl Bridge for TeamsBridge {
         caps.puppet_accounts = false;
         // Channels belong to the tenant: never renamed from elsewhere.
         caps.mirrors_channel_info = false;
+        // Meetings asked for anywhere become Teams online meetings
+        // (`create_meeting`), organised by the asker's linked account or the
+        // service account.
+        caps.creates_meetings = true;
         caps
     }
 
@@ -430,6 +440,25 @@ impl Bridge for TeamsBridge {
         );
         let user = UserId::new(format!("puppet:{}:{}", person.bridge, person.user));
         Ok(PuppetRef::new(user, name).with_avatar(person.avatar.clone()))
+    }
+
+    async fn create_meeting(
+        &self,
+        key: &str,
+        channel: &ChannelId,
+        title: &str,
+        organiser: Option<&Person>,
+    ) -> Result<Option<Meeting>, BridgeError> {
+        match self.requested_meeting(key, channel, title, organiser).await {
+            Ok(meeting) => Ok(Some(meeting)),
+            Err(e) => {
+                if e.retry_kind() == RetryKind::Reauthenticate {
+                    // As for deliveries: the next attempt refreshes.
+                    self.identities.expire_all().await;
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {

@@ -53,8 +53,8 @@ use crate::graph;
 use crate::html;
 use serde_json::{Value, json};
 use switchboard_model::{
-    BridgeError, CallEvent, CallProvider, CallState, ChannelId, Delivered, MediaSource, Message,
-    MessageId, MessageStyle, OpId, OutboundOp,
+    BridgeError, CallEvent, CallProvider, CallState, ChannelId, Delivered, MediaSource, Meeting,
+    Message, MessageId, MessageStyle, OpId, OutboundOp, Person,
 };
 
 /// One post of a message: its HTML (before the author line and marker), its
@@ -664,36 +664,79 @@ impl TeamsBridge {
         event: &CallEvent,
         platform: &str,
     ) -> Option<String> {
-        let now = super::inbound::iso_ms(now_ms());
-        let end = super::inbound::iso_ms(now_ms().saturating_add(3_600_000));
         let subject = event
             .title
             .clone()
             .unwrap_or_else(|| format!("Call from {platform}"));
+        match self
+            .create_or_get_meeting(actor, event.call.as_str(), &subject)
+            .await
+        {
+            Ok(meeting) => Some(meeting.join_url),
+            Err(e) => {
+                tracing::warn!(bridge = %self.id, error = %e, "Could not create a Teams meeting for a call; the card has the origin's link only.");
+                None
+            }
+        }
+    }
+
+    /// `POST /me/onlineMeetings/createOrGet` as `actor`: the meeting
+    /// `actor` organises under `external_id`, created (starting now, one
+    /// hour long, titled `subject`) when there is none yet.
+    async fn create_or_get_meeting(
+        &self,
+        actor: &Actor,
+        external_id: &str,
+        subject: &str,
+    ) -> Result<Meeting, BridgeError> {
+        let now = super::inbound::iso_ms(now_ms());
+        let end = super::inbound::iso_ms(now_ms().saturating_add(3_600_000));
         let request = json!({
-            "externalId": event.call.as_str(),
+            "externalId": external_id,
             "subject": subject,
             "startDateTime": now,
             "endDateTime": end,
         });
-        match self
+        let meeting = self
             .graph
             .post_json(
                 "/me/onlineMeetings/createOrGet",
                 Bearer::User(&actor.token, &actor.user),
                 &request,
             )
-            .await
-        {
-            Ok(meeting) => meeting
-                .get("joinWebUrl")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            Err(e) => {
-                tracing::warn!(bridge = %self.id, error = %e, "Could not create a Teams meeting for a call; the card has the origin's link only.");
-                None
-            }
+            .await?;
+        let field = |name: &str| meeting.get(name).and_then(Value::as_str).map(str::to_owned);
+        match (field("id"), field("joinWebUrl")) {
+            (Some(id), Some(join)) => Ok(Meeting::new(id, join, CallProvider::TeamsMeeting)),
+            _ => Err(BridgeError::transient(
+                "Graph's online meeting has no id or joinWebUrl",
+            )),
         }
+    }
+
+    /// [`switchboard_model::Bridge::create_meeting`]: a Teams meeting for a
+    /// call asked for in `channel`'s portal, organised by `organiser`'s
+    /// linked Teams account or else the service account, keyed by `key`
+    /// (Graph's `externalId`, unique per organiser: a retry, or a call card
+    /// for a call whose id is `key`, gets the same meeting).
+    pub(super) async fn requested_meeting(
+        &self,
+        key: &str,
+        channel: &ChannelId,
+        title: &str,
+        organiser: Option<&Person>,
+    ) -> Result<Meeting, BridgeError> {
+        if key.is_empty() {
+            return Err(BridgeError::permanent("a meeting needs a non-empty key"));
+        }
+        let actor = self.organiser_actor(organiser).await?;
+        let subject = match title.trim() {
+            "" => "Call".to_owned(),
+            t => t.to_owned(),
+        };
+        let meeting = self.create_or_get_meeting(&actor, key, &subject).await?;
+        tracing::info!(bridge = %self.id, %channel, meeting = %meeting.id, "Created a Teams meeting on request.");
+        Ok(meeting)
     }
 
     pub(super) async fn call(
@@ -720,7 +763,11 @@ impl TeamsBridge {
             }
             _ => None,
         };
-        let teams_join = if ended || posted.is_some() {
+        // A Teams meeting already (e.g. one made on request): its own link
+        // is the card's, and a second meeting would split the call.
+        let is_teams_meeting =
+            matches!(event.provider, CallProvider::TeamsMeeting) && event.join_url.is_some();
+        let teams_join = if ended || posted.is_some() || is_teams_meeting {
             None
         } else {
             self.teams_meeting(&actor, event, &platform).await

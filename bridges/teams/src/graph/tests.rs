@@ -457,3 +457,154 @@ proptest! {
         let _ = time::parse_duration(&s);
     }
 }
+
+// ---------------------------------------------------------------- call commands
+
+const SERVICE: &str = "aad-service";
+
+/// A new channel message from `aad-1` whose HTML is `content`, mentioning
+/// the service account as `<at id="0">` and Jane (`aad-2`) as `<at id="1">`.
+fn command_message(content: &str) -> Value {
+    let mut m = channel_message();
+    m["body"]["content"] = json!(content);
+    m["mentions"] = json!([
+        {"id": 0, "mentionText": "Switchboard",
+         "mentioned": {"user": {"id": SERVICE, "displayName": "Switchboard"}}},
+        {"id": 1, "mentionText": "Jane",
+         "mentioned": {"user": {"id": "aad-2", "displayName": "Jane Smith"}}}
+    ]);
+    m
+}
+
+fn command_ctx(bridge: &BridgeId) -> ParseContext<'_> {
+    ParseContext {
+        call_to: Some(SERVICE),
+        ..ParseContext::new(bridge)
+    }
+}
+
+/// What a new message with `content` becomes: `Some(title)` for a call
+/// request, `None` for anything else.
+fn requested(content: &str) -> Option<Option<String>> {
+    let b = bridge();
+    let events = parse_message(&command_message(content), &command_ctx(&b))
+        .expect("parses")
+        .into_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    match &events[0].kind {
+        InboundKind::CallRequest { title } => Some(title.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_mention_of_the_service_account_then_call_asks_for_a_meeting() {
+    assert_eq!(
+        requested("<div><at id=\"0\">Switchboard</at> call Design review</div>"),
+        Some(Some("Design review".into()))
+    );
+    assert_eq!(
+        requested("<p><at id=\"0\">Switchboard</at>&nbsp;CALL  Weekly   sync </p>"),
+        Some(Some("Weekly sync".into())),
+        "any case, any spacing (HTML collapses runs of spaces)"
+    );
+    assert_eq!(
+        requested("<p><at id=\"0\">Switchboard</at> call</p>"),
+        Some(None),
+        "no title"
+    );
+    assert_eq!(
+        requested("<p><at id=\"0\">Switchboard</at> Call<br>notes below</p>"),
+        Some(None),
+        "the title is the rest of the first line only"
+    );
+}
+
+#[test]
+fn other_messages_are_not_call_requests() {
+    for content in [
+        "<p><at id=\"1\">Jane</at> call Design review</p>",
+        "<p>call Design review</p>",
+        "<p><at id=\"0\">Switchboard</at> recall the notes</p>",
+        "<p><at id=\"0\">Switchboard</at> callback later</p>",
+        "<p><at id=\"0\">Switchboard</at> please call me</p>",
+        "<p><at id=\"0\">Switchboard</at></p>",
+    ] {
+        assert_eq!(requested(content), None, "{content}");
+    }
+}
+
+#[test]
+fn call_requests_have_one_id_per_message_and_come_from_the_author() {
+    let b = bridge();
+    let ctx = command_ctx(&b);
+    let v1 = command_message("<p><at id=\"0\">Switchboard</at> call Design review</p>");
+    let mut v2 = v1.clone();
+    v2["etag"] = json!("1616990099999");
+    v2["lastModifiedDateTime"] = json!("2021-03-29T03:55:00.000Z");
+    let e1 = parse_message(&v1, &ctx).expect("parses").into_events();
+    let e2 = parse_message(&v2, &ctx).expect("parses").into_events();
+    assert_eq!(
+        e1[0].event, e2[0].event,
+        "the version does not change the id"
+    );
+    assert_eq!(
+        e1[0].event.as_str(),
+        "team-1/19:c@thread.tacv2|1616990032035|call_request"
+    );
+    assert_eq!(e1[0].sender.person.user.as_str(), "aad-1");
+    assert!(!e1[0].sender.is_ours);
+    assert_eq!(e1[0].origin.channel.as_str(), "team-1/19:c@thread.tacv2");
+}
+
+#[test]
+fn edits_and_our_own_posts_are_not_call_requests() {
+    let b = bridge();
+    let ctx = command_ctx(&b);
+    let mut edited = command_message("<p><at id=\"0\">Switchboard</at> call Design review</p>");
+    edited["lastEditedDateTime"] = json!("2021-03-29T03:55:00.000Z");
+    let events = parse_message(&edited, &ctx).expect("parses").into_events();
+    assert!(
+        matches!(events[0].kind, InboundKind::Edit { .. }),
+        "{events:?}"
+    );
+
+    let ours = vec!["aad-1".to_owned()];
+    let ctx = ParseContext {
+        our_users: &ours,
+        ..command_ctx(&b)
+    };
+    let own = command_message("<p><at id=\"0\">Switchboard</at> call Design review</p>");
+    let events = parse_message(&own, &ctx).expect("parses").into_events();
+    assert!(
+        matches!(events[0].kind, InboundKind::Message { .. }),
+        "{events:?}"
+    );
+
+    let without = ParseContext::new(&b);
+    let events = parse_message(&own, &without).expect("parses").into_events();
+    assert!(
+        matches!(events[0].kind, InboundKind::Message { .. }),
+        "no account to address, no commands: {events:?}"
+    );
+}
+
+#[test]
+fn a_name_split_into_several_mentions_still_addresses_the_account() {
+    let mut m =
+        command_message("<p><at id=\"0\">Switch</at>&nbsp;<at id=\"1\">Board</at> call Retro</p>");
+    m["mentions"] = json!([
+        {"id": 0, "mentionText": "Switch", "mentioned": {"user": {"id": SERVICE, "displayName": "Switch Board"}}},
+        {"id": 1, "mentionText": "Board", "mentioned": {"user": {"id": SERVICE, "displayName": "Switch Board"}}}
+    ]);
+    let b = bridge();
+    let events = parse_message(&m, &command_ctx(&b))
+        .expect("parses")
+        .into_events();
+    assert_eq!(
+        events[0].kind,
+        InboundKind::CallRequest {
+            title: Some("Retro".into())
+        }
+    );
+}
