@@ -49,6 +49,9 @@ enum Command {
         #[command(subcommand)]
         action: PortalAction,
     },
+    /// List the calls and meetings seen or started, newest first, with each
+    /// platform's invite, from the running daemon's call registry.
+    Calls(PortalListArgs),
     /// Matrix set-up: the application-service registration.
     Matrix {
         #[command(subcommand)]
@@ -295,6 +298,7 @@ fn main() -> ExitCode {
         Some(Command::Portal {
             action: PortalAction::List(args),
         }) => portal_list(args),
+        Some(Command::Calls(args)) => calls_list(args),
         Some(Command::Portal {
             action: PortalAction::Link(args),
         }) => portal_link(args),
@@ -696,6 +700,61 @@ fn portal_list(args: PortalListArgs) -> ExitCode {
             portal.source,
             portal.members.join(" ")
         );
+    }
+    ExitCode::SUCCESS
+}
+
+fn calls_list(args: PortalListArgs) -> ExitCode {
+    let cfg = match load_or_report(&args.config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let answer = block_on(switchboard::login::admin_call(
+        &cfg,
+        "GET",
+        "/admin/calls",
+        "",
+    ));
+    let body = match portal_answer("list the calls", answer) {
+        Ok(body) => body,
+        Err(code) => return code,
+    };
+    let listed: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(listed) => listed,
+        Err(e) => {
+            eprintln!("the daemon's list of calls is not understood: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let calls = listed["calls"].as_array().cloned().unwrap_or_default();
+    if args.json {
+        println!("{}", serde_json::Value::Array(calls));
+        return ExitCode::SUCCESS;
+    }
+    if calls.is_empty() {
+        println!("No calls.");
+        return ExitCode::SUCCESS;
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    for call in &calls {
+        let state = match call["duration_s"].as_u64() {
+            Some(s) => format!("ended after {s}s"),
+            None => text(&call["state"]),
+        };
+        println!(
+            "{}  [{}] {} — {} — started by {} in {}",
+            text(&call["portal"]),
+            state,
+            call["title"].as_str().unwrap_or("(untitled)"),
+            text(&call["join_url"]),
+            text(&call["started_by"]),
+            text(&call["origin"]),
+        );
+        if let Some(invites) = call["invites"].as_object() {
+            for (member, ids) in invites {
+                println!("    invite in {member}: {ids}");
+            }
+        }
     }
     ExitCode::SUCCESS
 }

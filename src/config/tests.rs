@@ -1476,7 +1476,7 @@ fn portal_calls_and_meetings() {
         "[[portal]]",
         "[relay]\njitsi_url = \"https://jitsi.example.org/\"\n\n[[portal]]\ncalls = false\nmeetings = \"memory:right\"",
     );
-    let config = Ok::<_, ()>(parse_ok(&text, &no_env())).expect("valid");
+    let config = parse_ok(&text, &no_env());
     assert_eq!(config.relay.jitsi_url, "https://jitsi.example.org");
     assert_eq!(
         config.portals[0].calls,
@@ -1485,11 +1485,10 @@ fn portal_calls_and_meetings() {
             meetings: MeetingProvider::Bridge("memory:right".into()),
         }
     );
-    let jitsi = Ok::<_, ()>(parse_ok(
+    let jitsi = parse_ok(
         &BASE.replace("[[portal]]", "[[portal]]\nmeetings = \"jitsi\""),
         &no_env(),
-    ))
-    .expect("valid");
+    );
     assert_eq!(jitsi.portals[0].calls.meetings, MeetingProvider::Jitsi);
     assert!(jitsi.portals[0].calls.relay, "calls are on by default");
     let found = problems(

@@ -19,7 +19,7 @@
 //! - `DELETE /admin/portals/{name}` — unlink a linked portal (`switchboard
 //!   portal unlink`); 404 for an unknown one, 409 for a config file's portal.
 
-use crate::relay::{PortalError, PortalInfo, Relay};
+use crate::relay::{CallInfo, PortalError, PortalInfo, Relay};
 use crate::store::Db;
 use crate::store::login::{DbLinkedAccounts, LoginStatus, SecretBox};
 use async_trait::async_trait;
@@ -151,6 +151,37 @@ fn portal_json(portal: &PortalInfo) -> serde_json::Value {
     })
 }
 
+/// A call of the registry in the admin API: names rather than whole people.
+fn call_json(call: &CallInfo) -> serde_json::Value {
+    use switchboard_model::CallState;
+    let r = &call.record;
+    let (state, duration_s) = match &r.state {
+        CallState::Started => ("started", None),
+        CallState::Updated => ("updated", None),
+        CallState::Ended { duration } => ("ended", duration.map(|d| d.as_secs())),
+    };
+    let invites: serde_json::Map<String, serde_json::Value> = call
+        .invites
+        .iter()
+        .map(|(b, c, ids)| (format!("{b}/{c}"), json!(ids)))
+        .collect();
+    json!({
+        "id": call.id,
+        "portal": r.portal,
+        "origin": format!("{}/{}", r.origin.bridge, r.origin.channel),
+        "provider": r.provider,
+        "state": state,
+        "duration_s": duration_s,
+        "title": r.title,
+        "join_url": r.join_url,
+        "started_by": r.started_by.as_ref().map(|p| p.display_name.clone()),
+        "participants": r.participants.iter().map(|p| p.display_name.clone()).collect::<Vec<_>>(),
+        "started_ms": r.started_ms,
+        "ended_ms": r.ended_ms,
+        "invites": invites,
+    })
+}
+
 fn portal_error(e: &PortalError) -> HttpResponse {
     let status = match e {
         PortalError::Invalid(_) => 400,
@@ -206,6 +237,20 @@ impl Admin {
         }
     }
 
+    fn list_calls(&self) -> HttpResponse {
+        let relay = match self.relay() {
+            Ok(relay) => relay,
+            Err(answer) => return answer,
+        };
+        match relay.calls() {
+            Ok(calls) => {
+                let calls: Vec<_> = calls.iter().map(call_json).collect();
+                HttpResponse::json(200, &json!({ "calls": calls }))
+            }
+            Err(e) => HttpResponse::json(500, &json!({ "error": e.to_string() })),
+        }
+    }
+
     fn list(&self) -> HttpResponse {
         let mut bridges: Vec<&Arc<DbLinkedAccounts>> = self.accounts.values().collect();
         bridges.sort_by(|a, b| a.target().as_str().cmp(b.target().as_str()));
@@ -229,6 +274,7 @@ impl HttpEndpoint for Admin {
             ("POST", "/admin/logins") => self.login(&request.body),
             ("GET", "/admin/logins") => self.list(),
             ("GET", "/admin/portals") => self.list_portals(),
+            ("GET", "/admin/calls") => self.list_calls(),
             ("POST", "/admin/portals") => self.link_portal(&request.body),
             _ => HttpResponse::json(404, &json!({ "error": "no such admin call" })),
         }
@@ -405,6 +451,58 @@ mod tests {
         let admin =
             Admin::new("s3cret-admin".into(), db, None, HashMap::new()).with_relay(relay.clone());
         (admin, relay)
+    }
+
+    #[tokio::test]
+    async fn calls_are_listed_from_the_registry_with_the_token() {
+        let (admin, relay) = admin_with_relay();
+        assert_eq!(
+            admin
+                .handle(call("GET", "/admin/calls", "wrong", ""))
+                .await
+                .status,
+            401
+        );
+        let empty = admin
+            .handle(call("GET", "/admin/calls", "s3cret-admin", ""))
+            .await;
+        assert_eq!((empty.status, json_of(&empty)), (200, json!({"calls": []})));
+        let mut started = switchboard_model::CallEvent::new(
+            switchboard_model::CallId::new("huddle-1"),
+            switchboard_model::CallProvider::SlackHuddle,
+            switchboard_model::CallState::Started,
+        );
+        started.title = Some("Standup".into());
+        started.join_url = Some("https://example.test/j".into());
+        let ann = switchboard_model::Person::new("mem:a".into(), "ann".into(), "Ann");
+        started.started_by = Some(ann.clone());
+        let event = switchboard_model::Inbound::new(
+            switchboard_model::Origin::new("mem:a", "general"),
+            switchboard_model::EventId::new("ev-1"),
+            switchboard_model::Sender::new(ann),
+            switchboard_model::InboundKind::Call(started),
+        );
+        relay
+            .sink()
+            .submit(event)
+            .await
+            .expect("submitted")
+            .await
+            .expect("stored");
+        let listed = admin
+            .handle(call("GET", "/admin/calls", "s3cret-admin", ""))
+            .await;
+        assert_eq!(listed.status, 200);
+        let calls = json_of(&listed)["calls"].clone();
+        assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
+        let c = &calls[0];
+        assert_eq!(c["id"], "huddle-1");
+        assert_eq!(c["portal"], "general");
+        assert_eq!(c["origin"], "mem:a/general");
+        assert_eq!(c["state"], "started");
+        assert_eq!(c["title"], "Standup");
+        assert_eq!(c["join_url"], "https://example.test/j");
+        assert_eq!(c["started_by"], "Ann");
     }
 
     fn call(method: &str, path: &str, token: &str, body: &str) -> HttpRequest {

@@ -12,14 +12,14 @@
 use super::Shared;
 use super::meetings;
 use super::translate::{call_message_id, reaction_message_id};
-use crate::store::records::{OutboxEntry, PendingAction};
+use crate::store::records::{CallRecord, OutboxEntry, PendingAction};
 use crate::store::{GroupId, IntakeWrite, OutboxKey, PortalId, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_model::bridge::InboundEnvelope;
 use switchboard_model::{
-    BridgeId, ChannelId, ChannelInfo, EventId, Inbound, InboundKind, IntakeError, MessageId,
-    Origin, Timestamp,
+    BridgeId, CallId, ChannelId, ChannelInfo, EventId, Inbound, InboundKind, IntakeError,
+    MessageId, Origin, Timestamp,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -84,6 +84,8 @@ struct Batch {
     writes: Vec<IntakeWrite>,
     seen: HashSet<(BridgeId, EventId)>,
     groups: HashMap<(BridgeId, ChannelId, MessageId), GroupId>,
+    /// Calls changed in this batch, as they will be stored.
+    calls: HashMap<CallId, CallRecord>,
 }
 
 async fn accept(shared: &Arc<Shared>, envelopes: Vec<InboundEnvelope>) {
@@ -298,6 +300,28 @@ fn plan_relay(
             if lookup(batch, &synthetic)?.is_none() {
                 new_group(batch, write, &synthetic)?;
             }
+            let now = Timestamp::now().as_millis();
+            let known = match batch.calls.get(&call.call) {
+                Some(record) => Some(record.clone()),
+                None => shared.db.call(&call.call)?,
+            };
+            let record = match known {
+                Some(before) => {
+                    let mut after = before.clone();
+                    after.apply(call, now);
+                    after.updated_ms = before.updated_ms;
+                    if after == before {
+                        // The same state again (a catch-up and a redelivery
+                        // of one end, say): every invite already shows it.
+                        return Ok(Err(Dropped::Duplicate));
+                    }
+                    after.updated_ms = now;
+                    after
+                }
+                None => CallRecord::new(portal.as_str(), origin.clone(), call, now),
+            };
+            batch.calls.insert(call.call.clone(), record.clone());
+            write.calls.push((call.call.clone(), record));
             PendingAction::Call {
                 event: call.clone(),
             }

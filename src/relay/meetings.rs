@@ -21,7 +21,7 @@
 
 use super::Shared;
 use super::translate::call_message_id;
-use crate::store::records::{OutboxEntry, PendingAction};
+use crate::store::records::{CallRecord, OutboxEntry, PendingAction};
 use crate::store::{GroupId, IntakeWrite, OutboxKey, PortalId, StoreError};
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -102,6 +102,7 @@ pub(super) fn plan_request(
             let invites = invites(shared, portal, members, &origin, &started)?;
             write.messages.push(invites.0);
             write.outbox.extend(invites.1);
+            write.calls.push(registered(portal, origin, &started));
             Ok(())
         }
     }
@@ -156,6 +157,7 @@ pub(super) async fn start(
     shared.db.commit_intake(&[IntakeWrite {
         messages: vec![mapping],
         outbox: ops.clone(),
+        calls: vec![registered(&key.portal, origin.clone(), &started)],
         ..IntakeWrite::default()
     }])?;
     Ok(ops)
@@ -220,6 +222,17 @@ fn invites(
         })
         .collect();
     Ok((mapping, ops))
+}
+
+/// The registry entry of a meeting just started.
+fn registered(portal: &PortalId, origin: Origin, started: &CallEvent) -> (CallId, CallRecord) {
+    let record = CallRecord::new(
+        portal.as_str(),
+        origin,
+        started,
+        Timestamp::now().as_millis(),
+    );
+    (started.call.clone(), record)
 }
 
 fn entry(origin: Origin, action: PendingAction) -> OutboxEntry {

@@ -289,6 +289,34 @@ impl Relay {
         Ok(())
     }
 
+    /// The call registry: every call seen or started, newest first, with the
+    /// invite each member got (its message ids there).
+    pub fn calls(&self) -> Result<Vec<CallInfo>, StoreError> {
+        let db = &self.shared.db;
+        let mut out = Vec::new();
+        for (id, record) in db.calls()? {
+            let synthetic = translate::call_message_id(&id);
+            let group = db.group_of(&record.origin.bridge, &record.origin.channel, &synthetic)?;
+            let invites = match group {
+                Some(g) => db
+                    .copies(g)?
+                    .into_iter()
+                    // The origin's "copy" of a call it reported is the
+                    // synthetic id itself, not an invite.
+                    .filter(|(_, _, ids)| ids.as_slice() != std::slice::from_ref(&synthetic))
+                    .collect(),
+                None => Vec::new(),
+            };
+            out.push(CallInfo {
+                id,
+                record,
+                invites,
+            });
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.record.started_ms));
+        Ok(out)
+    }
+
     /// Every live portal: its name, members and where it comes from, by name.
     pub fn portals(&self) -> Vec<PortalInfo> {
         self.shared
@@ -448,6 +476,17 @@ pub enum PortalError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One call of the registry, as [`Relay::calls`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    /// The call id.
+    pub id: switchboard_model::CallId,
+    /// What is known of it.
+    pub record: crate::store::records::CallRecord,
+    /// Each member's invite: bridge, channel, message ids there.
+    pub invites: Vec<(BridgeId, ChannelId, Vec<switchboard_model::MessageId>)>,
 }
 
 /// Makes the stored portals match the configuration, keeping the portals

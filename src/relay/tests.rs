@@ -1420,3 +1420,149 @@ async fn calls_turned_off_in_a_portal_are_neither_relayed_nor_started() {
     assert!(invites(&h.b).is_empty() && invites(&h.a).is_empty());
     h.stop().await;
 }
+
+fn huddle(state: switchboard_model::CallState, who: &str, id: &str) -> Inbound {
+    let mut call = switchboard_model::CallEvent::new(
+        switchboard_model::CallId::new("huddle-9"),
+        switchboard_model::CallProvider::SlackHuddle,
+        state,
+    );
+    call.title = Some("Huddle".into());
+    call.join_url = Some("https://example.test/huddle-9".into());
+    call.participants = vec![Person::new("mem:a".into(), who.into(), who)];
+    call.started_by = Some(Person::new("mem:a".into(), who.into(), who));
+    Inbound::new(
+        Origin::new("mem:a", "general"),
+        EventId::new(id),
+        Sender::new(Person::new("mem:a".into(), who.into(), who)),
+        InboundKind::Call(call),
+    )
+}
+
+#[tokio::test]
+async fn the_call_registry_follows_a_call_and_lists_each_invite() {
+    use switchboard_model::CallState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("sled"));
+    let h = start(Options {
+        store,
+        ..Options::default()
+    });
+    h.a.inject(huddle(CallState::Started, "ann", "ev-h1"))
+        .expect("inject");
+    h.a.inject(huddle(CallState::Updated, "bob", "ev-h2"))
+        .expect("inject");
+    until(
+        "the invite is posted and updated",
+        Duration::from_secs(10),
+        || {
+            h.b.deliveries()
+                .iter()
+                .filter(|d| d.kind == switchboard_model::testing::DeliveryKind::Call)
+                .count()
+                == 2
+        },
+    )
+    .await;
+    h.a.inject(huddle(
+        CallState::Ended {
+            duration: Some(Duration::from_secs(95)),
+        },
+        "ann",
+        "ev-h3",
+    ))
+    .expect("inject");
+    until("the end is shown", Duration::from_secs(10), || {
+        invites(&h.b).last().is_some_and(|t| t.contains("1m 35s"))
+    })
+    .await;
+    // The same end again under another event id (a catch-up after a
+    // restart and the platform's redelivery): nothing is edited again.
+    let edits_before = invites(&h.b).len();
+    h.a.inject(huddle(
+        CallState::Ended {
+            duration: Some(Duration::from_secs(95)),
+        },
+        "ann",
+        "ev-h3-again",
+    ))
+    .expect("inject");
+    h.a.post("general", "ann", "Ann", "marker").expect("post");
+    until("the marker arrives", Duration::from_secs(10), || {
+        texts(&h.b, "general").iter().any(|t| t == "marker")
+    })
+    .await;
+    assert_eq!(invites(&h.b).len(), edits_before, "the end is shown once");
+    let calls = h.relay.calls().expect("registry");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    assert_eq!(call.id.as_str(), "huddle-9");
+    assert_eq!(call.record.portal, "general");
+    assert_eq!(
+        call.record.state,
+        CallState::Ended {
+            duration: Some(Duration::from_secs(95))
+        }
+    );
+    assert!(call.record.ended_ms.is_some());
+    assert_eq!(
+        call.record.started_by.as_ref().map(|p| p.user.as_str()),
+        Some("ann")
+    );
+    let who: Vec<&str> = call
+        .record
+        .participants
+        .iter()
+        .map(|p| p.user.as_str())
+        .collect();
+    assert_eq!(who, ["ann", "bob"], "each participant once");
+    // One invite, on the other member, edited twice (its id is the first post's).
+    assert_eq!(call.invites.len(), 1, "{:?}", call.invites);
+    let (bridge, channel, ids) = &call.invites[0];
+    assert_eq!((bridge.as_str(), channel.as_str()), ("mem:b", "general"));
+    let first_post =
+        h.b.deliveries()
+            .into_iter()
+            .find(|d| d.kind == switchboard_model::testing::DeliveryKind::Call)
+            .map(|d| d.ids)
+            .expect("the invite");
+    assert_eq!(ids, &first_post);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_meeting_asked_for_is_registered_with_its_asker_and_link() {
+    let h = start(Options::default());
+    h.a.inject(call_request("mem:a", "ev-reg", Some("Planning")))
+        .expect("inject");
+    until("both invited", Duration::from_secs(10), || {
+        invites(&h.a).len() == 1 && invites(&h.b).len() == 1
+    })
+    .await;
+    let calls = h.relay.calls().expect("registry");
+    assert_eq!(calls.len(), 1);
+    let r = &calls[0].record;
+    assert_eq!(r.provider, switchboard_model::CallProvider::Jitsi);
+    assert_eq!(r.title.as_deref(), Some("Planning"));
+    assert_eq!(
+        r.started_by.as_ref().map(|p| p.display_name.as_str()),
+        Some("Ann")
+    );
+    assert!(
+        r.join_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://meet.example.test/Switchboard"))
+    );
+    let mut members: Vec<String> = calls[0]
+        .invites
+        .iter()
+        .map(|(b, c, _)| format!("{b}/{c}"))
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        ["mem:a/general", "mem:b/general"],
+        "the asker's channel too"
+    );
+    h.stop().await;
+}

@@ -3,12 +3,12 @@
 //! touches several trees is one atomic [`WriteBatch`].
 
 use super::keys::{Key, KeyReader};
-use super::records::{OutboxEntry, PortalRecord, PuppetRecord, decode, encode};
+use super::records::{CallRecord, OutboxEntry, PortalRecord, PuppetRecord, decode, encode};
 use super::{Store, StoreError, Tree, WriteBatch, migrate};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
-use switchboard_model::{BridgeId, ChannelId, EventId, MessageId, Person, UserId};
+use switchboard_model::{BridgeId, CallId, ChannelId, EventId, MessageId, Person, UserId};
 
 /// A portal's id: its configured name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -95,6 +95,8 @@ pub struct IntakeWrite {
     pub copies: Vec<(GroupId, BridgeId, ChannelId, Vec<MessageId>)>,
     /// Ops to deliver.
     pub outbox: Vec<(OutboxKey, OutboxEntry)>,
+    /// Calls started or changed (the registry, `call` tree).
+    pub calls: Vec<(CallId, CallRecord)>,
 }
 
 /// The typed store.
@@ -114,6 +116,10 @@ fn msg_key(bridge: &BridgeId, channel: &ChannelId, msg: &MessageId, part: u32) -
         .str(msg.as_str())
         .u32(part)
         .build()
+}
+
+fn call_key(call: &CallId) -> Vec<u8> {
+    Key::new().str(call.as_str()).build()
 }
 
 fn copy_key(group: GroupId, bridge: &BridgeId, channel: &ChannelId) -> Vec<u8> {
@@ -290,6 +296,9 @@ impl Db {
             for (key, entry) in &w.outbox {
                 batch.put(Tree::Outbox, key.encode(), encode(entry));
             }
+            for (call, record) in &w.calls {
+                batch.put(Tree::Call, call_key(call), encode(record));
+            }
         }
         self.store.apply(batch)
     }
@@ -368,6 +377,37 @@ impl Db {
                 err.is_none()
             },
         )?;
+        err.map_or(Ok(out), Err)
+    }
+
+    // ----- calls -----
+
+    /// One call of the registry.
+    pub fn call(&self, call: &CallId) -> Result<Option<CallRecord>, StoreError> {
+        self.store
+            .get(Tree::Call, &call_key(call))?
+            .map(|v| decode(Tree::Call, &v))
+            .transpose()
+    }
+
+    /// Every call of the registry, by call id.
+    pub fn calls(&self) -> Result<Vec<(CallId, CallRecord)>, StoreError> {
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store.scan_prefix(Tree::Call, &[], &mut |k, v| {
+            let mut r = KeyReader::new(k);
+            match (r.str(), decode::<CallRecord>(Tree::Call, v)) {
+                (Ok(id), Ok(record)) => out.push((CallId::new(id), record)),
+                (Err(e), _) => {
+                    err = Some(StoreError::Corrupt {
+                        tree: Tree::Call,
+                        reason: e.to_string(),
+                    });
+                }
+                (_, Err(e)) => err = Some(e),
+            }
+            err.is_none()
+        })?;
         err.map_or(Ok(out), Err)
     }
 

@@ -5,8 +5,8 @@
 use super::{StoreError, Tree};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use switchboard_model::{
-    BridgeId, CallEvent, CallId, ChannelId, ChannelInfo, Message, MessageId, Origin, Person,
-    PuppetRef,
+    BridgeId, CallEvent, CallId, CallProvider, CallState, ChannelId, ChannelInfo, Message,
+    MessageId, Origin, Person, PuppetRef,
 };
 
 /// The version byte every value written by this build starts with.
@@ -129,6 +129,97 @@ pub struct OutboxEntry {
     /// previous run's outbox, or failed ambiguously); passed to the bridge.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maybe_delivered: bool,
+}
+
+/// One call in the registry (`call` tree, keyed by call id): where it was
+/// first seen, its provider, state and times, what the platforms reported.
+/// Each platform's invite is the call's group copy (synthetic message id
+/// `translate::call_message_id`, mapped from `origin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The portal it belongs to.
+    pub portal: String,
+    /// The channel it was started or asked for in.
+    pub origin: Origin,
+    /// The product hosting it.
+    pub provider: CallProvider,
+    /// Its latest state.
+    pub state: CallState,
+    /// Its title, if any was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The join link, if any was reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+    /// Who started (or asked for) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<Person>,
+    /// Everyone reported in it so far, once each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<Person>,
+    /// When it was first seen, ms since the epoch.
+    pub started_ms: u64,
+    /// When it last changed.
+    pub updated_ms: u64,
+    /// When it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+}
+
+impl CallRecord {
+    /// A call first seen as `event` in `origin`'s channel at `now_ms`.
+    pub fn new(portal: &str, origin: Origin, event: &CallEvent, now_ms: u64) -> Self {
+        let mut record = CallRecord {
+            portal: portal.to_owned(),
+            origin,
+            provider: event.provider.clone(),
+            state: CallState::Started,
+            title: None,
+            join_url: None,
+            started_by: None,
+            participants: Vec::new(),
+            started_ms: now_ms,
+            updated_ms: now_ms,
+            ended_ms: None,
+        };
+        record.apply(event, now_ms);
+        record
+    }
+
+    /// Takes in a later state: what it says replaces what was known, what
+    /// it leaves out is kept; participants accumulate. An ended call stays
+    /// ended.
+    pub fn apply(&mut self, event: &CallEvent, now_ms: u64) {
+        self.updated_ms = now_ms;
+        match (&self.state, &event.state) {
+            (CallState::Ended { .. }, CallState::Ended { duration: None }) => {}
+            (CallState::Ended { .. }, CallState::Started | CallState::Updated) => {}
+            (_, state) => {
+                if matches!(state, CallState::Ended { .. }) && self.ended_ms.is_none() {
+                    self.ended_ms = Some(now_ms);
+                }
+                self.state = state.clone();
+            }
+        }
+        if event.title.is_some() {
+            self.title.clone_from(&event.title);
+        }
+        if event.join_url.is_some() {
+            self.join_url.clone_from(&event.join_url);
+        }
+        if self.started_by.is_none() {
+            self.started_by.clone_from(&event.started_by);
+        }
+        for person in &event.participants {
+            let known = self
+                .participants
+                .iter()
+                .any(|p| p.bridge == person.bridge && p.user == person.user);
+            if !known {
+                self.participants.push(person.clone());
+            }
+        }
+    }
 }
 
 /// What a pending delivery does. Message ids are the *origin's*: the relay

@@ -322,8 +322,36 @@ fn intake_and_completion(open: Open<'_>) {
         messages: vec![("m:a".into(), "c1".into(), "msg1".into(), 0, group)],
         copies: vec![(group, "m:a".into(), "c1".into(), vec!["msg1".into()])],
         outbox: vec![(k.clone(), entry("hi"))],
+        calls: vec![(
+            switchboard_model::CallId::new("call-1"),
+            crate::store::records::CallRecord::new(
+                "p",
+                switchboard_model::Origin::new("m:a", "c1"),
+                &switchboard_model::CallEvent::new(
+                    switchboard_model::CallId::new("call-1"),
+                    switchboard_model::CallProvider::Jitsi,
+                    switchboard_model::CallState::Started,
+                ),
+                7,
+            ),
+        )],
     }])
     .expect("intake");
+    let calls = db.calls().expect("calls");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0.as_str(), "call-1");
+    assert_eq!(calls[0].1.started_ms, 7);
+    assert_eq!(
+        db.call(&switchboard_model::CallId::new("call-1"))
+            .expect("call")
+            .map(|r| r.portal),
+        Some("p".to_owned())
+    );
+    assert_eq!(
+        db.call(&switchboard_model::CallId::new("nope"))
+            .expect("call"),
+        None
+    );
     assert!(db.seen(&"m:a".into(), &"ev1".into()).expect("seen"));
     assert!(
         !db.seen(&"m:b".into(), &"ev1".into()).expect("seen"),

@@ -2,6 +2,7 @@
 //! file-backed in-memory platforms that the test process shares with it.
 //! One integration-test binary; the modules are its groups.
 
+mod calls;
 mod cli;
 mod conformance;
 mod daemon;

@@ -20,10 +20,10 @@ use switchboard_matrix::testing::{HarnessError, MatrixUser, SYNAPSE_VERSION, Syn
 use switchboard_model::testing::{DeliveryKind, DeliveryRecord, MemoryPlatform};
 use switchboard_model::{EventId, Inbound, InboundKind, Message, Origin, Person, Sender, UserId};
 
-const BRIDGE: &str = "matrix:example";
+pub(crate) const BRIDGE: &str = "matrix:example";
 /// The memory platform's channel in the portal.
 const ROOM: &str = "room";
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// A 1×1 PNG.
 const PNG: &[u8] = &[
@@ -66,26 +66,21 @@ fn advice(output: &std::process::Output) -> String {
 }
 
 /// A Synapse loading the registration `switchboard matrix registration`
-/// wrote, a person (alice) on it, and a daemon configuration joining
-/// `memory:left/room` with `matrix:example/#switchboard_general:<server>`.
-struct MatrixSetup {
-    rt: tokio::runtime::Runtime,
-    setup: Setup,
-    synapse: Synapse,
-    alice: MatrixUser,
-    alias: String,
-    hs_token: String,
+/// wrote for a daemon listening at a [`Setup`]'s address, and a person
+/// (alice) on it: what a configuration needs to add the Matrix bridge.
+pub(crate) struct Homeserver {
+    pub synapse: Synapse,
+    pub alice: MatrixUser,
+    pub hs_token: String,
+    /// The `[[bridge]]` block the CLI printed.
+    block: String,
 }
 
-impl MatrixSetup {
-    fn start() -> MatrixSetup {
+impl Homeserver {
+    /// Starts Synapse with the registration of bridge `matrix:example` for
+    /// the daemon of `setup`, and registers alice.
+    pub(crate) fn start(rt: &tokio::runtime::Runtime, setup: &Setup) -> Homeserver {
         let started = Instant::now();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let setup = Setup::new();
         let url = format!("http://{}", setup.listen);
         let dir = setup.path("matrix");
         std::fs::create_dir_all(&dir).expect("registration folder");
@@ -130,30 +125,98 @@ impl MatrixSetup {
         let alice = rt.block_on(synapse.user("alice")).expect("register alice");
         let hs_token =
             std::fs::read_to_string(dir.join("matrix-example.hs-token")).expect("hs token file");
-        let alias = format!("#switchboard_general:{}", synapse.server_name);
-
-        let config = format!(
-            "[store]\npath = \"store\"\n\n[http]\nlisten = \"{listen}\"\n\n[log]\nfilter = \"info\"\n\n\
-             [relay]\ninitial_backoff = \"50ms\"\nmax_backoff = \"1s\"\ndrain_grace = \"10s\"\n\n\
-             [[bridge]]\nid = \"memory:left\"\ntype = \"memory\"\nstate_dir = \"platform-left\"\n\n\
-             {block}invite = [\"{alice}\"]\n\n\
-             [[portal]]\nname = \"general\"\nmembers = [\"memory:left/{ROOM}\", \"{BRIDGE}/{alias}\"]\n",
-            listen = setup.listen,
-            alice = alice.user_id,
-        );
-        std::fs::write(setup.config_path(), config).expect("write config");
         eprintln!(
             "Synapse {} ready with the CLI's registration in {:?}",
             synapse.server_name,
             started.elapsed()
         );
+        Homeserver {
+            synapse,
+            alice,
+            hs_token: hs_token.trim().to_owned(),
+            block,
+        }
+    }
+
+    /// The `[[bridge]]` block of `matrix:example`, inviting alice to the
+    /// portal rooms it creates.
+    pub(crate) fn bridge_block(&self) -> String {
+        format!("{}invite = [\"{}\"]\n\n", self.block, self.alice.user_id)
+    }
+
+    /// The alias of the portal room of portal `portal`.
+    pub(crate) fn alias(&self, portal: &str) -> String {
+        format!("#switchboard_{portal}:{}", self.synapse.server_name)
+    }
+
+    /// Alice joins the portal room `alias`; returns its room id.
+    pub(crate) fn join(&self, rt: &tokio::runtime::Runtime, setup: &Setup, alias: &str) -> String {
+        join_as(rt, &self.alice, setup, alias)
+    }
+}
+
+/// `user` joins the portal room `alias` (created by the bridge on demand,
+/// `user` invited); returns its room id.
+fn join_as(rt: &tokio::runtime::Runtime, user: &MatrixUser, setup: &Setup, alias: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match rt.block_on(user.join(alias)) {
+            Ok(room) => return room,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "{} could not join {alias}: {e}\n{}",
+                user.user_id,
+                setup.log()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A [`Homeserver`] and a daemon configuration joining `memory:left/room`
+/// with `matrix:example/#switchboard_general:<server>`.
+struct MatrixSetup {
+    rt: tokio::runtime::Runtime,
+    setup: Setup,
+    synapse: Synapse,
+    alice: MatrixUser,
+    alias: String,
+    hs_token: String,
+}
+
+impl MatrixSetup {
+    fn start() -> MatrixSetup {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let setup = Setup::new();
+        let hs = Homeserver::start(&rt, &setup);
+        let alias = hs.alias("general");
+        let config = format!(
+            "[store]\npath = \"store\"\n\n[http]\nlisten = \"{listen}\"\n\n[log]\nfilter = \"info\"\n\n\
+             [relay]\ninitial_backoff = \"50ms\"\nmax_backoff = \"1s\"\ndrain_grace = \"10s\"\n\n\
+             [[bridge]]\nid = \"memory:left\"\ntype = \"memory\"\nstate_dir = \"platform-left\"\n\n\
+             {block}\
+             [[portal]]\nname = \"general\"\nmembers = [\"memory:left/{ROOM}\", \"{BRIDGE}/{alias}\"]\n",
+            listen = setup.listen,
+            block = hs.bridge_block(),
+        );
+        std::fs::write(setup.config_path(), config).expect("write config");
+        let Homeserver {
+            synapse,
+            alice,
+            hs_token,
+            ..
+        } = hs;
         MatrixSetup {
             rt,
             setup,
             synapse,
             alice,
             alias,
-            hs_token: hs_token.trim().to_owned(),
+            hs_token,
         }
     }
 
@@ -183,22 +246,9 @@ impl MatrixSetup {
         }
     }
 
-    /// Alice joins the portal room (created by the bridge on demand, alice
-    /// invited) by its alias; returns its room id.
+    /// Alice joins the portal room by its alias; returns its room id.
     fn join_portal(&self) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.rt.block_on(self.alice.join(&self.alias)) {
-                Ok(room) => return room,
-                Err(e) => assert!(
-                    Instant::now() < deadline,
-                    "alice could not join {}: {e}\n{}",
-                    self.alias,
-                    self.setup.log()
-                ),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        join_as(&self.rt, &self.alice, &self.setup, &self.alias)
     }
 
     /// Sends as alice, retrying only when no answer came (a connection
@@ -293,7 +343,7 @@ fn deliveries(left: &MemoryPlatform) -> Vec<DeliveryRecord> {
 }
 
 /// Polls `find` until it gives a value or `limit` passes.
-fn wait_value<T>(what: &str, limit: Duration, mut find: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_value<T>(what: &str, limit: Duration, mut find: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(found) = find() {

@@ -17,18 +17,18 @@ use switchboard_teams::client::{Bearer, GraphClient};
 use switchboard_teams_sim::seed::Seed;
 use switchboard_teams_sim::{SimConfig, TeamsSim};
 
-const SERVICE: &str = "switchboard@contoso.test";
-const BOB: &str = "bob@contoso.test";
+pub(crate) const SERVICE: &str = "switchboard@contoso.test";
+pub(crate) const BOB: &str = "bob@contoso.test";
 const ANN: &str = "ann@contoso.test";
-const BRIDGE: &str = "teams:contoso";
+pub(crate) const BRIDGE: &str = "teams:contoso";
 
 /// Both simulators on the Slack setup's runtime, and a config joining Slack
 /// channel `room0` with the Teams channel Contoso/General.
-struct TeamsSetup {
-    slack: SlackSetup,
-    sim: TeamsSim,
-    team: String,
-    channel: String,
+pub(crate) struct TeamsSetup {
+    pub slack: SlackSetup,
+    pub sim: TeamsSim,
+    pub team: String,
+    pub channel: String,
     admin_api: bool,
     /// Change notifications to the daemon's listener, with reconciliation
     /// slowed to ten minutes (so only notifications can be fast).
@@ -36,7 +36,7 @@ struct TeamsSetup {
 }
 
 impl TeamsSetup {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let slack = SlackSetup::new(1, SlackSimConfig::default());
         let seed: Seed = serde_json::from_value(json!({
             "users": [
@@ -66,15 +66,38 @@ impl TeamsSetup {
         }
     }
 
-    fn setup(&self) -> &Setup {
+    pub(crate) fn setup(&self) -> &Setup {
         &self.slack.setup
     }
 
-    fn room(&self) -> String {
+    pub(crate) fn room(&self) -> String {
         self.slack.channels[0].clone()
     }
 
     fn write_config(&self) {
+        let s = self.setup();
+        let admin = if self.admin_api {
+            "admin_token_file = \"admin-token\""
+        } else {
+            ""
+        };
+        let text = format!(
+            "[store]\npath = \"store\"\nkey_file = \"store.key\"\n\n\
+             [http]\nlisten = \"{listen}\"\n{admin}\n\n\
+             [relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
+             {bridges}\
+             [[portal]]\nname = \"general\"\nmembers = [\"{slack}\", \"{teams}\"]\n",
+            listen = s.listen,
+            bridges = self.bridge_blocks(),
+            slack = self.slack_member(),
+            teams = self.teams_member(),
+        );
+        std::fs::write(s.config_path(), text).expect("config");
+    }
+
+    /// Writes the secrets the bridges read and returns the `[[bridge]]`
+    /// blocks of `slack:sim` and `teams:contoso`.
+    pub(crate) fn bridge_blocks(&self) -> String {
         let s = self.setup();
         let slack_seeded = self.slack.sim.seeded();
         let teams_seeded = self.sim.seeded();
@@ -92,37 +115,33 @@ impl TeamsSetup {
         } else {
             String::new()
         };
-        let admin = if self.admin_api {
-            "admin_token_file = \"admin-token\""
-        } else {
-            ""
-        };
-        let text = format!(
-            "[store]\npath = \"store\"\nkey_file = \"store.key\"\n\n\
-             [http]\nlisten = \"{listen}\"\n{admin}\n\n\
-             [relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
-             [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{slack}/api\"\n\
+        format!(
+            "[[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{slack}/api\"\n\
              bot_token_file = \"bot-token\"\napp_token_file = \"app-token\"\nrate_limits = false\n\n\
              [[bridge]]\nid = \"{BRIDGE}\"\ntype = \"teams\"\ngraph_url = \"{graph}\"\nlogin_url = \"{login}\"\n\
              tenant = \"{tenant}\"\nclient_id = \"{client}\"\nclient_secret_file = \"teams-secret\"\n\
-             poll_interval = \"300ms\"\nrate_limits = false\n\n{notifications}\
-             [[portal]]\nname = \"general\"\nmembers = [\"slack:sim/{room}\", \"{BRIDGE}/{team}/{channel}\"]\n",
-            listen = s.listen,
+             poll_interval = \"300ms\"\nrate_limits = false\n\n{notifications}",
             slack = self.slack.sim.base_url(),
             graph = self.sim.graph_url(),
             login = self.sim.login_url(),
             tenant = teams_seeded.tenant_id,
             client = teams_seeded.client_id,
-            room = self.room(),
-            team = self.team,
-            channel = self.channel,
-        );
-        std::fs::write(s.config_path(), text).expect("config");
+        )
+    }
+
+    /// The portal member of Slack channel `room0`.
+    pub(crate) fn slack_member(&self) -> String {
+        format!("slack:sim/{}", self.room())
+    }
+
+    /// The portal member of Teams channel Contoso/General.
+    pub(crate) fn teams_member(&self) -> String {
+        format!("{BRIDGE}/{}/{}", self.team, self.channel)
     }
 
     /// `switchboard login teams --bridge teams:contoso <who>`, signed in as
     /// `user` through the simulator once the CLI has printed its code.
-    fn login(&self, who: &[&str], user: &str) -> String {
+    pub(crate) fn login(&self, who: &[&str], user: &str) -> String {
         let mut login = Command::new(binary())
             .args(["login", "teams", "--bridge", BRIDGE, "--timeout", "60"])
             .args(who)
@@ -181,7 +200,7 @@ impl TeamsSetup {
     }
 
     /// The channel's root messages, as the app reads them.
-    fn teams_messages(&self) -> Vec<Value> {
+    pub(crate) fn teams_messages(&self) -> Vec<Value> {
         let app = Secret::new(self.sim.app_token());
         self.slack
             .rt
@@ -269,18 +288,18 @@ impl TeamsSetup {
             .find(|m| m["text"] == text)
     }
 
-    fn user_id(&self, upn: &str) -> String {
+    pub(crate) fn user_id(&self, upn: &str) -> String {
         self.sim.seeded().users[upn].clone()
     }
 }
 
-fn content(m: &Value) -> &str {
+pub(crate) fn content(m: &Value) -> &str {
     m.pointer("/body/content")
         .and_then(Value::as_str)
         .unwrap_or("")
 }
 
-fn author(m: &Value) -> &str {
+pub(crate) fn author(m: &Value) -> &str {
     m.pointer("/from/user/id")
         .and_then(Value::as_str)
         .unwrap_or("")

@@ -355,6 +355,28 @@ impl SlackBridge {
             }
             person.is_bot |= info.is_bot;
         }
+        if let InboundKind::Call(call) = &mut event.kind {
+            // Huddle and call events name people by id only.
+            for person in call
+                .started_by
+                .iter_mut()
+                .chain(call.participants.iter_mut())
+            {
+                let unnamed =
+                    person.display_name.is_empty() || person.display_name == person.user.as_str();
+                if unnamed
+                    && let Some(info) = self
+                        .names
+                        .user_info(&self.api, self.token(), person.user.as_str())
+                        .await
+                {
+                    person.display_name = info.name;
+                    if person.avatar.is_none() {
+                        person.avatar = info.avatar;
+                    }
+                }
+            }
+        }
         let body = match &mut event.kind {
             InboundKind::Message { message, .. } | InboundKind::Edit { message, .. } => {
                 Some(&mut message.body)
@@ -884,6 +906,13 @@ impl SlackBridge {
                     args["join_url"] = json!(u);
                 }
                 self.api.call("calls.update", &token, args, None).await?;
+                Ok(Delivered::none())
+            }
+            (_, None) if !invite.is_empty() => {
+                // The invite was a notice (the call had no link to join):
+                // later states edit it rather than posting again.
+                let body = RichText::plain(event.describe());
+                self.edit(op, &invite[..1], &Message::new(body)).await?;
                 Ok(Delivered::none())
             }
             (_, None) => {

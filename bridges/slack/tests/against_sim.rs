@@ -433,6 +433,11 @@ async fn a_huddle_becomes_a_call_that_starts_and_ends() {
         switchboard_model::CallProvider::SlackHuddle
     );
     assert_eq!(started.state, switchboard_model::CallState::Started);
+    assert_eq!(
+        started.started_by.as_ref().map(|p| p.display_name.as_str()),
+        Some("Alice Liddell"),
+        "the starter by name, not by id"
+    );
     sim.end_huddle(&huddle).expect("huddle ends");
     let ended = loop {
         let ev = running.next().await;
@@ -521,6 +526,50 @@ async fn a_call_invite_is_a_native_call_card_updated_then_ended() {
         1,
         "one card, updated, never a second post"
     );
+}
+
+#[tokio::test]
+async fn a_call_without_a_link_is_one_notice_edited_when_it_ends() {
+    use switchboard_model::{CallEvent, CallId, CallProvider, CallState, OutboundKind, OutboundOp};
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let call = CallEvent::new(
+        CallId::new("teams-meeting:2"),
+        CallProvider::TeamsMeeting,
+        CallState::Started,
+    )
+    .with_title("Channel meeting");
+    let op = |id: &str, event: CallEvent, invite: Vec<MessageId>| {
+        OutboundOp::new(
+            id.into(),
+            ChannelId::new(general.clone()),
+            OutboundKind::Call { event, invite },
+        )
+    };
+    let first = bridge
+        .deliver(
+            &op("nolink-1", call.clone(), vec![]),
+            &switchboard_model::testing::NoMedia,
+        )
+        .await
+        .expect("notice");
+    assert_eq!(first.ids.len(), 1, "a notice, no call: {first:?}");
+    let mut ended = call;
+    ended.state = CallState::Ended {
+        duration: Some(Duration::from_secs(65)),
+    };
+    bridge
+        .deliver(
+            &op("nolink-2", ended, first.ids.clone()),
+            &switchboard_model::testing::NoMedia,
+        )
+        .await
+        .expect("ended");
+    let messages = sim.messages(&general);
+    assert_eq!(messages.len(), 1, "edited, not posted again: {messages:?}");
+    let text = messages[0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("ended after 1m 05s"), "{text}");
 }
 
 #[tokio::test]
