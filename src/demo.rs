@@ -14,7 +14,8 @@ use anyhow::Context;
 use std::time::{Duration, Instant};
 use switchboard_model::testing::{MemoryPlatform, PlatformMessage};
 use switchboard_model::{
-    EventId, Inbound, InboundKind, Message, MessageId, Origin, Person, Sender,
+    CallEvent, CallId, CallProvider, CallState, EventId, Inbound, InboundKind, Message, MessageId,
+    Origin, Person, Sender,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,15 @@ enum Action {
     Edit(usize, &'static str),
     React(usize, &'static str),
     Delete(usize),
+    /// Start a call with this title (a Jitsi room, as a widget would say).
+    StartCall(&'static str),
+    /// End the call, after this many seconds.
+    EndCall(u64),
 }
+
+/// The call of the script.
+const DEMO_CALL: &str = "demo-call";
+const DEMO_CALL_URL: &str = "https://meet.jit.si/SwitchboardDemoRelease";
 
 fn script() -> Vec<Step> {
     use Action::*;
@@ -79,6 +88,16 @@ fn script() -> Vec<Step> {
             side: NORTH,
             who: "Ann",
             action: Say("See you at three."),
+        },
+        Step {
+            side: SOUTH,
+            who: "Bob",
+            action: StartCall("Release call"),
+        },
+        Step {
+            side: SOUTH,
+            who: "Bob",
+            action: EndCall(17 * 60 + 5),
         },
     ]
 }
@@ -207,6 +226,33 @@ pub async fn run() -> anyhow::Result<()> {
                     target: on_this_side(*i),
                 }),
             ),
+            Action::StartCall(title) => {
+                let mut call = CallEvent::new(
+                    CallId::new(DEMO_CALL),
+                    CallProvider::Jitsi,
+                    CallState::Started,
+                )
+                .with_title(*title)
+                .with_join_url(DEMO_CALL_URL);
+                call.started_by = Some(person.clone());
+                (
+                    format!("{} starts a call: {title}", step.who),
+                    event(InboundKind::Call(call)),
+                )
+            }
+            Action::EndCall(secs) => {
+                let call = CallEvent::new(
+                    CallId::new(DEMO_CALL),
+                    CallProvider::Jitsi,
+                    CallState::Ended {
+                        duration: Some(Duration::from_secs(*secs)),
+                    },
+                );
+                (
+                    format!("{} ends the call", step.who),
+                    event(InboundKind::Call(call)),
+                )
+            }
         };
         println!("[{:>5}] {line}", short(step.side));
         let started = Instant::now();
@@ -255,24 +301,40 @@ pub async fn run() -> anyhow::Result<()> {
     // The simulated platforms order messages by millisecond timestamps, so
     // two posted within the same millisecond may be listed either way round:
     // compare the messages, not the listing order.
+    // A call shows as an invite on the side it was not started on.
     let sorted = |messages: &[PlatformMessage]| {
-        let mut parts: Vec<String> = view(messages).split(" | ").map(str::to_owned).collect();
+        let mut parts: Vec<String> = view(messages)
+            .split(" | ")
+            .filter(|m| !m.contains("📞"))
+            .map(str::to_owned)
+            .collect();
         parts.sort();
         parts
     };
+    let invite = north
+        .messages(CHANNEL)
+        .into_iter()
+        .find(|m| m.text.contains("📞"))
+        .map(|m| m.text);
+    anyhow::ensure!(
+        invite
+            .as_deref()
+            .is_some_and(|t| t.contains("ended after 17m 05s")),
+        "the call invite was not updated to its end: {invite:?}"
+    );
     anyhow::ensure!(
         sorted(&north.messages(CHANNEL)) == sorted(&south.messages(CHANNEL)),
         "the two sides differ"
     );
     println!(
-        "  {} events relayed, {} messages on each side, median latency {} ms, nothing lost, nothing doubled.",
+        "  {} events relayed, {} messages on each side plus the call's one invite (edited when it ended), median latency {} ms, nothing lost, nothing doubled.",
         latencies.len(),
-        n_north,
+        n_south,
         median.as_millis()
     );
     anyhow::ensure!(
-        n_north == n_south,
-        "the two sides differ: {n_north} vs {n_south} messages"
+        n_north == n_south + 1,
+        "the two sides differ: {n_north} vs {n_south} messages (and one call invite)"
     );
     println!("  (the same conversation on both sides)");
     shutdown.cancel();

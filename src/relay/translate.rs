@@ -220,6 +220,21 @@ impl Translator {
                 })
             }
             PendingAction::Call { event } => {
+                // A later state often says less than the first (an end
+                // without its title): fill in what the registry knows.
+                let mut event = event.clone();
+                if let Some(known) = self.db.call(&event.call)? {
+                    if event.title.is_none() {
+                        event.title = known.title;
+                    }
+                    if event.join_url.is_none() {
+                        event.join_url = known.join_url;
+                    }
+                    if event.started_by.is_none() {
+                        event.started_by = known.started_by;
+                    }
+                }
+                let event = &event;
                 let group = match origin {
                     Some(o) => {
                         self.db

@@ -175,7 +175,16 @@ fn the_demo_runs_a_whole_conversation() {
     let (code, stdout, stderr) = run(&["demo"], "", &[]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("8 events relayed, 5 messages on each side"),
+        stdout.contains("10 events relayed, 5 messages on each side plus the call's one invite"),
+        "{stdout}"
+    );
+    // The call's invite, edited to its end with the title it started with.
+    assert!(
+        stdout.contains("📞 Bob started Release call — join: https://meet.jit.si/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("📞 Release call ended after 17m 05s” (edited)"),
         "{stdout}"
     );
     assert!(
