@@ -345,6 +345,7 @@ impl TeamsBridge {
         }
         let mut events = self.events_for(channel, previous.as_ref(), message, created);
         self.inbound.filter_commands(&key, &mut events);
+        self.name_people(&mut events).await;
         let n = events.len() as u64;
         for event in events {
             let event = self.mark_ours(channel, event);

@@ -232,6 +232,8 @@ pub struct TeamsBridge {
     this: Weak<TeamsBridge>,
     /// Who holds each service-account reaction.
     shared_reactions: reactions::SharedReactions,
+    /// Names of people Teams reports by id only (call events).
+    people: people::PeopleNames,
 }
 
 impl TeamsBridge {
@@ -276,6 +278,7 @@ impl TeamsBridge {
             queue_rx: tokio::sync::Mutex::new(queue_rx),
             this: this.clone(),
             shared_reactions: reactions::SharedReactions::default(),
+            people: people::PeopleNames::default(),
         }))
     }
 
@@ -301,6 +304,7 @@ mod inbound;
 mod media;
 mod notifications;
 mod outbound;
+mod people;
 mod reactions;
 mod runner;
 mod subscriptions;

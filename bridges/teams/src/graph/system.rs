@@ -50,6 +50,12 @@ pub(super) fn parse(h: &Header<'_>, ctx: &ParseContext<'_>) -> Parsed {
             );
             call.started_by =
                 opt_obj(detail, "initiator").and_then(|i| identity_person(i, ctx.bridge));
+            // Graph gives a channel meeting no join link; the message's own
+            // link opens the conversation in Teams, where the meeting shows
+            // its Join button. (Chats have none.)
+            call.join_url = opt_str(h.obj, "webUrl")
+                .filter(|u| u.starts_with("https://"))
+                .map(str::to_owned);
             call.participants = opt_array(detail, "callParticipants")
                 .iter()
                 .filter_map(|p| p.as_object())

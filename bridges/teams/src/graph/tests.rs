@@ -608,3 +608,35 @@ fn a_name_split_into_several_mentions_still_addresses_the_account() {
         }
     );
 }
+
+#[test]
+fn a_channel_meeting_links_to_its_message_and_a_chat_call_to_nothing() {
+    let b = bridge();
+    let started = |web_url: Value| {
+        json!({
+            "id": "1700000000000",
+            "messageType": "systemEventMessage",
+            "createdDateTime": "2023-11-14T22:13:20Z",
+            "webUrl": web_url,
+            "channelIdentity": {"teamId": "t1", "channelId": "19:c@thread.tacv2"},
+            "from": null,
+            "body": {"contentType": "html", "content": "<systemEventMessage/>"},
+            "eventDetail": {
+                "@odata.type": "#microsoft.graph.callStartedEventMessageDetail",
+                "callId": "call-1",
+                "initiator": {"user": {"id": "u1", "displayName": null}}
+            }
+        })
+    };
+    let link = "https://teams.microsoft.com/l/message/19%3Ac%40thread.tacv2/1700000000000";
+    let list = events(parse_message(&started(json!(link)), &ctx(&b, &[])));
+    let InboundKind::Call(call) = &list[0].kind else {
+        panic!("a call: {list:?}")
+    };
+    assert_eq!(call.join_url.as_deref(), Some(link));
+    let list = events(parse_message(&started(Value::Null), &ctx(&b, &[])));
+    let InboundKind::Call(call) = &list[0].kind else {
+        panic!("a call: {list:?}")
+    };
+    assert_eq!(call.join_url, None);
+}
