@@ -543,12 +543,57 @@ fn a_meeting_asked_for_in_matrix_is_created_by_the_portal_s_meeting_provider() {
 }
 
 /// `!call Standup` from Matrix in a portal with `portal` in its table.
+/// `/switchboard call Standup` in Slack does the same.
+#[test]
+fn a_meeting_asked_for_in_slack_is_created_once_in_teams_and_announced_everywhere() {
+    meeting_asked_by("", |c| {
+        let room = c.slack_room();
+        // The simulator delivers the command from its own tasks.
+        let _runtime = c.t.slack.rt.enter();
+        c.t.slack
+            .sim
+            .run_slash_command(&room, "alice", "/switchboard", "call Standup")
+            .expect("alice runs the command");
+        0
+    });
+}
+
+/// "@Switchboard Relay call Standup" in Teams does the same, and the
+/// message itself is not relayed.
+#[test]
+fn a_meeting_asked_for_in_teams_is_created_once_and_announced_everywhere() {
+    meeting_asked_by("", |c| {
+        let service = c.t.user_id(SERVICE);
+        c.t.post_as(
+            BOB,
+            &json!({
+                "body": {"contentType": "html",
+                         "content": "<p><at id=\"0\">Switchboard Relay</at> call Standup</p>"},
+                "mentions": [{"id": 0, "mentionText": "Switchboard Relay",
+                              "mentioned": {"user": {"id": service,
+                                                     "displayName": "Switchboard Relay",
+                                                     "userIdentityType": "aadUser"}}}]
+            }),
+        );
+        // Bob's own message stays in Teams, and goes nowhere else.
+        1
+    });
+}
+
 fn meeting_on_request(portal: &str) {
+    meeting_asked_by(portal, |c| {
+        c.t.slack
+            .rt
+            .block_on(c.hs.alice.send_text(&c.room, "!call Standup"))
+            .expect("alice asks for a meeting");
+        0
+    });
+}
+
+/// `ask` asks for the meeting and says how many Teams posts it made itself.
+fn meeting_asked_by(portal: &str, ask: impl FnOnce(&Calls) -> usize) {
     let (c, mut daemon) = Calls::start_with(portal);
-    c.t.slack
-        .rt
-        .block_on(c.hs.alice.send_text(&c.room, "!call Standup"))
-        .expect("alice asks for a meeting");
+    let teams_posts = ask(&c);
 
     let meeting = wait_value("the online meeting in Teams", WAIT, || {
         c.t.sim.online_meetings().into_iter().next()
@@ -589,7 +634,8 @@ fn meeting_on_request(portal: &str) {
     assert_eq!(c.teams_cards().len(), 1, "one Teams card");
     assert_eq!(c.matrix_notices().len(), 1, "one Matrix notice");
     assert_eq!(c.matrix_widgets_added().len(), 1, "one Matrix widget");
-    assert_eq!(c.teams_other_posts(), Vec::<Value>::new(), "Teams");
+    assert_eq!(c.teams_other_posts().len(), teams_posts, "Teams");
+    assert_eq!(c.matrix_other_messages(), Vec::<Value>::new(), "Matrix");
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(WAIT), Some(0));
 }

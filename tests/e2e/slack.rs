@@ -12,7 +12,7 @@ use switchboard_model::testing::MemoryPlatform;
 use switchboard_slack::ratelimit::RateLimiter;
 use switchboard_slack::web::{SlackApi, Token};
 use switchboard_slack_sim::ratelimit::Mode;
-use switchboard_slack_sim::seed::{ChannelSeed, Seed, UserSeed};
+use switchboard_slack_sim::seed::{AppSeed, ChannelSeed, Seed, UserSeed};
 use switchboard_slack_sim::{SimConfig, SlackSim};
 
 /// The simulator on its own runtime, a scratch directory and a config joining
@@ -51,6 +51,10 @@ impl SlackSetup {
                     ..ChannelSeed::default()
                 })
                 .collect(),
+            app: AppSeed {
+                slash_commands: Some(vec!["/switchboard".into()]),
+                ..AppSeed::default()
+            },
             ..Seed::default()
         };
         let sim = rt

@@ -246,6 +246,21 @@ impl TeamsSetup {
             .expect("reply as a person")
     }
 
+    /// `user` posts `body` (a chatMessage) in the channel with their own
+    /// delegated token.
+    pub(crate) fn post_as(&self, user: &str, body: &Value) -> Value {
+        let token = Secret::new(self.sim.delegated_token(user).expect("token"));
+        let id = self.sim.seeded().users[user].clone();
+        self.slack
+            .rt
+            .block_on(self.graph().post_json(
+                &self.messages_path(),
+                Bearer::User(&token, &id),
+                body,
+            ))
+            .expect("post as a person")
+    }
+
     /// `user` acts through Graph with their own delegated token.
     fn as_person(&self, user: &str, patch: Option<&str>, html: &str) -> Value {
         let token = Secret::new(self.sim.delegated_token(user).expect("token"));
