@@ -645,18 +645,16 @@ fn portal_answer(what: &str, answer: anyhow::Result<(u16, String)>) -> Result<St
     }
 }
 
+/// A GET on the running daemon's admin API: the body of a 200, or the exit
+/// code after printing why not.
+fn admin_get(config: &std::path::Path, path: &str, what: &str) -> Result<String, ExitCode> {
+    let cfg = load_or_report(config)?;
+    let answer = block_on(switchboard::login::admin_call(&cfg, "GET", path, ""));
+    portal_answer(what, answer)
+}
+
 fn portal_list(args: PortalListArgs) -> ExitCode {
-    let cfg = match load_or_report(&args.config) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
-    };
-    let answer = block_on(switchboard::login::admin_call(
-        &cfg,
-        "GET",
-        "/admin/portals",
-        "",
-    ));
-    let body = match portal_answer("list the portals", answer) {
+    let body = match admin_get(&args.config, "/admin/portals", "list the portals") {
         Ok(body) => body,
         Err(code) => return code,
     };
@@ -705,17 +703,7 @@ fn portal_list(args: PortalListArgs) -> ExitCode {
 }
 
 fn calls_list(args: PortalListArgs) -> ExitCode {
-    let cfg = match load_or_report(&args.config) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
-    };
-    let answer = block_on(switchboard::login::admin_call(
-        &cfg,
-        "GET",
-        "/admin/calls",
-        "",
-    ));
-    let body = match portal_answer("list the calls", answer) {
+    let body = match admin_get(&args.config, "/admin/calls", "list the calls") {
         Ok(body) => body,
         Err(code) => return code,
     };

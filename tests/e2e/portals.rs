@@ -94,6 +94,54 @@ fn portals_linked_at_runtime_relay_survive_restarts_and_unlink() {
         "{listed}"
     );
 
+    // A call in the linked portal is in the call registry, with its invite.
+    let run_calls = || {
+        Command::new(binary())
+            .args(["calls", "--config"])
+            .arg(setup.config_path())
+            .output()
+            .expect("run switchboard calls")
+    };
+    let out = run_calls();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "No calls.",
+        "{}",
+        text(&out.stderr)
+    );
+    let mut huddle = switchboard_model::CallEvent::new(
+        switchboard_model::CallId::new("huddle-e2e"),
+        switchboard_model::CallProvider::SlackHuddle,
+        switchboard_model::CallState::Started,
+    )
+    .with_title("Sales sync")
+    .with_join_url("https://example.test/huddle-e2e");
+    let ann = switchboard_model::Person::new("memory:a".into(), "ann".into(), "Ann");
+    huddle.started_by = Some(ann.clone());
+    a.inject(switchboard_model::Inbound::new(
+        switchboard_model::Origin::new("memory:a", "sales"),
+        switchboard_model::EventId::new("ev-huddle-e2e"),
+        switchboard_model::Sender::new(ann),
+        switchboard_model::InboundKind::Call(huddle),
+    ))
+    .expect("inject the call");
+    let started = std::time::Instant::now();
+    let listed = loop {
+        let listed = text(&run_calls().stdout);
+        if listed.contains("invite in memory:b/ventes") {
+            break listed;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the call and its invite listed: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        listed.contains("sales  [started] Sales sync — https://example.test/huddle-e2e — started by Ann in memory:a/sales"),
+        "{listed}"
+    );
+
     // A restart keeps it.
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
@@ -133,7 +181,14 @@ fn portals_linked_at_runtime_relay_survive_restarts_and_unlink() {
         || relayed(&b, "c0") == ["config portal"],
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(relayed(&b, "ventes"), ["hello from a"]);
+    assert_eq!(
+        relayed(&b, "ventes"),
+        [
+            "hello from a",
+            "📞 Ann started Sales sync — join: https://example.test/huddle-e2e"
+        ],
+        "nothing after the unlink"
+    );
     let out = portal(&setup, &["unlink", "sales"]);
     assert!(!out.status.success(), "unknown now");
     assert!(text(&out.stderr).contains("no portal \"sales\""));

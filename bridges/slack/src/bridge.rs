@@ -337,11 +337,8 @@ impl SlackBridge {
     }
 
     /// Fills in the sender's name and avatar, and mention names, from `users.info`.
-    async fn enrich(&self, mut event: Inbound) -> Inbound {
-        if event.sender.is_ours {
-            return event;
-        }
-        let person = &mut event.sender.person;
+    /// Gives a person known only by id their name and avatar (`users.info`).
+    async fn name(&self, person: &mut Person) {
         let unnamed = person.display_name.is_empty() || person.display_name == person.user.as_str();
         if unnamed
             && let Some(info) = self
@@ -355,6 +352,13 @@ impl SlackBridge {
             }
             person.is_bot |= info.is_bot;
         }
+    }
+
+    async fn enrich(&self, mut event: Inbound) -> Inbound {
+        if event.sender.is_ours {
+            return event;
+        }
+        self.name(&mut event.sender.person).await;
         if let InboundKind::Call(call) = &mut event.kind {
             // Huddle and call events name people by id only.
             for person in call
@@ -362,19 +366,7 @@ impl SlackBridge {
                 .iter_mut()
                 .chain(call.participants.iter_mut())
             {
-                let unnamed =
-                    person.display_name.is_empty() || person.display_name == person.user.as_str();
-                if unnamed
-                    && let Some(info) = self
-                        .names
-                        .user_info(&self.api, self.token(), person.user.as_str())
-                        .await
-                {
-                    person.display_name = info.name;
-                    if person.avatar.is_none() {
-                        person.avatar = info.avatar;
-                    }
-                }
+                self.name(person).await;
             }
         }
         let body = match &mut event.kind {
