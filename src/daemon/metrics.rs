@@ -610,4 +610,122 @@ switchboard_bridge_state{bridge="memory:left",state="stopped"} 0
             ["switchboard_outbox_depth 80000"]
         );
     }
+
+    /// The metric names and label names the shipped alert rules and
+    /// dashboard use must be ones this daemon exports.
+    #[test]
+    fn the_alerts_and_the_dashboard_use_only_exported_metrics_and_labels() {
+        let text = Metrics::new().render();
+        let mut names: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut parts = rest.split(' ');
+                let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                names.push(name.to_owned());
+                if kind == "histogram" {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.push(format!("{name}{suffix}"));
+                    }
+                }
+            }
+        }
+        let labels = [
+            "bridge", "kind", "reason", "error", "state", "le", "instance", "job",
+        ];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        for file in [
+            "prometheus/switchboard-alerts.yml",
+            "grafana/switchboard-dashboard.json",
+        ] {
+            let body = std::fs::read_to_string(root.join(file)).expect("deploy file");
+            let used = metric_names(&body);
+            assert!(used.len() >= 6, "{file}: {used:?}");
+            for name in &used {
+                assert!(
+                    names.contains(name),
+                    "{file} uses {name}, not exported: {names:?}"
+                );
+            }
+            for label in label_names(&body) {
+                assert!(
+                    labels.contains(&label.as_str()),
+                    "{file} uses label {label}"
+                );
+            }
+        }
+        // Every family is watched by something.
+        let shipped = metric_names(&format!(
+            "{}{}",
+            std::fs::read_to_string(root.join("prometheus/switchboard-alerts.yml"))
+                .unwrap_or_default(),
+            std::fs::read_to_string(root.join("grafana/switchboard-dashboard.json"))
+                .unwrap_or_default()
+        ));
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = line.split(' ').next().unwrap_or_default();
+            assert!(
+                shipped.iter().any(|s| s.starts_with(name)),
+                "{name} is on neither the dashboard nor an alert"
+            );
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("grafana/switchboard-dashboard.json"))
+                .unwrap_or_default(),
+        )
+        .expect("the dashboard is JSON");
+        assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 6));
+    }
+
+    /// Every `switchboard_…` identifier in `text`.
+    fn metric_names(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("switchboard_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            out.push(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The label names in selectors (`{a="…", b=~"…"}`) and `by (…)` clauses.
+    fn label_names(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, _) in text.match_indices("switchboard_") {
+            let tail = &text[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            if let Some(selector) = tail[end..].strip_prefix('{')
+                && let Some(close) = selector.find('}')
+            {
+                for matcher in selector[..close].split(',') {
+                    let name: String = matcher
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        for (i, _) in text.match_indices("by (") {
+            let tail = &text[i + 4..];
+            if let Some(close) = tail.find(')') {
+                out.extend(tail[..close].split(',').map(|s| s.trim().to_owned()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }

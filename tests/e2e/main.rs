@@ -6,6 +6,7 @@ mod calls;
 mod cli;
 mod conformance;
 mod daemon;
+mod deploy;
 mod matrix;
 mod portals;
 mod slack;
