@@ -34,6 +34,9 @@
 //! - `memory`: one message from each of 100,000 distinct senders over 10,000
 //!   portals (maps 100,000 puppets, starts 10,000 lanes); RSS once the outbox
 //!   is empty.
+//! - `startup-1m`: 1,000,000 relayed messages written into the store, which
+//!   is closed and reopened: the time to a running relay and to the first
+//!   message relayed.
 //!
 //! Flags: `--runs N` runs each scenario N times (each in its own child) and
 //! reports the run with the median msg/s; `--quick` divides every message
@@ -91,6 +94,10 @@ enum Scenario {
     Backlog { portals: usize, backlog: usize },
     /// One message from each of `senders` senders over `portals`.
     Memory { portals: usize, senders: usize },
+    /// A restart on a store holding `mappings` relayed messages: the time
+    /// from opening the store to the relay running, and to the first message
+    /// relayed.
+    Startup { portals: usize, mappings: usize },
 }
 
 /// Every scenario, in the order they run, with its name.
@@ -145,6 +152,13 @@ fn scenarios(quick: bool) -> Vec<(&'static str, Scenario)> {
             Scenario::Memory {
                 portals: 10_000 / div,
                 senders: 100_000 / div,
+            },
+        ),
+        (
+            "startup-1m",
+            Scenario::Startup {
+                portals: 100,
+                mappings: 1_000_000 / div,
             },
         ),
     ]
@@ -364,6 +378,7 @@ fn run_scenario(name: &str, scenario: Scenario) -> Row {
             } => paced(portals, rate, secs).await,
             Scenario::Backlog { portals, backlog } => backlog_drain(portals, backlog).await,
             Scenario::Memory { portals, senders } => memory(portals, senders).await,
+            Scenario::Startup { portals, mappings } => startup(portals, mappings).await,
         }
     });
     row.scenario = name.to_owned();
@@ -645,6 +660,11 @@ struct Engine {
 impl Engine {
     fn start(portals: usize, messages: usize) -> Engine {
         let dir = tempfile::tempdir().expect("a temporary directory for sled");
+        Engine::start_in(dir, portals, messages)
+    }
+
+    /// As [`Engine::start`], on the store already in `dir`/db.
+    fn start_in(dir: tempfile::TempDir, portals: usize, messages: usize) -> Engine {
         let store: Arc<dyn Store> =
             Arc::new(SledStore::open(&dir.path().join("db")).expect("sled opens"));
         let db = Db::open(store).expect("store opens");
@@ -882,6 +902,132 @@ async fn backlog_drain(portals: usize, backlog: usize) -> Row {
     };
     engine.stop().await;
     row
+}
+
+/// Fills a store with `mappings` relayed messages (each: its origin id and
+/// its copy on the target, both ways mapped, and its seen event id), closes
+/// it, then times a restart on it.
+async fn startup(portals: usize, mappings: usize) -> Row {
+    let dir = tempfile::tempdir().expect("a temporary directory for sled");
+    let fill = std::time::Instant::now();
+    {
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open(&dir.path().join("db")).expect("sled opens"));
+        let db = Db::open(store).expect("store opens");
+        let src = BridgeId::new(SRC);
+        let dst = BridgeId::new(DST);
+        // Seen within the retention: the restart keeps them all.
+        let now_ms = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        for chunk in (0..mappings).collect::<Vec<_>>().chunks(10_000) {
+            let writes: Vec<switchboard::store::IntakeWrite> = chunk
+                .iter()
+                .map(|&n| {
+                    let group = db.next_id().expect("id");
+                    let portal = n % portals;
+                    let origin = MessageId::new(format!("old-{n}"));
+                    let copy = MessageId::new(format!("copy-{n}"));
+                    switchboard::store::IntakeWrite {
+                        seen: Some((src.clone(), EventId::new(format!("ev-old-{n}")), now_ms)),
+                        messages: vec![
+                            (
+                                src.clone(),
+                                format!("c{portal}").into(),
+                                origin.clone(),
+                                0,
+                                group,
+                            ),
+                            (
+                                dst.clone(),
+                                format!("d{portal}").into(),
+                                copy.clone(),
+                                0,
+                                group,
+                            ),
+                        ],
+                        copies: vec![
+                            (
+                                group,
+                                src.clone(),
+                                format!("c{portal}").into(),
+                                vec![origin],
+                            ),
+                            (group, dst.clone(), format!("d{portal}").into(), vec![copy]),
+                        ],
+                        ..switchboard::store::IntakeWrite::default()
+                    }
+                })
+                .collect();
+            db.commit_intake(&writes).expect("mappings written");
+        }
+        db.flush_async().await.expect("sled flushes");
+    }
+    let filled = fill.elapsed();
+    let size: u64 = walk_size(&dir.path().join("db"));
+    let baseline = rss_kib();
+    let opened = std::time::Instant::now();
+    let engine = Engine::start_in(dir, portals, 1);
+    let running = opened.elapsed();
+    let after_start = rss_kib();
+    let load = Load {
+        portals,
+        senders: 1,
+        messages: 1,
+        pace: None,
+    };
+    let pushed = push(engine.relay.sink(), engine.timeline.clone(), load).await;
+    assert_eq!(pushed.acked, 1);
+    engine.timeline.all_delivered().await;
+    let first = opened.elapsed();
+    let mapped = engine
+        .db
+        .store()
+        .len(Tree::MsgGroupid)
+        .expect("mappings counted");
+    assert!(mapped >= mappings * 2, "{mapped} mappings");
+    let row = Row {
+        portals,
+        messages: mappings,
+        latency: None,
+        rss_kib: rss_kib(),
+        notes: format!(
+            "restart on {mappings} stored messages ({mapped} mappings, store {:.0} MiB on disk, filled in {:.1} s): \
+             store open + relay running in {:.3} s (of which Relay::start {:.3} s), first message relayed {:.3} s after the open; \
+             RSS {} before, {} after start",
+            size as f64 / 1_048_576.0,
+            filled.as_secs_f64(),
+            running.as_secs_f64(),
+            engine.startup.as_secs_f64(),
+            first.as_secs_f64(),
+            mib(baseline),
+            mib(after_start)
+        ),
+        ..Row::default()
+    };
+    engine.stop().await;
+    row
+}
+
+/// Bytes of the files under `dir`.
+fn walk_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 async fn memory(portals: usize, senders: usize) -> Row {

@@ -99,6 +99,9 @@ pub struct IntakeWrite {
     pub calls: Vec<(CallId, CallRecord)>,
 }
 
+/// How many seen event ids one prune batch deletes.
+pub const PRUNE_BATCH: usize = 10_000;
+
 /// The typed store.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -304,19 +307,28 @@ impl Db {
     }
 
     /// Forgets seen event ids first seen before `cutoff_ms`. Returns how many.
+    /// Deletes in batches of [`PRUNE_BATCH`], so that forgetting millions
+    /// of ids (the first prune after a long time) never holds them all in
+    /// memory at once.
     pub fn prune_seen(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let mut batch = WriteBatch::new();
-        self.store
-            .scan_prefix(Tree::EventidSeen, &[], &mut |k, v| {
-                let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-                if at < cutoff_ms {
-                    batch.delete(Tree::EventidSeen, k.to_vec());
-                }
-                true
-            })?;
-        let n = batch.writes.len();
-        self.store.apply(batch)?;
-        Ok(n)
+        let mut total = 0;
+        loop {
+            let mut batch = WriteBatch::new();
+            self.store
+                .scan_prefix(Tree::EventidSeen, &[], &mut |k, v| {
+                    let at = v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+                    if at < cutoff_ms {
+                        batch.delete(Tree::EventidSeen, k.to_vec());
+                    }
+                    batch.writes.len() < PRUNE_BATCH
+                })?;
+            let n = batch.writes.len();
+            self.store.apply(batch)?;
+            total += n;
+            if n < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     // ----- message mappings -----

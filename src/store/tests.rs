@@ -463,6 +463,24 @@ fn seen_pruned_by_age(open: Open<'_>) {
     assert_eq!(db.prune_seen(500).expect("prune"), 5);
     assert!(!db.seen(&"m:a".into(), &"e4".into()).expect("seen"));
     assert!(db.seen(&"m:a".into(), &"e5".into()).expect("seen"));
+    // More than one batch's worth, old and new interleaved.
+    let many = crate::store::db::PRUNE_BATCH * 2 + 7;
+    let writes: Vec<IntakeWrite> = (0..many)
+        .map(|i| IntakeWrite {
+            seen: Some((
+                "m:b".into(),
+                format!("x{i:06}").into(),
+                if i % 3 == 0 { 10_000 } else { 1 },
+            )),
+            ..IntakeWrite::default()
+        })
+        .collect();
+    db.commit_intake(&writes).expect("intake");
+    let old = (0..many).filter(|i| i % 3 != 0).count();
+    assert_eq!(db.prune_seen(500).expect("prune"), old);
+    assert_eq!(db.prune_seen(500).expect("prune again"), 0);
+    assert!(db.seen(&"m:b".into(), &"x000000".into()).expect("seen"));
+    assert!(!db.seen(&"m:b".into(), &"x000001".into()).expect("seen"));
 }
 
 fn cursors(open: Open<'_>) {
