@@ -420,11 +420,65 @@ fn the_events_api_mode_verifies_signatures_and_relays() {
         );
         assert_eq!(status, Some(401));
     }
+
+    // Correctly signed, but bad: malformed JSON is refused with 400, an
+    // unknown event type is acknowledged and ignored, a body over the
+    // listener's cap is refused with 413 before anything reads it.
+    let signed = |body: &str| -> Option<u16> {
+        let ts = now.to_string();
+        let signature = switchboard_slack::signature::sign(secret.as_bytes(), &ts, body.as_bytes());
+        http_post(
+            s.setup.listen,
+            "/slack/sim/events",
+            &[
+                ("X-Slack-Request-Timestamp", &ts),
+                ("X-Slack-Signature", &signature),
+            ],
+            body,
+        )
+    };
+    assert_eq!(signed(r#"{"type":"event_callback","event":"#), Some(400));
+    assert_eq!(signed("[1, 2, 3]"), Some(400));
+    let unknown = format!(
+        r#"{{"type":"event_callback","event_id":"EvUNKNOWN","event":{{"type":"something_new","channel":"{}","user":"U1","ts":"2.000001"}}}}"#,
+        s.channels[0]
+    );
+    assert_eq!(signed(&unknown), Some(200));
+    let huge = format!(
+        r#"{{"type":"event_callback","event":{{"type":"message","text":"{}"}}}}"#,
+        "x".repeat(switchboard_model::http::MAX_BODY + 1)
+    );
+    assert_eq!(signed(&huge), Some(413));
+    // Hostile mrkdwn from a person arrives as harmless text.
+    s.post(
+        &alice,
+        &s.channels[0],
+        "<javascript:alert(1)|click> *_~`nested <!channel> <@UNOBODY> &lt;script&gt;",
+    );
+    wait_for(
+        "the hostile message relayed",
+        Duration::from_secs(20),
+        || relayed(&memory, "c0").len() == 2,
+    );
+    // Inert text: what the person typed arrives as the characters typed
+    // (entities decoded, the room-wide mention mapped), and the daemon runs on.
+    let hostile = relayed(&memory, "c0")[1].clone();
+    assert_eq!(
+        hostile,
+        "<javascript:alert(1)|click> *_~`nested @room @UNOBODY <script>"
+    );
+    assert_eq!(
+        daemon.child.try_wait().ok().flatten(),
+        None,
+        "the daemon runs on"
+    );
+
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        relayed(&memory, "c0"),
-        ["over HTTP"],
-        "nothing forged relayed"
+        relayed(&memory, "c0").len(),
+        2,
+        "nothing forged, malformed or unknown relayed: {:?}",
+        relayed(&memory, "c0")
     );
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));

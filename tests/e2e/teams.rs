@@ -582,6 +582,32 @@ fn teams_notifications_reach_the_daemon_and_replies_keep_their_thread() {
     );
     let slack_reply = t.slack_message("notified reply").expect("relayed");
     assert_eq!(slack_reply["thread_ts"], slack_root["ts"], "{slack_reply}");
+
+    // Bad input on the notification endpoint: the documented answers, and
+    // the daemon runs on.
+    let listen = t.setup().listen;
+    let path = "/teams/contoso/notifications";
+    let post = |body: &str| http_post(listen, path, &[("Content-Type", "application/json")], body);
+    let forged = json!({"value": [{
+        "subscriptionId": subs[0]["id"], "clientState": "not-the-client-state",
+        "changeType": "created", "tenantId": "whatever",
+        "resource": format!("teams('{}')/channels('{}')/messages('1')", t.team, t.channel),
+        "subscriptionExpirationDateTime": "2099-01-01T00:00:00Z"
+    }]});
+    assert_eq!(post(&forged.to_string()), Some(403), "wrong clientState");
+    assert_eq!(post("{\"value\": ["), Some(400), "malformed JSON");
+    assert_eq!(post("{\"value\": 7}"), Some(400), "not a batch");
+    let huge = format!(
+        "{{\"value\": [\"{}\"]}}",
+        "x".repeat(switchboard_model::http::MAX_BODY + 1)
+    );
+    assert_eq!(post(&huge), Some(413), "over the body cap");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        t.slack_message("notified reply").is_some()
+            && daemon.child.try_wait().ok().flatten().is_none(),
+        "the daemon runs on"
+    );
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
     assert!(
