@@ -577,6 +577,29 @@ fn matrix_and_memory_talk_both_ways_through_one_portal() {
         &body,
     );
     assert_eq!((status, answer.as_str()), (200, "{}"));
+    // The right token, a body that is no transaction: 400 M_BAD_JSON; one
+    // over the listener's cap: 413. The homeserver would send them again.
+    let auth = format!("Bearer {}", ms.hs_token);
+    let raw = |path: &str, body: &str| {
+        http_request(
+            ms.setup.listen,
+            "PUT",
+            path,
+            &[("Authorization", &auth)],
+            body,
+        )
+        .unwrap_or_else(|| panic!("no answer to PUT {path}"))
+    };
+    let (status, answer) = raw("/_matrix/app/v1/transactions/bad-1", "{\"events\": [");
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("M_BAD_JSON"), "{answer}");
+    let (status, answer) = raw("/_matrix/app/v1/transactions/bad-2", "{\"events\": 5}");
+    assert_eq!(status, 400, "{answer}");
+    let huge = format!(
+        "{{\"events\": [\"{}\"]}}",
+        "x".repeat(switchboard_model::http::MAX_BODY + 1)
+    );
+    assert_eq!(raw("/_matrix/app/v1/transactions/bad-3", &huge).0, 413);
     // Users outside our namespace are not ours; ghosts are.
     let other = format!(
         "/_matrix/app/v1/users/{}",
