@@ -736,7 +736,10 @@ fn synapse_redelivery_after_sigkill_and_restart_is_exactly_once() {
             >= 2
     });
     let expected: Vec<String> = (0..BURST).map(|i| format!("burst-{i:02}")).collect();
-    exactly_once(&left, "burst-", &expected, Duration::from_secs(60));
+    // Bounded above Synapse's 60 s request timeout plus a retry: under a
+    // loaded machine a redelivery has been seen to take longer than 60 s
+    // (cause not pinned down; the daemon had answered Synapse's ping).
+    exactly_once(&left, "burst-", &expected, Duration::from_secs(180));
     eprintln!(
         "SIGKILL: {relayed_before} relayed before, {while_down} sent while down; all {BURST} relayed once {:?} after the restart (at {:?})",
         back.elapsed(),
