@@ -3,7 +3,7 @@
 use crate::call::Meeting;
 use crate::error::BridgeError;
 use crate::event::{Attachment, ChannelInfo, Inbound};
-use crate::ids::{BridgeId, ChannelId};
+use crate::ids::{BridgeId, ChannelId, UserId};
 use crate::outbound::{Delivered, OutboundOp};
 use crate::person::{Person, PuppetRef};
 use async_trait::async_trait;
@@ -356,6 +356,30 @@ pub trait Bridge: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Option<Meeting>, BridgeError> {
         let _ = (key, channel, title, organiser);
         Ok(None)
+    }
+
+    /// Opens (or finds again) a direct conversation between this bridge's
+    /// own account and `user`, for a person on another platform (`with`) to
+    /// talk to them through a direct-message portal: Slack's IM of the bot
+    /// with the user, a Teams one-on-one chat with the service account, a
+    /// Matrix room created by `with`'s ghost. Idempotent where the platform
+    /// allows (the same conversation again). `Ok(None)` (the default) when
+    /// this platform has no direct conversations.
+    async fn open_direct(
+        &self,
+        user: &UserId,
+        with: &Person,
+    ) -> Result<Option<ChannelId>, BridgeError> {
+        let _ = (user, with);
+        Ok(None)
+    }
+
+    /// People of this platform whose name or handle matches `query` (a
+    /// case-insensitive substring), at most `limit`, for `dm <name>`. Empty
+    /// (the default) where the platform has no directory to search.
+    async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
+        let _ = (query, limit);
+        Ok(Vec::new())
     }
 
     /// Downloads an attachment this bridge reported.

@@ -112,6 +112,23 @@ pub enum InboundKind {
         /// The meeting's title, if the person gave one.
         title: Option<String>,
     },
+    /// Someone addressed a command to the bridge's bot: `/switchboard …` in
+    /// Slack, a message in a direct chat with the bot (Slack, Teams), or a
+    /// message in a room the bot shares with nobody else (a Matrix
+    /// management room). The channel need not be a portal. The relay
+    /// carries it out and answers with a notice in the same channel.
+    Command {
+        /// What the person wrote, without the command's own name.
+        text: String,
+    },
+    /// Someone opened a direct conversation with a puppet of a person from
+    /// another platform (a Matrix DM with a ghost user): the relay joins that
+    /// conversation with a direct conversation with the person on their own
+    /// platform, so that it becomes a two-member portal.
+    DirectChat {
+        /// The puppet addressed, as this bridge knows it (the ghost's id).
+        puppet: crate::ids::UserId,
+    },
     /// Someone joined or left the channel.
     Member {
         /// Who.
@@ -142,6 +159,8 @@ impl InboundKind {
             InboundKind::Reaction { .. } => "reaction",
             InboundKind::Call(_) => "call",
             InboundKind::CallRequest { .. } => "call_request",
+            InboundKind::Command { .. } => "command",
+            InboundKind::DirectChat { .. } => "direct_chat",
             InboundKind::Member { .. } => "member",
             InboundKind::Typing => "typing",
             InboundKind::ChannelInfo { .. } => "channel_info",
