@@ -696,6 +696,7 @@ impl Engine {
             dedup_retention: Duration::from_secs(24 * 3600),
             metrics: Arc::new(Metrics::new()),
             space: None,
+            secrets: None,
         })
         .expect("relay starts");
         Engine {

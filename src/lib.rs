@@ -110,6 +110,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
         dedup_retention: config.store.dedup_retention,
         metrics: metrics.clone(),
         space: Some(space.clone()),
+        secrets: secrets.clone(),
     })
     .context("cannot start the relay")?;
 

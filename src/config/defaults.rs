@@ -58,6 +58,7 @@ impl Default for RelayConfig {
             reaction_fallback: ReactionFallback::default(),
             dead_letter_notices: true,
             jitsi_url: DEFAULT_JITSI_URL.to_owned(),
+            admins: Vec::new(),
         }
     }
 }

@@ -117,6 +117,7 @@ fn defaults_fill_every_optional_key() {
                 reaction_fallback: ReactionFallback::Notice,
                 dead_letter_notices: true,
                 jitsi_url: "https://meet.jit.si".to_owned(),
+                admins: Vec::new(),
             },
             bridges: vec![],
             portals: vec![],
@@ -423,6 +424,7 @@ fn relay_rules() {
             reaction_fallback: ReactionFallback::Skip,
             dead_letter_notices: false,
             jitsi_url: "https://meet.jit.si".to_owned(),
+            admins: Vec::new(),
         }
     );
 }
@@ -1505,4 +1507,45 @@ fn portal_calls_and_meetings() {
             "portal[0].meetings: \"memory:elsewhere\" is not one of this portal's bridges; expected \"auto\", \"jitsi\" or a member's bridge id",
         ]
     );
+}
+
+#[test]
+fn relay_admins_name_people_on_configured_bridges() {
+    let config = parse_ok(
+        &BASE.replace(
+            "[[portal]]",
+            "[relay]\nadmins = [\"memory:right/root\", \"memory:left/@ann:example.org\"]\n\n[[portal]]",
+        ),
+        &no_env(),
+    );
+    assert_eq!(
+        config.relay.admins,
+        vec![
+            ("memory:right".into(), "root".into()),
+            ("memory:left".into(), "@ann:example.org".into()),
+        ]
+    );
+    assert!(parse_ok(BASE, &no_env()).relay.admins.is_empty());
+    let found = problems(
+        &BASE.replace(
+            "[[portal]]",
+            "[relay]\nadmins = [\"root\", \"memory:nope/U1\", 3]\n\n[[portal]]",
+        ),
+        &no_env(),
+    );
+    assert_eq!(
+        found,
+        [
+            "relay.admins[2]: expected a string, got an integer",
+            "relay.admins[0]: expected \"<bridge-id>/<user-id>\" such as \"slack:acme/U0123ABCD\", got \"root\"",
+        ]
+    );
+    let found = problems(
+        &BASE.replace(
+            "[[portal]]",
+            "[relay]\nadmins = [\"memory:nope/U1\"]\n\n[[portal]]",
+        ),
+        &no_env(),
+    );
+    assert_eq!(found, ["relay.admins[0]: unknown bridge \"memory:nope\""]);
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard_model::{BridgeId, ChannelId};
+use switchboard_model::{BridgeId, ChannelId, UserId};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +106,11 @@ pub struct RelayConfig {
     /// Where Jitsi meetings are created (`{jitsi_url}/{random room}`), for
     /// portals whose meetings are Jitsi or that have no other provider.
     pub jitsi_url: String,
+    /// Who may administer Switchboard from a chat (`portal …`, `logins`,
+    /// `calls` sent to the bot): people as `<bridge-id>/<user-id>`, e.g.
+    /// `slack:acme/U0123ABCD`, `matrix:main/@ann:example.org`. Anyone may
+    /// use `help`, `dm` and `call`.
+    pub admins: Vec<(BridgeId, UserId)>,
 }
 
 /// What to do with a reaction for a target that has no reactions.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use config::{Map, Value};
-use switchboard_model::{BridgeId, ChannelId};
+use switchboard_model::{BridgeId, ChannelId, UserId};
 
 use super::defaults::{
     DEFAULT_DEDUP_RETENTION, DEFAULT_MATRIX_MAX_UPLOAD, DEFAULT_MATRIX_SENDER,
@@ -618,6 +618,16 @@ pub(super) fn validate(root: &Map<String, Value>, ctx: Context<'_>, mut sink: Si
         bridges.push(bridge);
     }
 
+    if let Some(relay) = &relay {
+        for (i, (bridge, _)) in relay.admins.iter().enumerate() {
+            if !bridge_ids.contains_key(bridge.as_str()) {
+                sink.error(
+                    format!("relay.admins[{i}]"),
+                    format!("unknown bridge {:?}", bridge.as_str()),
+                );
+            }
+        }
+    }
     let portal_tables = top.tables("portal", sink);
     let portals = portals(portal_tables, &bridge_ids, sink);
     top.finish(sink);
@@ -770,6 +780,39 @@ fn relay(mut t: Table<'_>, sink: &mut Sink) -> Option<RelayConfig> {
         .boolean("dead_letter_notices", sink)
         .or(d.dead_letter_notices);
     let jitsi_url = t.parsed("jitsi_url", sink, base_url).or(d.jitsi_url);
+    let admins = match t.strings("admins", sink).optional() {
+        None => None,
+        Some(None) => Some(Vec::new()),
+        Some(Some(items)) => {
+            let mut admins = Some(Vec::with_capacity(items.len()));
+            for (path, text) in items {
+                let Some(text) = text else {
+                    admins = None;
+                    continue;
+                };
+                match text
+                    .split_once('/')
+                    .filter(|(b, u)| !b.is_empty() && !u.is_empty())
+                {
+                    Some((bridge, user)) => {
+                        if let Some(list) = &mut admins {
+                            list.push((BridgeId::new(bridge), UserId::new(user)));
+                        }
+                    }
+                    None => {
+                        sink.error(
+                            path,
+                            format!(
+                                "expected \"<bridge-id>/<user-id>\" such as \"slack:acme/U0123ABCD\", got {text:?}"
+                            ),
+                        );
+                        admins = None;
+                    }
+                }
+            }
+            admins
+        }
+    };
     t.finish(sink);
     Some(RelayConfig {
         max_attempts: max_attempts?,
@@ -780,6 +823,7 @@ fn relay(mut t: Table<'_>, sink: &mut Sink) -> Option<RelayConfig> {
         reaction_fallback: reaction_fallback?,
         dead_letter_notices: dead_letter_notices?,
         jitsi_url: jitsi_url?,
+        admins: admins?,
     })
 }
 

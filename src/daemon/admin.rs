@@ -446,6 +446,7 @@ mod tests {
             dedup_retention: std::time::Duration::from_secs(3600),
             metrics: Arc::new(Metrics::new()),
             space: None,
+            secrets: None,
         })
         .expect("relay");
         let admin =

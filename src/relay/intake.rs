@@ -10,6 +10,7 @@
 //! before the flush loses nothing: the platform redelivers.
 
 use super::Shared;
+use super::commands;
 use super::meetings;
 use super::translate::{call_message_id, reaction_message_id};
 use crate::store::records::{CallRecord, OutboxEntry, PendingAction};
@@ -194,6 +195,24 @@ fn plan_relay(
         .is_some()
     {
         return Ok(Err(Dropped::Echo));
+    }
+    // Commands and direct chats need no portal: the lane of the channel
+    // they came from carries them out (relay/commands.rs).
+    let lane_action = match &event.kind {
+        InboundKind::Command { text } => Some(PendingAction::Command { text: text.clone() }),
+        InboundKind::DirectChat { puppet } => Some(PendingAction::DirectChat {
+            puppet: puppet.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(action) = lane_action {
+        write.outbox.push(commands::queued(
+            shared,
+            origin,
+            &event.sender.person,
+            action,
+        )?);
+        return Ok(Ok(()));
     }
     let Some((portal, members)) = shared.portals.of(&origin.bridge, &origin.channel) else {
         return Ok(Err(Dropped::NoPortal));

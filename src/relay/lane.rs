@@ -260,6 +260,25 @@ async fn prepare_and_deliver(
             Err(super::meetings::StartError::Bridge(e)) => failed(shared, key, entry, e),
         };
     }
+    let command = match &entry.action {
+        PendingAction::Command { text } => {
+            Some(super::commands::run(shared, key, entry.sender.as_ref(), text).await)
+        }
+        PendingAction::DirectChat { puppet } => {
+            Some(super::commands::direct_chat(shared, key, entry.sender.as_ref(), puppet).await)
+        }
+        _ => None,
+    };
+    if let Some(done) = command {
+        return match done {
+            Ok(()) => finish(shared, key, None),
+            Err(super::commands::Failed::Store(e)) => {
+                tracing::error!(bridge = %bridge, error = %e, "Store failed while carrying out a command; will retry.");
+                Outcome::RetryAt(Instant::now() + Duration::from_secs(1))
+            }
+            Err(super::commands::Failed::Bridge(e)) => failed(shared, key, entry, e),
+        };
+    }
     let prepared = match translator.prepare(key, entry, waited_out, pending).await {
         Ok(p) => p,
         Err(PrepareError::Store(e)) => {

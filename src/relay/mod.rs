@@ -21,6 +21,7 @@
 //! outbox is empty or the grace period ends, [`Relay::shutdown`] stops the lanes
 //! and flushes the store.
 
+mod commands;
 mod info;
 mod intake;
 mod lane;
@@ -31,6 +32,7 @@ pub mod translate;
 
 use crate::config::{PortalConfig, RelayConfig};
 use crate::daemon::metrics::Metrics;
+use crate::store::login::SecretBox;
 use crate::store::records::{OutboxEntry, PortalRecord, PortalSource};
 use crate::store::space::SpaceGuard;
 use crate::store::{Db, OutboxKey, PortalId, StoreError};
@@ -69,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) config: RwLock<RelayConfig>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) space: Option<Arc<SpaceGuard>>,
+    /// The store key, for `logins` from a chat (none: logins are off).
+    pub(crate) secrets: Option<SecretBox>,
     lanes: Mutex<HashMap<LaneKey, Arc<Lane>>>,
     tracker: TaskTracker,
     lanes_stop: CancellationToken,
@@ -117,6 +121,118 @@ impl Shared {
         if self.depth.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
+    }
+
+    /// See [`Relay::calls`].
+    pub(crate) fn calls(&self) -> Result<Vec<CallInfo>, StoreError> {
+        let db = &self.db;
+        let mut out = Vec::new();
+        for (id, record) in db.calls()? {
+            let synthetic = translate::call_message_id(&id);
+            let group = db.group_of(&record.origin.bridge, &record.origin.channel, &synthetic)?;
+            let invites = match group {
+                Some(g) => db
+                    .copies(g)?
+                    .into_iter()
+                    // The origin's "copy" of a call it reported is the
+                    // synthetic id itself, not an invite.
+                    .filter(|(_, _, ids)| ids.as_slice() != std::slice::from_ref(&synthetic))
+                    .collect(),
+                None => Vec::new(),
+            };
+            out.push(CallInfo {
+                id,
+                record,
+                invites,
+            });
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.record.started_ms));
+        Ok(out)
+    }
+
+    /// See [`Relay::link_portal`].
+    pub(crate) fn link_portal(
+        self: &Arc<Self>,
+        name: &str,
+        members: &[String],
+    ) -> Result<PortalInfo, PortalError> {
+        crate::config::check_portal_name(name)
+            .map_err(|e| PortalError::Invalid(format!("portal name {e}")))?;
+        if members.len() < 2 {
+            return Err(PortalError::Invalid(format!(
+                "a portal needs at least 2 members, got {}",
+                members.len()
+            )));
+        }
+        let known = self.bridges.keys().map(BridgeId::as_str);
+        let mut parsed: Vec<(BridgeId, ChannelId)> = Vec::with_capacity(members.len());
+        for text in members {
+            let member = crate::config::parse_portal_member(text, known.clone())
+                .map_err(PortalError::Invalid)?;
+            let member = (member.bridge, member.channel);
+            if parsed.contains(&member) {
+                return Err(PortalError::Invalid(format!("duplicate member {text:?}")));
+            }
+            parsed.push(member);
+        }
+        let id = PortalId::new(name);
+        let _edit = self.portals.edit_lock();
+        if let Some((_, source)) = self.portals.get(&id) {
+            return Err(PortalError::Conflict(match source {
+                PortalSource::Config => {
+                    format!("portal {name:?} already exists (defined in the config file)")
+                }
+                PortalSource::Linked | PortalSource::Direct => {
+                    format!("portal {name:?} already exists")
+                }
+            }));
+        }
+        for (bridge, channel) in &parsed {
+            if let Some((other, _)) = self.portals.of(bridge, channel) {
+                return Err(PortalError::Conflict(format!(
+                    "channel \"{bridge}/{channel}\" is already in portal {:?}; a channel can be in only one portal",
+                    other.as_str()
+                )));
+            }
+        }
+        let record = PortalRecord {
+            members: parsed,
+            relay_calls: true,
+            meetings: None,
+            source: PortalSource::Linked,
+        };
+        self.db.put_portal(&id, &record)?;
+        self.db.flush()?;
+        let stored = self.db.portals()?;
+        self.portals.replace(&stored);
+        tracing::info!(portal = %id, members = record.members.len(), "Portal linked.");
+        info::spawn_sync(self);
+        Ok(PortalInfo {
+            name: name.to_owned(),
+            members: record.members,
+            source: PortalSource::Linked,
+        })
+    }
+
+    /// See [`Relay::unlink_portal`].
+    pub(crate) fn unlink_portal(&self, name: &str) -> Result<(), PortalError> {
+        let id = PortalId::new(name);
+        let _edit = self.portals.edit_lock();
+        match self.portals.get(&id) {
+            None => return Err(PortalError::NotFound(format!("no portal {name:?}"))),
+            Some((_, PortalSource::Config)) => {
+                return Err(PortalError::Conflict(format!(
+                    "portal {name:?} is defined in the config file; remove it there"
+                )));
+            }
+            Some((_, PortalSource::Linked | PortalSource::Direct)) => {}
+        }
+        self.db.remove_portal(&id)?;
+        self.db.flush()?;
+        let stored = self.db.portals()?;
+        self.portals.replace(&stored);
+        tracing::info!(portal = %id, "Portal unlinked.");
+        Ok(())
     }
 
     /// Adds a new op for a lane outside the intake (relay notices).
@@ -180,6 +296,8 @@ pub struct RelaySetup {
     pub metrics: Arc<Metrics>,
     /// Refuses intake while the store's disk is nearly full (none: never).
     pub space: Option<Arc<SpaceGuard>>,
+    /// The store key, for listing logins from a chat (none: logins are off).
+    pub secrets: Option<SecretBox>,
 }
 
 impl Relay {
@@ -194,6 +312,7 @@ impl Relay {
             dedup_retention,
             metrics,
             space,
+            secrets,
         } = setup;
         let stored = sync_portals(&db, &portals)?;
         let bridges = bridges
@@ -214,6 +333,7 @@ impl Relay {
             config: RwLock::new(config),
             metrics,
             space,
+            secrets,
             lanes: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             lanes_stop: CancellationToken::new(),
@@ -292,29 +412,7 @@ impl Relay {
     /// The call registry: every call seen or started, newest first, with the
     /// invite each member got (its message ids there).
     pub fn calls(&self) -> Result<Vec<CallInfo>, StoreError> {
-        let db = &self.shared.db;
-        let mut out = Vec::new();
-        for (id, record) in db.calls()? {
-            let synthetic = translate::call_message_id(&id);
-            let group = db.group_of(&record.origin.bridge, &record.origin.channel, &synthetic)?;
-            let invites = match group {
-                Some(g) => db
-                    .copies(g)?
-                    .into_iter()
-                    // The origin's "copy" of a call it reported is the
-                    // synthetic id itself, not an invite.
-                    .filter(|(_, _, ids)| ids.as_slice() != std::slice::from_ref(&synthetic))
-                    .collect(),
-                None => Vec::new(),
-            };
-            out.push(CallInfo {
-                id,
-                record,
-                invites,
-            });
-        }
-        out.sort_by_key(|c| std::cmp::Reverse(c.record.started_ms));
-        Ok(out)
+        self.shared.calls()
     }
 
     /// Every live portal: its name, members and where it comes from, by name.
@@ -342,82 +440,13 @@ impl Relay {
     /// restarts and stays until [`Relay::unlink_portal`]. The bridges start
     /// watching the new channels.
     pub fn link_portal(&self, name: &str, members: &[String]) -> Result<PortalInfo, PortalError> {
-        crate::config::check_portal_name(name)
-            .map_err(|e| PortalError::Invalid(format!("portal name {e}")))?;
-        if members.len() < 2 {
-            return Err(PortalError::Invalid(format!(
-                "a portal needs at least 2 members, got {}",
-                members.len()
-            )));
-        }
-        let known = self.shared.bridges.keys().map(BridgeId::as_str);
-        let mut parsed: Vec<(BridgeId, ChannelId)> = Vec::with_capacity(members.len());
-        for text in members {
-            let member = crate::config::parse_portal_member(text, known.clone())
-                .map_err(PortalError::Invalid)?;
-            let member = (member.bridge, member.channel);
-            if parsed.contains(&member) {
-                return Err(PortalError::Invalid(format!("duplicate member {text:?}")));
-            }
-            parsed.push(member);
-        }
-        let id = PortalId::new(name);
-        let _edit = self.shared.portals.edit_lock();
-        if let Some((_, source)) = self.shared.portals.get(&id) {
-            return Err(PortalError::Conflict(match source {
-                PortalSource::Config => {
-                    format!("portal {name:?} already exists (defined in the config file)")
-                }
-                PortalSource::Linked => format!("portal {name:?} already exists"),
-            }));
-        }
-        for (bridge, channel) in &parsed {
-            if let Some((other, _)) = self.shared.portals.of(bridge, channel) {
-                return Err(PortalError::Conflict(format!(
-                    "channel \"{bridge}/{channel}\" is already in portal {:?}; a channel can be in only one portal",
-                    other.as_str()
-                )));
-            }
-        }
-        let record = PortalRecord {
-            members: parsed,
-            relay_calls: true,
-            meetings: None,
-            source: PortalSource::Linked,
-        };
-        self.shared.db.put_portal(&id, &record)?;
-        self.shared.db.flush()?;
-        let stored = self.shared.db.portals()?;
-        self.shared.portals.replace(&stored);
-        tracing::info!(portal = %id, members = record.members.len(), "Portal linked.");
-        info::spawn_sync(&self.shared);
-        Ok(PortalInfo {
-            name: name.to_owned(),
-            members: record.members,
-            source: PortalSource::Linked,
-        })
+        self.shared.link_portal(name, members)
     }
 
     /// Unlinks a portal linked at runtime: it stops relaying at once and is
     /// forgotten (its message mappings stay). Config portals are refused.
     pub fn unlink_portal(&self, name: &str) -> Result<(), PortalError> {
-        let id = PortalId::new(name);
-        let _edit = self.shared.portals.edit_lock();
-        match self.shared.portals.get(&id) {
-            None => return Err(PortalError::NotFound(format!("no portal {name:?}"))),
-            Some((_, PortalSource::Config)) => {
-                return Err(PortalError::Conflict(format!(
-                    "portal {name:?} is defined in the config file; remove it there"
-                )));
-            }
-            Some((_, PortalSource::Linked)) => {}
-        }
-        self.shared.db.remove_portal(&id)?;
-        self.shared.db.flush()?;
-        let stored = self.shared.db.portals()?;
-        self.shared.portals.replace(&stored);
-        tracing::info!(portal = %id, "Portal unlinked.");
-        Ok(())
+        self.shared.unlink_portal(name)
     }
 
     /// Refuses new inbound events from now on; connectors must not ack them.
@@ -523,7 +552,7 @@ fn sync_portals(
                     db.remove_portal(&id)?;
                 }
             }
-            PortalSource::Linked => {
+            PortalSource::Linked | PortalSource::Direct => {
                 if records.iter().any(|(c, _)| c == &id) {
                     tracing::warn!(portal = %id, "A linked portal has the name of a portal in the config file; the config file's wins and the linked one is dropped.");
                     db.remove_portal(&id)?;

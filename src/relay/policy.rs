@@ -65,6 +65,7 @@ mod tests {
             reaction_fallback: ReactionFallback::Notice,
             dead_letter_notices: true,
             jitsi_url: "https://meet.jit.si".to_owned(),
+            admins: Vec::new(),
         }
     }
 

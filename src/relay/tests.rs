@@ -23,6 +23,7 @@ fn relay_config() -> RelayConfig {
         reaction_fallback: ReactionFallback::Notice,
         dead_letter_notices: true,
         jitsi_url: "https://meet.example.test".to_owned(),
+        admins: Vec::new(),
     }
 }
 
@@ -95,6 +96,7 @@ fn start_with(opts: Options, a: MemoryPlatform, b: MemoryPlatform) -> Harness {
         dedup_retention: Duration::from_secs(3600),
         metrics: metrics.clone(),
         space: opts.space,
+        secrets: None,
     })
     .expect("relay starts");
     let stop = CancellationToken::new();
@@ -1233,6 +1235,7 @@ async fn a_channel_that_cannot_be_described_yet_is_asked_again() {
         dedup_retention: Duration::from_secs(3600),
         metrics: Arc::new(Metrics::new()),
         space: None,
+        secrets: None,
     })
     .expect("relay starts");
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1564,5 +1567,327 @@ async fn a_meeting_asked_for_is_registered_with_its_asker_and_link() {
         ["mem:a/general", "mem:b/general"],
         "the asker's channel too"
     );
+    h.stop().await;
+}
+
+// ----- commands and direct portals (relay/commands.rs) -----
+
+fn command(channel: &str, user: &str, name: &str, event: &str, text: &str) -> Inbound {
+    Inbound::new(
+        Origin::new("mem:a", channel),
+        EventId::new(event),
+        Sender::new(Person::new("mem:a".into(), user.into(), name)),
+        InboundKind::Command {
+            text: text.to_owned(),
+        },
+    )
+}
+
+/// What the bridge posted in `channel` of `p`, oldest first.
+fn bot_texts(p: &MemoryPlatform, channel: &str) -> Vec<String> {
+    p.messages(channel)
+        .into_iter()
+        .filter(|m| m.by_bridge)
+        .map(|m| m.text)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn dm_opens_a_direct_portal_that_relays_both_ways_and_persists() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    b.add_person("u-bob", "Bob Builder");
+    b.add_person("u-bobby", "Bobby Tables");
+    let opts = || Options {
+        store: store.clone(),
+        ..Options::default()
+    };
+    let h = start_with(opts(), a.clone(), b.clone());
+    // Two people match "bob": the answer lists both, and nothing opens.
+    a.inject(command("dm-ann", "ann", "Ann Lee", "c1", "dm bob"))
+        .expect("inject");
+    until("the choice is answered", Duration::from_secs(10), || {
+        !bot_texts(&a, "dm-ann").is_empty()
+    })
+    .await;
+    let answer = &bot_texts(&a, "dm-ann")[0];
+    assert!(answer.contains("Several people match"), "{answer}");
+    assert!(answer.contains("dm mem:b/u-bob — Bob Builder"), "{answer}");
+    assert!(
+        answer.contains("dm mem:b/u-bobby — Bobby Tables"),
+        "{answer}"
+    );
+    assert!(b.directs().is_empty());
+
+    // The exact name opens the portal; both sides are told who is there.
+    a.inject(command("dm-ann", "ann", "Ann Lee", "c2", "dm Bob Builder"))
+        .expect("inject");
+    until("both sides told", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-u-bob").len() == 1 && bot_texts(&a, "dm-ann").len() == 2
+    })
+    .await;
+    assert_eq!(
+        bot_texts(&b, "dm-u-bob")[0],
+        "Ann Lee (Mem) started a direct conversation with you through Switchboard. Reply here to answer."
+    );
+    assert!(
+        bot_texts(&a, "dm-ann")[1].starts_with("You are now connected with Bob Builder (Mem)."),
+        "{:?}",
+        bot_texts(&a, "dm-ann")
+    );
+    let opened = b.directs();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].0.as_str(), "u-bob");
+    assert_eq!(opened[0].1.display_name, "Ann Lee");
+    let portals = h.relay.portals();
+    let direct = portals
+        .iter()
+        .find(|p| p.source == PortalSource::Direct)
+        .expect("a direct portal");
+    assert_eq!(
+        direct.members,
+        vec![
+            ("mem:a".into(), "dm-ann".into()),
+            ("mem:b".into(), "dm-u-bob".into())
+        ]
+    );
+
+    // Replies flow both ways, as the people who wrote them.
+    a.post("dm-ann", "ann", "Ann Lee", "hello Bob")
+        .expect("post");
+    b.post("dm-u-bob", "u-bob", "Bob Builder", "hi Ann")
+        .expect("post");
+    until("both relayed", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-u-bob").len() == 2 && bot_texts(&a, "dm-ann").len() == 3
+    })
+    .await;
+    let to_bob = b.messages("dm-u-bob");
+    let relayed = to_bob
+        .iter()
+        .find(|m| m.text == "hello Bob")
+        .expect("relayed");
+    assert_eq!(relayed.author_name, "Ann Lee");
+    assert!(bot_texts(&a, "dm-ann").contains(&"hi Ann".to_owned()));
+
+    // A redelivered command does nothing; asking again says so.
+    a.inject(command("dm-ann", "ann", "Ann Lee", "c2", "dm Bob Builder"))
+        .expect("inject");
+    a.inject(command("dm-ann", "ann", "Ann Lee", "c3", "dm mem:b/u-bob"))
+        .expect("inject");
+    until("answered again", Duration::from_secs(10), || {
+        bot_texts(&a, "dm-ann").len() == 4
+    })
+    .await;
+    assert!(
+        bot_texts(&a, "dm-ann")[3].starts_with("You are already connected with Bob Builder"),
+        "{:?}",
+        bot_texts(&a, "dm-ann")
+    );
+    assert_eq!(bot_texts(&b, "dm-u-bob").len(), 2, "nothing more for Bob");
+    h.stop().await;
+
+    // After a restart the portal is still there and still relays.
+    let h = start_with(opts(), a.clone(), b.clone());
+    assert!(
+        h.relay
+            .portals()
+            .iter()
+            .any(|p| p.source == PortalSource::Direct)
+    );
+    b.post("dm-u-bob", "u-bob", "Bob Builder", "still here")
+        .expect("post");
+    until("relayed after the restart", Duration::from_secs(10), || {
+        bot_texts(&a, "dm-ann").contains(&"still here".to_owned())
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dm_finds_nobody_and_retries_a_platform_that_failed_for_now() {
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    b.add_person("bob", "Bob Builder");
+    let h = start_with(Options::default(), a.clone(), b.clone());
+    a.inject(command("dm-ann", "ann", "Ann", "c1", "dm zed"))
+        .expect("inject");
+    a.inject(command("dm-ann", "ann", "Ann", "c2", "dm"))
+        .expect("inject");
+    until("answered", Duration::from_secs(10), || {
+        bot_texts(&a, "dm-ann").len() == 2
+    })
+    .await;
+    assert_eq!(
+        bot_texts(&a, "dm-ann"),
+        vec![
+            "Nobody matching \"zed\" on Mem (mem:b).".to_owned(),
+            "Who with? Send dm <name>, e.g. dm Ann.".to_owned(),
+        ]
+    );
+    // Opening Bob's side fails twice for now: the command is retried.
+    b.fail_next(2, BridgeError::transient("try later"));
+    a.inject(command("dm-ann", "ann", "Ann", "c3", "dm bob"))
+        .expect("inject");
+    until("opened after the retries", Duration::from_secs(30), || {
+        bot_texts(&b, "dm-bob").len() == 1
+    })
+    .await;
+    assert_eq!(b.directs().len(), 1, "opened once it worked");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn administration_from_a_chat_is_for_administrators_only() {
+    let mut config = relay_config();
+    config.admins = vec![("mem:a".into(), "root".into())];
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    let h = start_with(
+        Options {
+            config,
+            ..Options::default()
+        },
+        a.clone(),
+        b.clone(),
+    );
+    a.inject(command("dm-ann", "ann", "Ann", "c1", "portal list"))
+        .expect("inject");
+    a.inject(command(
+        "dm-ann",
+        "ann",
+        "Ann",
+        "c2",
+        "portal link x mem:a/s1 mem:b/s2",
+    ))
+    .expect("inject");
+    a.inject(command("dm-ann", "ann", "Ann", "c3", "help"))
+        .expect("inject");
+    until("Ann answered", Duration::from_secs(10), || {
+        bot_texts(&a, "dm-ann").len() == 3
+    })
+    .await;
+    let ann = bot_texts(&a, "dm-ann");
+    assert!(
+        ann[0].starts_with("Only Switchboard's administrators"),
+        "{ann:?}"
+    );
+    assert!(
+        ann[1].starts_with("Only Switchboard's administrators"),
+        "{ann:?}"
+    );
+    assert!(ann[2].contains("dm <name>"), "{ann:?}");
+    assert_eq!(h.relay.portals().len(), 1, "nothing linked");
+
+    a.inject(command(
+        "ops",
+        "root",
+        "Root",
+        "r1",
+        "!switchboard portal link sales mem:a/s1 mem:b/s2",
+    ))
+    .expect("inject");
+    a.inject(command("ops", "root", "Root", "r2", "portal list"))
+        .expect("inject");
+    a.inject(command(
+        "ops",
+        "root",
+        "Root",
+        "r3",
+        "portal link bad mem:a/s1",
+    ))
+    .expect("inject");
+    until("root answered", Duration::from_secs(10), || {
+        bot_texts(&a, "ops").len() == 3
+    })
+    .await;
+    let root = bot_texts(&a, "ops");
+    assert_eq!(root[0], "Linked portal sales: mem:a/s1, mem:b/s2.");
+    assert!(root[1].starts_with("2 portal(s):"), "{root:?}");
+    assert!(
+        root[1].contains("• general (config): mem:a/general, mem:b/general"),
+        "{root:?}"
+    );
+    assert!(
+        root[1].contains("• sales (linked): mem:a/s1, mem:b/s2"),
+        "{root:?}"
+    );
+    assert!(
+        root[2].starts_with("Not linked: a portal needs at least 2 members"),
+        "{root:?}"
+    );
+    // The linked portal relays at once.
+    a.post("s1", "ann", "Ann", "to sales").expect("post");
+    until("relayed", Duration::from_secs(10), || {
+        bot_texts(&b, "s2") == vec!["to sales".to_owned()]
+    })
+    .await;
+    a.inject(command("ops", "root", "Root", "r4", "portal unlink sales"))
+        .expect("inject");
+    a.inject(command(
+        "ops",
+        "root",
+        "Root",
+        "r5",
+        "portal unlink general",
+    ))
+    .expect("inject");
+    a.inject(command("ops", "root", "Root", "r6", "logins"))
+        .expect("inject");
+    until("root answered again", Duration::from_secs(10), || {
+        bot_texts(&a, "ops").len() == 6
+    })
+    .await;
+    let root = bot_texts(&a, "ops");
+    assert_eq!(root[3], "Unlinked portal sales.");
+    assert!(root[4].contains("defined in the config file"), "{root:?}");
+    assert!(root[5].starts_with("Logins are off"), "{root:?}");
+    assert_eq!(h.relay.portals().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_direct_chat_with_a_puppet_reaches_the_person_it_stands_for() {
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    let h = start_with(Options::default(), a.clone(), b.clone());
+    // Bob speaks in the shared portal, so he has a puppet on mem:a.
+    b.post("general", "bob", "Bob Builder", "hello all")
+        .expect("post");
+    until("relayed", Duration::from_secs(10), || {
+        bot_texts(&a, "general").len() == 1
+    })
+    .await;
+    let bob = Person::new("mem:b".into(), "bob".into(), "Bob Builder");
+    let puppet =
+        h.db.puppet(&"mem:a".into(), &bob)
+            .expect("store")
+            .expect("Bob's puppet on mem:a")
+            .puppet
+            .user;
+    // Carl opens a direct chat with that puppet on mem:a.
+    a.inject(Inbound::new(
+        Origin::new("mem:a", "room-carl-bob"),
+        EventId::new("invite-1"),
+        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
+        InboundKind::DirectChat { puppet },
+    ))
+    .expect("inject");
+    until("Bob told", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-bob").len() == 1
+    })
+    .await;
+    assert_eq!(
+        bot_texts(&b, "dm-bob")[0],
+        "Carl (Mem) started a direct conversation with you through Switchboard. Reply here to answer."
+    );
+    assert!(
+        bot_texts(&a, "room-carl-bob")[0]
+            .starts_with("You are now connected with Bob Builder (Mem)."),
+        "{:?}",
+        bot_texts(&a, "room-carl-bob")
+    );
+    a.post("room-carl-bob", "carl", "Carl", "hi Bob")
+        .expect("post");
+    until("relayed to Bob", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-bob").contains(&"hi Bob".to_owned())
+    })
+    .await;
     h.stop().await;
 }

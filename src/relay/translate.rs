@@ -27,7 +27,8 @@ pub enum Prepared {
     Park,
     /// Nothing to deliver (and why, for the debug log).
     Skip(&'static str),
-    /// Have the target bridge create a meeting (relay/meetings.rs).
+    /// Carried out by the lane itself, not delivered: a meeting to create
+    /// (relay/meetings.rs), a command or a direct chat (relay/commands.rs).
     Meeting,
 }
 
@@ -209,7 +210,9 @@ impl Translator {
                     })
                 }
             }
-            PendingAction::StartCall { .. } => Ok(Prepared::Meeting),
+            PendingAction::StartCall { .. }
+            | PendingAction::Command { .. }
+            | PendingAction::DirectChat { .. } => Ok(Prepared::Meeting),
             PendingAction::ChannelInfo { info } => {
                 if !caps.mirrors_channel_info {
                     return Ok(Prepared::Skip("target keeps its own channel names"));

@@ -67,6 +67,10 @@ pub enum PortalSource {
     Config,
     /// Linked at runtime (`switchboard portal link`); kept until unlinked.
     Linked,
+    /// A direct-message portal opened by `dm <name>` or by a DM with a
+    /// puppet: two people's direct conversations. Kept until unlinked, or
+    /// until one of its channels is taken by a newer direct portal.
+    Direct,
 }
 
 impl PortalSource {
@@ -75,11 +79,13 @@ impl PortalSource {
         *self == PortalSource::Config
     }
 
-    /// Its name in the admin API and the CLI: `config` or `linked`.
+    /// Its name in the admin API and the CLI: `config`, `linked` or
+    /// `direct`.
     pub fn as_str(&self) -> &'static str {
         match self {
             PortalSource::Config => "config",
             PortalSource::Linked => "linked",
+            PortalSource::Direct => "direct",
         }
     }
 }
@@ -284,6 +290,20 @@ pub enum PendingAction {
         /// Its text.
         text: String,
     },
+    /// Carry out a command addressed to the bot in the target channel (the
+    /// channel it was written in) and answer there (relay/commands.rs). The
+    /// entry's sender is who wrote it.
+    Command {
+        /// What they wrote.
+        text: String,
+    },
+    /// Someone opened a direct conversation (the target channel) with
+    /// `puppet`, the target bridge's puppet of a person from elsewhere: join
+    /// it with that person's own direct conversation (relay/commands.rs).
+    DirectChat {
+        /// The puppet addressed.
+        puppet: switchboard_model::UserId,
+    },
 }
 
 impl PendingAction {
@@ -299,6 +319,8 @@ impl PendingAction {
             PendingAction::StartCall { .. } => "start_call",
             PendingAction::ChannelInfo { .. } => "channel_info",
             PendingAction::Notice { .. } => "notice",
+            PendingAction::Command { .. } => "command",
+            PendingAction::DirectChat { .. } => "direct_chat",
         }
     }
 }

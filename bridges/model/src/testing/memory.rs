@@ -304,6 +304,10 @@ struct State {
     meetings: Vec<MeetingRecord>,
     /// What [`Bridge::channel_info`] answers, by channel.
     channel_info: HashMap<ChannelId, ChannelInfo>,
+    /// Who [`Bridge::find_people`] finds.
+    people: Vec<Person>,
+    /// Every [`Bridge::open_direct`] call: the user and who for.
+    directs: Vec<(UserId, Person)>,
     puppet_calls: usize,
     required_token: Option<String>,
     /// The inbox of an ephemeral platform.
@@ -375,6 +379,18 @@ impl State {
                 "message {id} in channel {channel}"
             ))),
         }
+    }
+
+    /// One of the `fail_next` failures, if any are left (for calls that are
+    /// not deliveries).
+    fn take_next_failure(&mut self) -> Option<BridgeError> {
+        let (left, err) = self.failures.next.as_mut()?;
+        let err = err.clone();
+        *left -= 1;
+        if *left == 0 {
+            self.failures.next = None;
+        }
+        Some(err)
     }
 
     /// The first of `fail_next` (consuming one of its count), `fail_until` and
@@ -619,6 +635,19 @@ impl MemoryPlatform {
         self.lock()
             .channel_info
             .insert(ChannelId::new(channel), info);
+    }
+
+    /// Adds `user` (named `name`) to the directory [`Bridge::find_people`]
+    /// searches.
+    pub fn add_person(&self, user: &str, name: &str) {
+        let person = Person::new(self.id().clone(), UserId::new(user), name);
+        self.lock().people.push(person);
+    }
+
+    /// Every [`Bridge::open_direct`] call, in order: the user and who for.
+    /// Each opens (or finds again) the channel `dm-{user}`.
+    pub fn directs(&self) -> Vec<(UserId, Person)> {
+        self.lock().directs.clone()
     }
 
     fn media(&self, id: &str) -> Option<Vec<u8>> {
@@ -1310,6 +1339,36 @@ impl Bridge for MemoryBridge {
             return Err(BridgeError::not_found(format!("channel {channel}")));
         }
         Ok(state.channel_info.get(channel).cloned())
+    }
+
+    async fn open_direct(
+        &self,
+        user: &UserId,
+        with: &Person,
+    ) -> Result<Option<ChannelId>, BridgeError> {
+        self.check_token()?;
+        let mut state = self.platform.lock();
+        if let Some(err) = state.take_next_failure() {
+            return Err(err);
+        }
+        state.directs.push((user.clone(), with.clone()));
+        Ok(Some(ChannelId::new(format!("dm-{user}"))))
+    }
+
+    async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
+        self.check_token()?;
+        let query = query.to_lowercase();
+        let state = self.platform.lock();
+        Ok(state
+            .people
+            .iter()
+            .filter(|p| {
+                p.display_name.to_lowercase().contains(&query)
+                    || p.user.as_str().to_lowercase().contains(&query)
+            })
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {
