@@ -186,6 +186,12 @@ struct MatrixSetup {
 
 impl MatrixSetup {
     fn start() -> MatrixSetup {
+        MatrixSetup::start_with(false)
+    }
+
+    /// As [`MatrixSetup::start`]; `alice_admin` makes alice one of
+    /// `relay.admins`.
+    fn start_with(alice_admin: bool) -> MatrixSetup {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -196,12 +202,17 @@ impl MatrixSetup {
         let alias = hs.alias("general");
         let config = format!(
             "[store]\npath = \"store\"\n\n[http]\nlisten = \"{listen}\"\n\n[log]\nfilter = \"info\"\n\n\
-             [relay]\ninitial_backoff = \"50ms\"\nmax_backoff = \"1s\"\ndrain_grace = \"10s\"\n\n\
+             [relay]\ninitial_backoff = \"50ms\"\nmax_backoff = \"1s\"\ndrain_grace = \"10s\"\n{admins}\n\
              [[bridge]]\nid = \"memory:left\"\ntype = \"memory\"\nstate_dir = \"platform-left\"\n\n\
              {block}\
              [[portal]]\nname = \"general\"\nmembers = [\"memory:left/{ROOM}\", \"{BRIDGE}/{alias}\"]\n",
             listen = setup.listen,
             block = hs.bridge_block(),
+            admins = if alice_admin {
+                format!("admins = [\"{BRIDGE}/{}\"]\n", hs.alice.user_id)
+            } else {
+                String::new()
+            },
         );
         std::fs::write(setup.config_path(), config).expect("write config");
         let Homeserver {
@@ -888,4 +899,132 @@ impl Drop for MatrixSetup {
             }
         }
     }
+}
+
+/// The bot's notices in `room`, oldest first, as alice sees them.
+fn notices(ms: &MatrixSetup, room: &str) -> Vec<String> {
+    ms.room_messages(room)
+        .into_iter()
+        .filter(|e| e["content"]["msgtype"] == "m.notice")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits for a notice in `room` containing `text`; returns it.
+fn notice_with(ms: &MatrixSetup, room: &str, text: &str) -> String {
+    wait_value(&format!("a notice with {text:?} in {room}"), WAIT, || {
+        notices(ms, room).into_iter().find(|n| n.contains(text))
+    })
+}
+
+/// What the bridge posted in `channel` of the memory platform.
+fn sent_in(left: &MemoryPlatform, channel: &str) -> Vec<DeliveryRecord> {
+    left.deliveries()
+        .into_iter()
+        .filter(|d| d.channel.as_str() == channel && d.kind == DeliveryKind::Send)
+        .collect()
+}
+
+/// A management room (a room alice shares with the bot) takes commands:
+/// `portal list` for an administrator; `dm memory:left/ann` opens a direct
+/// portal between a new Matrix room (alice invited) and Ann's direct
+/// conversation on memory, and both sides talk through it; ordinary chat in
+/// that room is never taken for a command. (Memory people have no ghosts,
+/// so the bot shows them; a DM opened with a ghost is in tests/e2e/direct.rs.)
+#[test]
+fn management_room_commands_and_a_direct_portal_from_matrix() {
+    let ms = MatrixSetup::start_with(true);
+    let left = ms.left();
+    let _daemon = ms.spawn_ready();
+    ms.join_portal();
+    let bot = format!("@switchboard:{}", ms.synapse.server_name);
+
+    // A management room: alice invites the bot, which joins.
+    let manage = ms
+        .rt
+        .block_on(ms.alice.create_room(json!({
+            "preset": "trusted_private_chat",
+            "is_direct": true,
+            "invite": [bot],
+        })))
+        .expect("create a room with the bot");
+    wait_value("the bot in the management room", WAIT, || {
+        ms.events(&manage)
+            .into_iter()
+            .any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == bot.as_str()
+                    && e["content"]["membership"] == "join"
+            })
+            .then_some(())
+    });
+    ms.send_text(&manage, "portal list");
+    let list = notice_with(&ms, &manage, "portal(s):");
+    assert!(
+        list.contains(&format!("general (config): memory:left/{ROOM}")),
+        "{list}"
+    );
+    ms.send_text(&manage, "frobnicate");
+    notice_with(&ms, &manage, "I don't know the command \"frobnicate\"");
+
+    // dm from the management room: Ann is told on memory, alice is invited
+    // to a new direct room.
+    ms.send_text(&manage, "dm memory:left/ann");
+    let answer = notice_with(&ms, &manage, "Opened a direct conversation");
+    assert!(answer.contains("ann (Memory)"), "{answer}");
+    let told = wait_value("Ann told on memory", WAIT, || {
+        sent_in(&left, "dm-ann").into_iter().next()
+    });
+    assert_eq!(
+        told.text.as_deref(),
+        Some(
+            "alice (Matrix) started a direct conversation with you through Switchboard. Reply here to answer."
+        )
+    );
+    // The direct portal names the new room.
+    ms.send_text(&manage, "portals");
+    let list = wait_value("the direct portal listed", WAIT, || {
+        notices(&ms, &manage)
+            .into_iter()
+            .find(|n| n.contains("(direct)"))
+    });
+    let line = list
+        .lines()
+        .find(|l| l.contains("(direct)"))
+        .expect("the direct portal's line");
+    let dm_room = line
+        .split([' ', ','])
+        .find_map(|w| w.strip_prefix(&format!("{BRIDGE}/")))
+        .expect("its Matrix room")
+        .to_owned();
+    assert!(line.contains("memory:left/dm-ann"), "{line}");
+    ms.rt
+        .block_on(ms.alice.join(&dm_room))
+        .expect("alice joins the direct room");
+    notice_with(&ms, &dm_room, "You are now connected with ann (Memory)");
+
+    // Both ways through the direct portal; nothing said there is a command.
+    left.post("dm-ann", "ann", "Ann", "hi alice, it's Ann")
+        .expect("post");
+    wait_value("Ann's message in the direct room", WAIT, || {
+        ms.room_messages(&dm_room).into_iter().find(|e| {
+            e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.ends_with("hi alice, it's Ann"))
+        })
+    });
+    ms.send_text(&dm_room, "hello Ann, alice here");
+    let to_ann = wait_value("alice's message on memory", WAIT, || {
+        sent_in(&left, "dm-ann")
+            .into_iter()
+            .find(|d| d.text.as_deref() == Some("hello Ann, alice here"))
+    });
+    assert_eq!(to_ann.author_name.as_deref(), Some("alice"));
+    assert!(
+        notices(&ms, &dm_room)
+            .iter()
+            .all(|n| !n.contains("don't know the command")),
+        "{:?}",
+        notices(&ms, &dm_room)
+    );
 }

@@ -26,6 +26,7 @@
 
 use crate::bridge::MatrixBridge;
 use crate::client::dec;
+use crate::direct::Special;
 use crate::events::{RoomEvent, Surroundings, to_inbound};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -214,12 +215,22 @@ impl HttpEndpoint for AppserviceEndpoint {
     }
 }
 
+/// What a transaction's event is wanted for.
+enum Want {
+    /// Relayed through its portal.
+    Relay,
+    /// A command to the bot (a management room).
+    Command(String),
+    /// A direct chat opened with this ghost.
+    Direct(String),
+}
+
 impl MatrixBridge {
     /// The relay events a transaction's events mean, in order: echoes,
     /// events outside portals and events that mean nothing dropped.
     pub(crate) async fn inbound_of(&self, ctx: &BridgeContext, events: &[Value]) -> Vec<Inbound> {
         let portals = ctx.channels();
-        let mut wanted: Vec<(RoomEvent, ChannelId)> = Vec::new();
+        let mut wanted: Vec<(RoomEvent, ChannelId, Want)> = Vec::new();
         for raw in events {
             let event = match RoomEvent::from_json(raw) {
                 Ok(e) => e,
@@ -237,14 +248,40 @@ impl MatrixBridge {
                     self.remember_avatar(&event.sender, mxc);
                 }
             }
+            let special = self.note_membership(&event);
             if self.namer().is_ours(&event.sender) {
                 continue;
             }
-            let channel = self.rooms.channel_of(&event.room_id).or_else(|| {
-                let as_channel = ChannelId::new(event.room_id.clone());
-                portals.contains(&as_channel).then_some(as_channel)
-            });
+            match special {
+                Special::BotInvited => {
+                    self.bot_accepts(&event.room_id).await;
+                    continue;
+                }
+                Special::GhostInvited { ghost } => {
+                    self.ghost_accepts(&event.room_id, &ghost, ctx.cursors())
+                        .await;
+                    let room = ChannelId::new(event.room_id.clone());
+                    wanted.push((event, room, Want::Direct(ghost)));
+                    continue;
+                }
+                Special::None => {}
+            }
+            // A room the bridge knows is a portal only while its channel is
+            // one (the bot also posts in management rooms).
+            let channel = self
+                .rooms
+                .channel_of(&event.room_id)
+                .filter(|c| portals.contains(c))
+                .or_else(|| {
+                    let as_channel = ChannelId::new(event.room_id.clone());
+                    portals.contains(&as_channel).then_some(as_channel)
+                });
             let Some(channel) = channel else {
+                // Outside portals, only commands to the bot mean something.
+                if let Some(text) = self.command_in(&event, ctx.cursors()).await {
+                    let room = ChannelId::new(event.room_id.clone());
+                    wanted.push((event, room, Want::Command(text)));
+                }
                 continue;
             };
             let is_call = crate::calls::is_call_event(&event.kind, event.state_key.is_some());
@@ -257,11 +294,11 @@ impl MatrixBridge {
             {
                 continue;
             }
-            wanted.push((event, channel));
+            wanted.push((event, channel, Want::Relay));
         }
 
         let mut names: HashMap<String, String> = HashMap::new();
-        for (event, _) in &wanted {
+        for (event, _, _) in &wanted {
             if !names.contains_key(&event.sender) {
                 let name = self.display_name(&event.sender).await;
                 names.insert(event.sender.clone(), name);
@@ -271,7 +308,7 @@ impl MatrixBridge {
         let cursors = ctx.cursors();
         let mut out = Vec::with_capacity(wanted.len());
         self.with_format(|format| {
-            for (event, channel) in &wanted {
+            for (event, channel, want) in &wanted {
                 let name = names
                     .get(&event.sender)
                     .cloned()
@@ -282,6 +319,17 @@ impl MatrixBridge {
                     name,
                 );
                 person.avatar = self.avatar_url(&event.sender);
+                let special = match want {
+                    Want::Relay => None,
+                    Want::Command(text) => Some(InboundKind::Command { text: text.clone() }),
+                    Want::Direct(ghost) => Some(InboundKind::DirectChat {
+                        puppet: UserId::new(ghost.clone()),
+                    }),
+                };
+                if let Some(kind) = special {
+                    out.push(self.special_inbound(event, person, kind));
+                    continue;
+                }
                 let reaction = |id: &str| self.reaction(Some(cursors), id);
                 let s = Surroundings {
                     origin: Origin::new(self.config().id.clone(), channel.clone()),
@@ -396,11 +444,10 @@ mod endpoint_tests {
     ) -> mpsc::Receiver<switchboard_model::bridge::InboundEnvelope> {
         let (sink, rx) = InboundSink::channel(capacity);
         let (state, _) = watch::channel(BridgeState::Connecting);
-        bridge.set_context(Some(BridgeContext::new(
-            sink,
-            CancellationToken::new(),
-            state,
-        )));
+        let (_, channels) = watch::channel(vec![ChannelId::new(CHANNEL)]);
+        bridge.set_context(Some(
+            BridgeContext::new(sink, CancellationToken::new(), state).with_channels(channels),
+        ));
         rx
     }
 
@@ -640,6 +687,74 @@ mod endpoint_tests {
         let seen = collected.await.expect("collector");
         let ids: Vec<&str> = seen.iter().map(|e| e.event.as_str()).collect();
         assert_eq!(ids, vec!["$kept"]);
+    }
+
+    #[tokio::test]
+    async fn direct_invites_of_ghosts_and_prefixed_commands_outside_portals() {
+        let bridge = bridge();
+        let rx = running(&bridge, 8);
+        let collected = ack_all(rx);
+        let ep = endpoint(&bridge);
+        let member = |sender: &str, target: &str, room: &str, id: &str, content: Value| {
+            json!({"type": "m.room.member", "event_id": id, "room_id": room, "sender": sender,
+                   "state_key": target, "origin_server_ts": 5, "content": content})
+        };
+        let text = |room: &str, id: &str, body: &str| {
+            json!({"type": "m.room.message", "event_id": id, "room_id": room,
+                   "sender": "@carol:localhost", "origin_server_ts": 6,
+                   "content": {"msgtype": "m.text", "body": body}})
+        };
+        let body = json!({"events": [
+            // Carol opens a DM with Bob's ghost (it cannot join here: the
+            // homeserver is unreachable, but the relay is told).
+            member("@carol:localhost", "@slack_bob:localhost", "!dm:localhost", "$invite",
+                   json!({"membership": "invite", "is_direct": true})),
+            // An invitation that is not a DM means nothing.
+            member("@carol:localhost", "@slack_bob:localhost", "!group:localhost", "$group",
+                   json!({"membership": "invite"})),
+            // The bot is in a room that is no portal: a prefixed message is a
+            // command, anything else nothing (its size is unknown here).
+            member("@switchboard:localhost", "@switchboard:localhost", "!ops:localhost", "$join",
+                   json!({"membership": "join"})),
+            text("!ops:localhost", "$cmd", "!switchboard portal list"),
+            text("!ops:localhost", "$chat", "just chatting"),
+            // In a room without the bot, even a prefixed message is nothing.
+            text("!other:localhost", "$other", "!switchboard help"),
+        ]});
+        let r = ep
+            .handle(put(
+                "/_matrix/app/v1/transactions/20",
+                Some("hs-secret-2"),
+                &body,
+            ))
+            .await;
+        assert_eq!(r.status, 200);
+        bridge.set_context(None);
+        let seen = collected.await.expect("collector");
+        let kinds: Vec<(&str, &str, &InboundKind)> = seen
+            .iter()
+            .map(|e| (e.event.as_str(), e.origin.channel.as_str(), &e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    "$invite",
+                    "!dm:localhost",
+                    &InboundKind::DirectChat {
+                        puppet: UserId::new("@slack_bob:localhost")
+                    }
+                ),
+                (
+                    "$cmd",
+                    "!ops:localhost",
+                    &InboundKind::Command {
+                        text: "portal list".into()
+                    }
+                ),
+            ]
+        );
+        assert_eq!(seen[0].sender.person.user.as_str(), "@carol:localhost");
     }
 
     #[tokio::test]

@@ -66,6 +66,8 @@ pub struct MatrixBridge {
     avatars: Mutex<HashMap<String, String>>,
     /// The signed avatar endpoint, when the configuration has a `public_url`.
     media: Option<Arc<MediaEndpoint>>,
+    /// Management rooms and direct chats (direct.rs).
+    pub(crate) management: crate::direct::Management,
     this: Weak<MatrixBridge>,
 }
 
@@ -102,6 +104,7 @@ impl MatrixBridge {
             names: Mutex::default(),
             avatars: Mutex::default(),
             media,
+            management: crate::direct::Management::default(),
             this: this.clone(),
         })
     }
@@ -1126,6 +1129,7 @@ impl Bridge for MatrixBridge {
             self.set_context(None);
             return Err(e);
         }
+        self.load_bot_rooms().await;
         ctx.set_state(BridgeState::Connected);
         tracing::info!(bridge = %self.config.id, "Matrix application service ready.");
 
@@ -1176,6 +1180,18 @@ impl Bridge for MatrixBridge {
                 ctx.as_ref().map(BridgeContext::cursors),
             )
             .await
+    }
+
+    async fn open_direct(
+        &self,
+        user: &UserId,
+        with: &Person,
+    ) -> Result<Option<ChannelId>, BridgeError> {
+        self.open_direct_room(user, with).await
+    }
+
+    async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
+        self.search_people(query, limit).await
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {

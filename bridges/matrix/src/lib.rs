@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod calls;
 pub mod client;
 pub mod config;
+pub mod direct;
 pub mod events;
 pub mod format;
 pub mod ghosts;

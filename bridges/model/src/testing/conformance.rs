@@ -320,7 +320,9 @@ impl Suite {
         let (sink, mut relay) = InboundSink::channel(256);
         let shutdown = CancellationToken::new();
         let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
-        let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx);
+        // The relay tells a bridge which of its channels are portals.
+        let (_channels_tx, channels) = watch::channel(vec![self.channel.clone()]);
+        let ctx = BridgeContext::new(sink, shutdown.clone(), state_tx).with_channels(channels);
         let bridge = Arc::clone(&self.bridge);
         let mut runner = tokio::spawn(async move { bridge.run(ctx).await });
 
