@@ -7,10 +7,13 @@
 //! same two ways and are answered, once stored, with a message only the
 //! person sees; every subcommand but `call` is moved to the person's IM with
 //! the bot, where the relay answers. Messages written to the bot in an IM
-//! that is no portal are commands too ([`crate::direct`]). After every (re)connect, [`SlackBridge::catch_up`]
-//! reads `conversations.history` from each portal channel's stored cursor, so
-//! nothing posted while we were away is lost; the relay drops what it already
-//! has by message id.
+//! that is no portal are commands too (the `direct` module). After every
+//! (re)connect, [`SlackBridge::catch_up`] reads `conversations.history` from
+//! each portal channel's stored cursor, so nothing posted while we were away
+//! is lost; the relay drops what it already has by message id. IMs that are
+//! no portal are not read back: commands come from Slack's deliveries alone,
+//! and once stored they move their IM's cursor, so that an IM made a direct
+//! portal later never relays them as messages.
 //!
 //! Outbound: `chat.postMessage` with `username`/`icon_url` for people from
 //! elsewhere (scope `chat:write.customize`), message `metadata` carrying our

@@ -1412,3 +1412,64 @@ async fn find_people_searches_names_across_pages_and_skips_bots_and_the_deactiva
     let found = uncached.find_people("carol", 10).await.expect("search");
     assert_eq!(names(&found), ["Caz", "Carolyn Keene"]);
 }
+
+#[tokio::test]
+async fn under_slack_s_rate_limits_the_directory_and_ims_say_rate_limited() {
+    use switchboard_slack_sim::ratelimit::Mode;
+    let sim = sim().await;
+    let mut people = Vec::new();
+    for n in 0..450 {
+        people.push(
+            sim.add_user(UserSeed {
+                name: format!("person{n:03}"),
+                ..UserSeed::default()
+            })
+            .expect("added"),
+        );
+    }
+    sim.set_rate_limit_mode(Mode::Strict);
+    // The connector's own limits keep users.list (Tier 2) under Slack's.
+    let paced = bridge_with(&sim, |c| c.rate_limits = true);
+    assert_eq!(
+        paced
+            .find_people("person", 1000)
+            .await
+            .expect("search")
+            .len(),
+        450
+    );
+    // Without them, Slack answers 429 sooner or later: a bridge that has
+    // read the directory once keeps searching that copy…
+    let eager = bridge_with(&sim, |c| c.directory_ttl = Duration::ZERO);
+    for _ in 0..8 {
+        assert_eq!(
+            eager
+                .find_people("person001", 10)
+                .await
+                .expect("the copy")
+                .len(),
+            1
+        );
+    }
+    // …one that never has says so, and the relay retries later.
+    let fresh = bridge(&sim);
+    let limited = fresh.find_people("person", 10).await;
+    assert!(
+        matches!(limited, Err(BridgeError::RateLimited { .. })),
+        "{limited:?}"
+    );
+    // conversations.open is Tier 3: the 51st IM in a minute is refused the same way.
+    let with = switchboard_model::Person::new("teams:t".into(), "u".into(), "Yan");
+    let mut outcome = Ok(None);
+    for user in people.iter().take(60) {
+        let user = switchboard_model::UserId::new(user.clone());
+        outcome = fresh.open_direct(&user, &with).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(outcome, Err(BridgeError::RateLimited { .. })),
+        "{outcome:?}"
+    );
+}
