@@ -98,6 +98,13 @@ impl AfterStored {
             _ => AfterStored::default(),
         }
     }
+
+    /// Moves the channel's catch-up cursor, if the event has a position.
+    pub(crate) fn advance(&self, cursors: &dyn CursorStore) {
+        if let Some((channel, ts)) = &self.cursor {
+            crate::bridge::advance_cursor(cursors, channel, ts);
+        }
+    }
 }
 
 /// True for a Slack IM id (`D…`).
@@ -157,8 +164,8 @@ impl SlackBridge {
 
     /// Does what storing an event means for the connector (see [`AfterStored`]).
     pub(crate) fn stored(&self, cursors: Option<&dyn CursorStore>, after: AfterStored) {
-        if let (Some(cursors), Some((channel, ts))) = (cursors, after.cursor) {
-            crate::bridge::advance_cursor(cursors, &channel, &ts);
+        if let Some(cursors) = cursors {
+            after.advance(cursors);
         }
         if let Some(command) = after.command {
             self.remember_command(command);

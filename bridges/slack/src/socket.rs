@@ -257,8 +257,9 @@ async fn handle_envelope(
             if s.await.is_err() {
                 return; // not stored: no ack, Slack redelivers
             }
-            if let Some(bridge) = bridge.upgrade() {
-                bridge.stored(Some(cursors.cursors()), after);
+            match bridge.upgrade() {
+                Some(bridge) => bridge.stored(Some(cursors.cursors()), after),
+                None => after.advance(cursors.cursors()),
             }
         }
         let _ = acks.send(ack).await;
