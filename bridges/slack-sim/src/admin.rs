@@ -13,6 +13,8 @@
 //! | POST | `/_admin/seed` | a [`Seed`] |
 //! | POST | `/_admin/users` | a [`UserSeed`] |
 //! | POST | `/_admin/users/{id}/profile` | a [`UserPatch`] |
+//! | POST | `/_admin/users/{id}/message_app` | `{"text"}` → `{"channel", "ts"}` (the person writes to the app in its Messages tab) |
+//! | GET | `/_admin/users/{id}/app_im` | – (`{"channel", "messages"}`: their IM with the bot, opened if needed) |
 //! | POST | `/_admin/channels` | a [`ChannelSeed`] |
 //! | POST | `/_admin/channels/{id}/join` | `{"user", "inviter"?}` |
 //! | POST | `/_admin/channels/{id}/leave` | `{"user"}` |
@@ -237,6 +239,23 @@ admin!(messages, |sim, id: String, _b| {
 });
 
 #[derive(Deserialize)]
+struct TextArg {
+    text: String,
+}
+
+admin!(message_app, |sim, id: String, b| {
+    let a: TextArg = body(b)?;
+    let (channel, ts) = handle(sim).message_app(&id, &a.text).map_err(sim_err)?;
+    Ok(json!({"channel": channel, "ts": ts}))
+});
+
+admin!(app_im, |sim, id: String, _b| {
+    let h = handle(sim);
+    let channel = h.app_im(&id).map_err(sim_err)?;
+    Ok(json!({"channel": channel, "messages": h.messages(&channel)}))
+});
+
+#[derive(Deserialize)]
 struct TokenArg {
     user: String,
     scopes: Option<Vec<String>>,
@@ -444,6 +463,8 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_admin/seed", post(seed))
         .route("/_admin/users", post(add_user))
         .route("/_admin/users/{id}/profile", post(update_user))
+        .route("/_admin/users/{id}/message_app", post(message_app))
+        .route("/_admin/users/{id}/app_im", get(app_im))
         .route("/_admin/channels", post(add_channel))
         .route("/_admin/channels/{id}/join", post(join))
         .route("/_admin/channels/{id}/leave", post(leave))

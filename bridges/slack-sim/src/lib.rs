@@ -507,6 +507,58 @@ impl SlackSim {
         })
     }
 
+    /// The IM between `user` (a name or id) and the app's bot user, opened as Slack opens it
+    /// when the person first visits the app's Messages tab (no event), or the one they have.
+    pub fn app_im(&self, user: &str) -> Result<String, SimError> {
+        let mut st = lock(&self.inner.state);
+        let user = resolve_user_id(&st, user)?;
+        let bot = st.app.bot_user_id.clone();
+        Ok(st.open_im(&user, &bot).0)
+    }
+
+    /// `user` writes `text` to the app in its Messages tab (what people do only in Slack's own
+    /// clients): a message of theirs in their IM with the bot (with a `client_msg_id` and a
+    /// `rich_text` block, as clients send), which the app receives as a `message` event with
+    /// `channel_type: "im"` when it subscribes to `message.im` and holds `im:history`.
+    /// Returns the IM's id and the message's `ts`. Deactivated people cannot write.
+    pub fn message_app(&self, user: &str, text: &str) -> Result<(String, String), SimError> {
+        self.inner.mutate(|st, out| {
+            let user = resolve_user_id(st, user)?;
+            if st.user(&user).is_some_and(|u| u.deleted) {
+                return Err(SimError::Invalid(format!("user {user} is deactivated")));
+            }
+            let bot = st.app.bot_user_id.clone();
+            let (im, _) = st.open_im(&user, &bot);
+            let mut nm = state::NewMessage::text(state::Author::User(user), text);
+            nm.client_msg_id = Some(crate::ids::uuid_v4());
+            let ts = st
+                .post(&im, nm, out)
+                .ok_or_else(|| SimError::NotFound(im.clone()))?;
+            Ok((im, ts.to_string()))
+        })
+    }
+
+    /// What `user` sees in their IM with the app's bot, oldest first (as [`SlackSim::messages`]):
+    /// what they wrote, the app's answers and what it relayed there with a `username` and
+    /// icon. Empty when they have no such IM.
+    pub fn app_im_messages(&self, user: &str) -> Result<Vec<Value>, SimError> {
+        let im = {
+            let st = lock(&self.inner.state);
+            let user = resolve_user_id(&st, user)?;
+            let bot = st.app.bot_user_id.clone();
+            st.channels
+                .iter()
+                .find(|c| {
+                    c.kind == Kind::Im
+                        && c.members.len() == 2
+                        && c.is_member(&user)
+                        && c.is_member(&bot)
+                })
+                .map(|c| c.id.clone())
+        };
+        Ok(im.map(|im| self.messages(&im)).unwrap_or_default())
+    }
+
     /// `user` types `/command text` in `channel` (what people do only in Slack's own
     /// clients); the app gets it over Socket Mode or at its request URL (see
     /// [`commands`]). Returns the invocation's `trigger_id`. Fails when the person is not in

@@ -5,10 +5,15 @@
 //! from `users.info`, push into the relay and acknowledge Slack only once the
 //! relay has stored the event. Slash commands (`/switchboard call`) come the
 //! same two ways and are answered, once stored, with a message only the
-//! person sees. After every (re)connect, [`SlackBridge::catch_up`]
-//! reads `conversations.history` from each portal channel's stored cursor, so
-//! nothing posted while we were away is lost; the relay drops what it already
-//! has by message id.
+//! person sees; every subcommand but `call` is moved to the person's IM with
+//! the bot, where the relay answers. Messages written to the bot in an IM
+//! that is no portal are commands too (the `direct` module). After every
+//! (re)connect, [`SlackBridge::catch_up`] reads `conversations.history` from
+//! each portal channel's stored cursor, so nothing posted while we were away
+//! is lost; the relay drops what it already has by message id. IMs that are
+//! no portal are not read back: commands come from Slack's deliveries alone,
+//! and once stored they move their IM's cursor, so that an IM made a direct
+//! portal later never relays them as messages.
 //!
 //! Outbound: `chat.postMessage` with `username`/`icon_url` for people from
 //! elsewhere (scope `chat:write.customize`), message `metadata` carrying our
@@ -67,6 +72,8 @@ pub struct SlackBridge {
     /// Event ids of the slash commands stored last, oldest first: a
     /// redelivered command is answered again without a second event.
     commands_stored: Mutex<VecDeque<EventId>>,
+    /// IMs with the bot, the portal channels, the directory.
+    pub(crate) direct: crate::direct::DirectState,
 }
 
 /// How many stored slash commands are remembered for deduplication (the
@@ -93,6 +100,7 @@ impl SlackBridge {
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             icon: Mutex::new(None),
             commands_stored: Mutex::new(VecDeque::new()),
+            direct: crate::direct::DirectState::default(),
         }))
     }
 
@@ -150,6 +158,11 @@ impl SlackBridge {
             .accounts_slot
             .write()
             .unwrap_or_else(|p| p.into_inner()) = accounts;
+    }
+
+    /// A handle on this connector for tasks that outlive a borrow of it.
+    pub(crate) fn weak(&self) -> std::sync::Weak<SlackBridge> {
+        self.this.clone()
     }
 
     /// Our identity, once `run` or `health_check` has asked Slack.
@@ -229,6 +242,7 @@ impl SlackBridge {
                 event,
                 reply,
                 handle,
+                direct,
             } => {
                 let mut event = Box::new(self.enrich(*event).await);
                 let person = &mut event.sender.person;
@@ -237,10 +251,21 @@ impl SlackBridge {
                 {
                     person.display_name.clone_from(handle);
                 }
+                if direct {
+                    // Answered privately: in the person's IM with the bot.
+                    match self.direct_channel(event.sender.person.user.as_str()).await {
+                        Ok(im) => event.origin.channel = im,
+                        Err(e) => {
+                            tracing::warn!(bridge = %self.config.id, error = %e, "No direct conversation for a slash command's answer.");
+                            return Ok(Command::Reply(COMMAND_FAILED.to_owned()));
+                        }
+                    }
+                }
                 Command::Submit {
                     event,
                     reply,
                     handle,
+                    direct,
                 }
             }
             other => other,
@@ -295,16 +320,16 @@ impl SlackBridge {
         }
     }
 
-    /// True when a slash command with this event id was stored recently.
-    fn command_seen(&self, id: &EventId) -> bool {
+    /// True when a command with this event id was stored recently.
+    pub(crate) fn command_seen(&self, id: &EventId) -> bool {
         self.commands_stored
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(id)
     }
 
-    /// Remembers a stored slash command (the last [`RECENT_COMMANDS`]).
-    fn remember_command(&self, id: EventId) {
+    /// Remembers a stored command (the last [`RECENT_COMMANDS`]).
+    pub(crate) fn remember_command(&self, id: EventId) {
         let mut recent = self
             .commands_stored
             .lock()
@@ -330,7 +355,7 @@ impl SlackBridge {
                 for ev in list {
                     out.push(self.enrich(ev).await);
                 }
-                Payload::Events(out)
+                Payload::Events(self.commands_from_ims(out))
             }
             other => other,
         })
@@ -410,23 +435,18 @@ impl SlackBridge {
     ) -> Result<(), BridgeError> {
         let mut pending = Vec::with_capacity(events.len());
         for ev in events {
-            let ts = match &ev.kind {
-                InboundKind::Message { id, .. } => Some((ev.origin.channel.clone(), id.clone())),
-                _ => None,
-            };
+            let after = crate::direct::AfterStored::of(&ev);
             let stored = sink
                 .submit(ev)
                 .await
                 .map_err(|e| BridgeError::transient(format!("relay refused the event: {e}")))?;
-            pending.push((stored, ts));
+            pending.push((stored, after));
         }
-        for (stored, ts) in pending {
+        for (stored, after) in pending {
             stored
                 .await
                 .map_err(|e| BridgeError::transient(format!("relay refused the event: {e}")))?;
-            if let (Some(cursors), Some((channel, ts))) = (cursors, ts) {
-                advance_cursor(cursors, &channel, ts.as_str());
-            }
+            self.stored(cursors, after);
         }
         Ok(())
     }
@@ -1045,6 +1065,7 @@ impl Bridge for SlackBridge {
         let identity = self.authenticate().await?;
         tracing::info!(bridge = %self.config.id, team = %identity.team, "Slack workspace authenticated.");
         *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx.inbound.clone());
+        self.set_portals(Some(ctx.channels_watch()));
         let result = match &self.config.mode {
             InboundMode::Socket { app_token } => crate::socket::run(self, &ctx, app_token).await,
             InboundMode::Events { .. } => {
@@ -1056,6 +1077,7 @@ impl Bridge for SlackBridge {
             }
         };
         *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_portals(None);
         result
     }
 
@@ -1108,6 +1130,25 @@ impl Bridge for SlackBridge {
         let name = format!("{} ({label})", person.display_name);
         let user = UserId::new(format!("puppet:{}:{}", person.bridge, person.user));
         Ok(PuppetRef::new(user, name).with_avatar(person.avatar.clone()))
+    }
+
+    /// The bot's IM with `user` (`conversations.open`, which gives the same
+    /// IM again when it exists). `with` is shown per message, by name and
+    /// icon, like anyone relayed into Slack.
+    async fn open_direct(
+        &self,
+        user: &UserId,
+        with: &Person,
+    ) -> Result<Option<ChannelId>, BridgeError> {
+        let _ = with;
+        self.direct_channel(user.as_str()).await.map(Some)
+    }
+
+    /// People of the workspace (`users.list`, cached) whose display name,
+    /// real name or handle contains `query`; no bots, deleted accounts or
+    /// Slackbot.
+    async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
+        self.search_people(query, limit).await
     }
 
     /// `conversations.info`: the channel's name, and its topic (or, when it

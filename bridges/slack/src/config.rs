@@ -44,6 +44,9 @@ pub struct SlackConfig {
     /// How long a Socket Mode connection may stay silent before it is
     /// considered dead (Slack pings; so do we).
     pub ping_interval: Duration,
+    /// How long the workspace directory (`users.list`, searched by
+    /// `find_people`) is reused before it is read again.
+    pub directory_ttl: Duration,
 }
 
 impl SlackConfig {
@@ -63,6 +66,7 @@ impl SlackConfig {
             max_upload: 100 * 1024 * 1024,
             relay_marker: crate::events::DEFAULT_RELAY_MARKER.to_owned(),
             ping_interval: Duration::from_secs(10),
+            directory_ttl: Duration::from_secs(300),
         }
     }
 }

@@ -59,8 +59,10 @@
 //!   the user's huddle but no channel, and the channel's `huddle_thread`
 //!   message already reports the same call with its participants.
 //! - Everything else is ignored with a reason.
-//! - Slash commands (`/switchboard call [title]` → [`InboundKind::CallRequest`])
-//!   are not events: see [`command`].
+//! - Slash commands (`/switchboard call [title]` → [`InboundKind::CallRequest`],
+//!   any other text → [`InboundKind::Command`]) are not events: see [`command`].
+//!   Messages in an IM with the bot are parsed here like any message; the
+//!   connector turns those outside portals into commands (its `direct` module).
 //!
 //! The sender is [`Sender::is_ours`] when the bot id, app id or user is ours
 //! (from [`ParseContext`]) or when the message's `metadata.event_type` is

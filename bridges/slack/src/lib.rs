@@ -5,11 +5,14 @@
 //! - [`signature`]: `v0` request signatures of the HTTP Events API.
 //! - [`names`]: resolving user and channel ids to names for mentions.
 //! - [`bridge`]: the [`bridge::SlackBridge`] itself; [`socket`]: Socket Mode; [`config`]: its settings.
+//! - `direct`: commands written to the bot in its IMs, the IMs of direct portals, the
+//!   directory `dm <name>` searches.
 //! - [`web`]: the Web API client; [`ratelimit`]: client-side rate limits.
 
 pub mod blocks;
 pub mod bridge;
 pub mod config;
+mod direct;
 pub mod emoji;
 pub mod events;
 pub mod login;

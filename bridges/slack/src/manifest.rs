@@ -13,6 +13,7 @@ pub const BOT_SCOPES: &[&str] = &[
     "groups:read",
     "im:read",
     "mpim:read",
+    "im:write",
     "channels:join",
     "chat:write",
     "chat:write.customize",

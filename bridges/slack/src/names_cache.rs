@@ -60,6 +60,22 @@ pub fn display_name(user: &Value) -> Option<String> {
     .map(str::to_owned)
 }
 
+impl UserInfo {
+    /// What a user object (`users.info`, `users.list`) says about `id`:
+    /// the name Slack clients show, the 192 px avatar (else the 72 px one).
+    pub fn of(user: &Value, id: &str) -> Self {
+        UserInfo {
+            name: display_name(user).unwrap_or_else(|| id.to_owned()),
+            avatar: user
+                .pointer("/profile/image_192")
+                .or_else(|| user.pointer("/profile/image_72"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            is_bot: user.get("is_bot").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+}
+
 impl NameCache {
     /// A cached user.
     pub fn cached_user(&self, id: &str) -> Option<UserInfo> {
@@ -91,16 +107,7 @@ impl NameCache {
             .await
         {
             Ok(v) => {
-                let user = v.get("user")?;
-                let info = UserInfo {
-                    name: display_name(user).unwrap_or_else(|| id.to_owned()),
-                    avatar: user
-                        .pointer("/profile/image_192")
-                        .or_else(|| user.pointer("/profile/image_72"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    is_bot: user.get("is_bot").and_then(Value::as_bool).unwrap_or(false),
-                };
+                let info = UserInfo::of(v.get("user")?, id);
                 self.put_user(id, info.clone());
                 Some(info)
             }

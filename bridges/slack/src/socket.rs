@@ -10,13 +10,14 @@
 //! replacement socket is opened before the old one is dropped. After every
 //! connect, the connector catches up from its cursors.
 
-use crate::bridge::{SlackBridge, advance_cursor};
+use crate::bridge::SlackBridge;
+use crate::direct::AfterStored;
 use crate::events::{Payload, SocketFrame, parse_socket_frame};
 use crate::web::Token;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
-use switchboard_model::{BridgeContext, BridgeError, BridgeState, InboundKind};
+use switchboard_model::{BridgeContext, BridgeError, BridgeState};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -239,12 +240,9 @@ async fn handle_envelope(
     };
     let mut stored = Vec::new();
     for ev in events {
-        let message_ts = match &ev.kind {
-            InboundKind::Message { id, .. } => Some((ev.origin.channel.clone(), id.clone())),
-            _ => None,
-        };
+        let after = AfterStored::of(&ev);
         match ctx.inbound.submit(ev).await {
-            Ok(s) => stored.push((s, message_ts)),
+            Ok(s) => stored.push((s, after)),
             Err(e) => {
                 tracing::warn!(bridge = %id, error = %e, "Relay refused an event; Slack will redeliver it.");
                 return;
@@ -253,13 +251,15 @@ async fn handle_envelope(
     }
     let acks = acks.clone();
     let cursors = ctx.clone();
+    let bridge = bridge.weak();
     pending.spawn(async move {
-        for (s, message_ts) in stored {
+        for (s, after) in stored {
             if s.await.is_err() {
                 return; // not stored: no ack, Slack redelivers
             }
-            if let Some((channel, ts)) = message_ts {
-                advance_cursor(cursors.cursors(), &channel, ts.as_str());
+            match bridge.upgrade() {
+                Some(bridge) => bridge.stored(Some(cursors.cursors()), after),
+                None => after.advance(cursors.cursors()),
             }
         }
         let _ = acks.send(ack).await;

@@ -605,26 +605,45 @@ async fn a_reaction_slack_cannot_show_becomes_a_visible_note_in_the_thread() {
 }
 
 #[tokio::test]
-async fn direct_messages_relay_like_channels() {
+async fn a_direct_portal_s_im_relays_messages_both_ways_with_names_and_icons() {
     let sim = sim().await;
     let bridge = bridge(&sim);
     let alice = Person::new(&sim, "alice");
     let bot_user = sim.seeded().bot_user_id.clone();
-    // Alice opens a DM with the bot and writes there.
-    let dm = alice
+    // Alice's IM with the bot, as open_direct gives it for a direct portal.
+    let with = switchboard_model::Person::new("teams:t".into(), "u-yan".into(), "Yan Tiersen")
+        .with_avatar("https://example.com/yan.png");
+    let alice_id = switchboard_model::UserId::new(sim.seeded().users["alice"].clone());
+    let dm = bridge
+        .open_direct(&alice_id, &with)
+        .await
+        .expect("conversations.open")
+        .expect("Slack has IMs");
+    let dm = dm.as_str().to_owned();
+    assert!(dm.starts_with('D'), "{dm}");
+    let theirs = alice
         .call("conversations.open", json!({ "users": bot_user }))
         .await;
-    let dm = dm["channel"]["id"].as_str().expect("a DM id").to_owned();
-    assert!(dm.starts_with('D'), "{dm}");
-    let mut running = run(bridge.clone(), vec![]);
+    assert_eq!(theirs["channel"]["id"], dm.as_str(), "the same IM");
+    // The IM is a portal channel: what Alice writes there is relayed.
+    let mut running = run(bridge.clone(), vec![ChannelId::new(dm.clone())]);
     running.connected().await;
     alice.post(&dm, "just between us").await;
     let ev = running.next().await;
     assert_eq!(ev.origin.channel.as_str(), dm);
     assert!(
-        matches!(&ev.kind, InboundKind::Message { message, .. } if message.body.to_plain() == "just between us")
+        matches!(&ev.kind, InboundKind::Message { message, .. } if message.body.to_plain() == "just between us"),
+        "{ev:?}"
     );
-    // And the bot answers there, as someone from elsewhere.
+    // Even a text that reads like a command is a message here.
+    sim.message_app("alice", "help").expect("alice writes");
+    let ev = running.next().await;
+    assert!(
+        matches!(&ev.kind, InboundKind::Message { message, .. } if message.body.to_plain() == "help"),
+        "{ev:?}"
+    );
+    // The other person answers there, by name and icon, as in channels.
+    let puppet = bridge.ensure_puppet(&with).await.expect("puppet");
     let op = switchboard_model::OutboundOp::new(
         "dm-answer".into(),
         ChannelId::new(dm.clone()),
@@ -632,19 +651,22 @@ async fn direct_messages_relay_like_channels() {
             message: switchboard_model::Message::text("hello from Teams"),
         },
     )
-    .with_author(Some(switchboard_model::PuppetRef::new(
-        "puppet:y".into(),
-        "Yan (Teams)",
-    )));
+    .with_author(Some(puppet));
     bridge
         .deliver(&op, &switchboard_model::testing::NoMedia)
         .await
         .expect("posted in the DM");
-    assert!(
-        sim.messages(&dm)
-            .iter()
-            .any(|m| m["text"] == "hello from Teams" && m["username"] == "Yan (Teams)")
-    );
+    let seen = sim.app_im_messages("alice").expect("alice's IM");
+    let answer = seen
+        .iter()
+        .find(|m| m["text"] == "hello from Teams")
+        .unwrap_or_else(|| panic!("the answer is in Alice's IM: {seen:?}"));
+    assert_eq!(answer["username"], "Yan Tiersen (Teams)");
+    assert_eq!(answer["icons"]["image_64"], "https://example.com/yan.png");
+    assert_eq!(answer["subtype"], "bot_message");
+    // Its echo is ours.
+    let echo = running.next().await;
+    assert!(echo.sender.is_ours, "{echo:?}");
     running.stop().await;
 }
 
@@ -746,8 +768,8 @@ async fn switchboard_call_is_one_call_request_acknowledged_with_an_ephemeral_rep
         "{extra:?}"
     );
 
-    // Help and unknown words: usage, no event; a title-less call still counts.
-    for text in ["help", "", "dance"] {
+    // Help and no text: usage, no event; a title-less call still counts.
+    for text in ["help", ""] {
         let t = sim
             .run_slash_command(&general, "bob", "/switchboard", text)
             .expect("bob runs the command");
@@ -865,4 +887,589 @@ async fn over_http_a_signed_command_form_is_submitted_and_answered() {
     assert_eq!(v["text"], USAGE);
     assert!(running.quiet(Duration::from_millis(300)).await.is_empty());
     running.stop().await;
+}
+
+/// A connector whose settings `f` adjusts first.
+fn bridge_with(sim: &SlackSim, f: impl FnOnce(&mut SlackConfig)) -> Arc<SlackBridge> {
+    let seeded = sim.seeded();
+    let mut config = SlackConfig::new(
+        "slack:sim".into(),
+        format!("{}/api", sim.base_url()),
+        Token::new(seeded.bot_token.clone()),
+        InboundMode::Socket {
+            app_token: Token::new(seeded.app_token.clone()),
+        },
+    );
+    config.rate_limits = false;
+    f(&mut config);
+    SlackBridge::new(config).expect("bridge")
+}
+
+fn command_text(ev: &Inbound) -> Option<&str> {
+    match &ev.kind {
+        InboundKind::Command { text } => Some(text),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn slash_commands_other_than_call_come_from_the_person_s_im_with_the_bot() {
+    use switchboard_slack::events::command::{COMMAND_REPLY, USAGE};
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let random = sim.seeded().channels["random"].clone();
+    let alice = sim.seeded().users["alice"].clone();
+    let bridge = bridge(&sim);
+    let mut running = run(bridge.clone(), vec![ChannelId::new(general.clone())]);
+    running.connected().await;
+    // Typed in a public channel that is a portal: still answered privately.
+    let trigger = sim
+        .run_slash_command(&general, "alice", "/switchboard", "  dm bob ")
+        .expect("alice runs the command");
+    let (ev, stored) = tokio::time::timeout(Duration::from_secs(10), running.rx.recv())
+        .await
+        .expect("an event within 10 s")
+        .expect("the bridge is running");
+    assert_eq!(command_text(&ev), Some("dm bob"), "{ev:?}");
+    let im = sim.app_im("alice").expect("alice's IM with the bot");
+    assert_eq!(ev.origin.channel.as_str(), im, "the origin is Alice's IM");
+    assert_ne!(ev.origin.channel.as_str(), general);
+    assert_eq!(ev.event.as_str(), format!("slash:{trigger}"));
+    assert_eq!(ev.sender.person.user.as_str(), alice);
+    assert_eq!(ev.sender.person.display_name, "Alice Liddell");
+    assert!(!ev.sender.is_ours);
+    // Answered only once stored, saying where the answer goes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sim.slash_command(&trigger).expect("recorded").outcome,
+        CommandOutcome::Pending
+    );
+    let _ = stored.send(Ok(()));
+    let done = sim
+        .wait_for_slash_command(&trigger, Duration::from_secs(5))
+        .await
+        .expect("acknowledged in time");
+    assert_eq!(done.seen(), vec![COMMAND_REPLY.to_string()]);
+    assert_eq!(done.replies[0].response_type, "ephemeral");
+    // Redelivered: answered again, no second event.
+    sim.redeliver_slash_command(&trigger).expect("redelivered");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.slash_command(&trigger).expect("recorded").replies.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "second ack");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running.quiet(Duration::from_millis(300)).await.is_empty());
+    // Another command from another channel: the same IM.
+    sim.run_slash_command(&random, "alice", "/switchboard", "portal list")
+        .expect("runs");
+    let ev = running.next().await;
+    assert_eq!(command_text(&ev), Some("portal list"));
+    assert_eq!(ev.origin.channel.as_str(), im);
+    // Bob's commands go to Bob's IM.
+    sim.run_slash_command(&general, "bob", "/switchboard", "logins")
+        .expect("runs");
+    let ev = running.next().await;
+    assert_eq!(command_text(&ev), Some("logins"));
+    assert_eq!(
+        ev.origin.channel.as_str(),
+        sim.app_im("bob").expect("bob's IM")
+    );
+    // Help: the usage, listing every command, and no event.
+    let t = sim
+        .run_slash_command(&general, "bob", "/switchboard", "help")
+        .expect("runs");
+    let c = sim
+        .wait_for_slash_command(&t, Duration::from_secs(5))
+        .await
+        .expect("answered");
+    assert_eq!(c.seen(), vec![USAGE.to_string()]);
+    for listed in [
+        "call [title]",
+        "dm <name>",
+        "portal list",
+        "logins",
+        "calls",
+    ] {
+        assert!(c.seen()[0].contains(listed), "{listed}");
+    }
+    assert!(running.quiet(Duration::from_millis(300)).await.is_empty());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_to_the_bot_in_an_im_that_is_no_portal_is_one_command_and_its_answer_is_nothing()
+{
+    let sim = sim().await;
+    let general = ChannelId::new(sim.seeded().channels["general"].clone());
+    let bridge = bridge(&sim);
+    let cursors: Arc<dyn switchboard_model::CursorStore> =
+        Arc::new(switchboard_model::MemoryCursors::default());
+    let (sink, mut rx) = InboundSink::channel(64);
+    let stop = CancellationToken::new();
+    let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
+    let (_portals, channels) = watch::channel(vec![general.clone()]);
+    let ctx = BridgeContext::new(sink, stop.clone(), state_tx)
+        .with_channels(channels)
+        .with_cursors(cursors.clone());
+    let task = tokio::spawn({
+        let bridge = bridge.clone();
+        async move { bridge.run(ctx).await }
+    });
+    state
+        .wait_for(|s| *s == BridgeState::Connected)
+        .await
+        .expect("connected");
+
+    let (im, ts) = sim.message_app("alice", "dm Bob Ross").expect("writes");
+    let (ev, ack) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("event");
+    assert_eq!(command_text(&ev), Some("dm Bob Ross"), "{ev:?}");
+    assert_eq!(ev.origin.channel.as_str(), im);
+    assert_eq!(ev.event.as_str(), format!("im-command:{im}:{ts}"));
+    assert_eq!(ev.sender.person.display_name, "Alice Liddell");
+    assert!(!ev.sender.is_ours);
+    let _ = ack.send(Ok(()));
+    // Once stored, the IM's cursor is past the command.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cursors.get(&ChannelId::new(im.clone())).as_deref() != Some(ts.as_str()) {
+        assert!(tokio::time::Instant::now() < deadline, "cursor moved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The relay's answer in the IM (a notice from the bot) and a relayed
+    // post there are ours: nothing comes back.
+    let notice = switchboard_model::OutboundOp::new(
+        "answer-1".into(),
+        ChannelId::new(im.clone()),
+        switchboard_model::OutboundKind::Send {
+            message: switchboard_model::Message::text("Found Bob Ross on Teams.")
+                .with_style(switchboard_model::MessageStyle::Notice),
+        },
+    );
+    bridge
+        .deliver(&notice, &switchboard_model::testing::NoMedia)
+        .await
+        .expect("answered");
+    // Edits of and reactions to a command are no commands either.
+    let alice = Person::new(&sim, "alice");
+    alice
+        .call(
+            "chat.update",
+            json!({ "channel": im, "ts": ts, "text": "dm Bob" }),
+        )
+        .await;
+    alice
+        .call(
+            "reactions.add",
+            json!({ "channel": im, "timestamp": ts, "name": "thumbsup" }),
+        )
+        .await;
+    let mut extra = Vec::new();
+    while let Ok(Some((ev, ack))) =
+        tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+    {
+        let _ = ack.send(Ok(()));
+        extra.push(ev);
+    }
+    assert!(extra.is_empty(), "nothing more from the IM: {extra:?}");
+    assert!(
+        sim.app_im_messages("alice")
+            .expect("IM")
+            .iter()
+            .any(|m| m["text"] == "Found Bob Ross on Teams."),
+        "the answer is in Alice's IM"
+    );
+
+    // A refused event is not acknowledged; Slack's redelivery carries the
+    // same command id, so the relay can drop whichever copy it has.
+    let (_, ts2) = sim.message_app("alice", "calls").expect("writes");
+    let (ev, ack) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("event");
+    assert_eq!(command_text(&ev), Some("calls"));
+    let first = ev.event.clone();
+    let _ = ack.send(Err(switchboard_model::bridge::IntakeError::NotStored(
+        "disk full".into(),
+    )));
+    let (again, ack) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("redelivered within Slack's ack deadline")
+        .expect("event");
+    assert_eq!(command_text(&again), Some("calls"));
+    assert_eq!(again.event, first);
+    assert_eq!(again.event.as_str(), format!("im-command:{im}:{ts2}"));
+    let _ = ack.send(Ok(()));
+    stop.cancel();
+    task.await.expect("joins").expect("ok");
+
+    // After a restart with the IM still no portal: nothing is replayed.
+    let rerun = |portals: Vec<ChannelId>| {
+        let (sink, rx) = InboundSink::channel(64);
+        let stop = CancellationToken::new();
+        let (state_tx, state) = watch::channel(BridgeState::Connecting);
+        let (tx, channels) = watch::channel(portals);
+        let ctx = BridgeContext::new(sink, stop.clone(), state_tx)
+            .with_channels(channels)
+            .with_cursors(cursors.clone());
+        let bridge = bridge_with(&sim, |_| {});
+        let task = tokio::spawn(async move { bridge.run(ctx).await });
+        (rx, stop, state, tx, task)
+    };
+    let (mut rx, stop, mut state, _tx, task) = rerun(vec![general.clone()]);
+    state
+        .wait_for(|s| *s == BridgeState::Connected)
+        .await
+        .expect("connected");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "no command runs twice after a restart"
+    );
+    stop.cancel();
+    task.await.expect("joins").expect("ok");
+    // After `dm` made the IM a direct portal: catch-up starts after the
+    // commands, which are never relayed as messages; new messages are.
+    let (mut rx, stop, mut state, _tx, task) =
+        rerun(vec![general.clone(), ChannelId::new(im.clone())]);
+    state
+        .wait_for(|s| *s == BridgeState::Connected)
+        .await
+        .expect("connected");
+    sim.message_app("alice", "hello Bob").expect("writes");
+    let (ev, ack) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("in time")
+        .expect("event");
+    let _ = ack.send(Ok(()));
+    assert!(
+        matches!(&ev.kind, InboundKind::Message { message, .. } if message.body.to_plain() == "hello Bob"),
+        "only the new message: {ev:?}"
+    );
+    stop.cancel();
+    task.await.expect("joins").expect("ok");
+}
+
+#[tokio::test]
+async fn over_http_an_im_command_delivered_twice_is_submitted_once() {
+    use switchboard_model::HttpRequest;
+    let sim = sim().await;
+    let seeded = sim.seeded().clone();
+    let alice = seeded.users["alice"].clone();
+    let im = sim.app_im("alice").expect("IM");
+    let bridge = bridge_with(&sim, |c| {
+        c.mode = InboundMode::Events {
+            signing_secret: Token::new(seeded.signing_secret.clone()),
+            path: "/slack/sim/events".into(),
+        }
+    });
+    let endpoint = bridge
+        .http_endpoints()
+        .pop()
+        .expect("the Events API endpoint")
+        .1;
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    let body = |event_id: &str| {
+        json!({
+            "token": "vt", "team_id": seeded.team_id, "api_app_id": seeded.app_id,
+            "type": "event_callback", "event_id": event_id, "event_time": 1_700_000_000,
+            "event": {
+                "type": "message", "channel": im, "channel_type": "im", "user": alice,
+                "text": "portal list", "ts": "1700000000.000100", "event_ts": "1700000000.000100",
+                "client_msg_id": "5b2c8ab0-0000-4000-8000-000000000001"
+            }
+        })
+        .to_string()
+    };
+    let request = |body: String, retry: Option<&str>| {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            .to_string();
+        let sig = switchboard_slack::signature::sign(
+            seeded.signing_secret.as_bytes(),
+            &ts,
+            body.as_bytes(),
+        );
+        let mut headers = vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("X-Slack-Request-Timestamp".into(), ts),
+            ("X-Slack-Signature".into(), sig),
+        ];
+        if let Some(n) = retry {
+            headers.push(("X-Slack-Retry-Num".into(), n.into()));
+            headers.push(("X-Slack-Retry-Reason".into(), "http_timeout".into()));
+        }
+        HttpRequest::new("POST", "/slack/sim/events", "", headers, body.into_bytes())
+    };
+    let first = tokio::spawn({
+        let endpoint = endpoint.clone();
+        let req = request(body("Ev0IMCMD01"), None);
+        async move { endpoint.handle(req).await }
+    });
+    let ev = running.next().await;
+    assert_eq!(command_text(&ev), Some("portal list"));
+    assert_eq!(ev.origin.channel.as_str(), im);
+    assert_eq!(
+        ev.event.as_str(),
+        format!("im-command:{im}:1700000000.000100")
+    );
+    assert_eq!(first.await.expect("joins").status, 200);
+    // Slack's retry (same event id), and the same message under another id.
+    let again = tokio::spawn({
+        let endpoint = endpoint.clone();
+        let (retry, other) = (
+            request(body("Ev0IMCMD01"), Some("1")),
+            request(body("Ev0IMCMD02"), None),
+        );
+        async move {
+            let retry = endpoint.handle(retry).await.status;
+            let other = endpoint.handle(other).await.status;
+            (retry, other)
+        }
+    });
+    let extra = running.quiet(Duration::from_millis(500)).await;
+    assert!(extra.is_empty(), "the command is submitted once: {extra:?}");
+    let (retry, other) = tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .expect("answered")
+        .expect("joins");
+    assert_eq!((retry, other), (200, 200));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn open_direct_gives_the_same_im_again_and_maps_slack_s_errors() {
+    let sim = sim().await;
+    let bridge = bridge(&sim);
+    let bob = switchboard_model::UserId::new(sim.seeded().users["bob"].clone());
+    let with = switchboard_model::Person::new("matrix:m".into(), "@ann:m".into(), "Ann");
+    let first = bridge
+        .open_direct(&bob, &with)
+        .await
+        .expect("opened")
+        .expect("an IM");
+    assert!(first.as_str().starts_with('D'), "{first}");
+    let again = bridge.open_direct(&bob, &with).await.expect("found");
+    assert_eq!(again.as_ref(), Some(&first));
+    // Slack itself gives the same IM to a connector that never asked before.
+    let fresh = bridge_with(&sim, |_| {});
+    let other = fresh.open_direct(&bob, &with).await.expect("found");
+    assert_eq!(other.as_ref(), Some(&first));
+    assert_eq!(sim.app_im("bob").expect("bob"), first.as_str());
+    // Someone Slack does not know.
+    let nobody = bridge
+        .open_direct(&switchboard_model::UserId::new("U0NOBODY01"), &with)
+        .await;
+    assert!(
+        matches!(nobody, Err(BridgeError::NotFound { .. })),
+        "{nobody:?}"
+    );
+    // A deactivated account: refused for good.
+    let gone = sim
+        .add_user(UserSeed {
+            name: "gone".into(),
+            deleted: true,
+            ..UserSeed::default()
+        })
+        .expect("added");
+    let refused = bridge
+        .open_direct(&switchboard_model::UserId::new(gone), &with)
+        .await;
+    assert!(
+        matches!(refused, Err(BridgeError::Permanent { .. })),
+        "{refused:?}"
+    );
+    // Without im:write: a permanent error, not a retry loop.
+    sim.set_bot_scopes(&["chat:write", "users:read"]);
+    let carol = sim
+        .add_user(UserSeed {
+            name: "carol".into(),
+            ..UserSeed::default()
+        })
+        .expect("added");
+    let scope = bridge
+        .open_direct(&switchboard_model::UserId::new(carol), &with)
+        .await;
+    assert!(
+        matches!(scope, Err(BridgeError::Permanent { .. })),
+        "{scope:?}"
+    );
+}
+
+#[tokio::test]
+async fn find_people_searches_names_across_pages_and_skips_bots_and_the_deactivated() {
+    let sim = sim().await;
+    let add = |name: &str, f: &dyn Fn(&mut UserSeed)| {
+        let mut u = UserSeed {
+            name: name.into(),
+            ..UserSeed::default()
+        };
+        f(&mut u);
+        sim.add_user(u).expect("added")
+    };
+    let carol = add("carol", &|u| {
+        u.real_name = Some("Carol Danvers".into());
+        u.display_name = Some("Caz".into());
+        u.avatar_url = Some("https://example.com/caz.png".into());
+    });
+    add("robobot", &|u| u.is_bot = true);
+    add("bobby", &|u| {
+        u.real_name = Some("Bobby Tables".into());
+        u.deleted = true;
+    });
+    // Enough people for users.list to need three pages of 200.
+    for n in 0..420 {
+        add(&format!("person{n:03}"), &|_| {});
+    }
+    let zed = add("zlast", &|u| u.real_name = Some("Zed Last".into()));
+    let bridge = bridge(&sim);
+    let names = |people: &[switchboard_model::Person]| -> Vec<String> {
+        people.iter().map(|p| p.display_name.clone()).collect()
+    };
+    // By real name, any case; the bot "robobot" and deactivated "bobby" are left out.
+    let found = bridge.find_people("BOB", 10).await.expect("search");
+    assert_eq!(names(&found), ["Bob Ross"]);
+    let bob = &found[0];
+    assert_eq!(bob.user.as_str(), sim.seeded().users["bob"]);
+    assert_eq!(bob.bridge.as_str(), "slack:sim");
+    assert!(!bob.is_bot);
+    assert_eq!(
+        names(&bridge.find_people("ross", 10).await.expect("search")),
+        ["Bob Ross"]
+    );
+    // By display name, named and pictured as a sender would be.
+    let found = bridge.find_people("caz", 10).await.expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].user.as_str(), carol);
+    assert_eq!(found[0].display_name, "Caz");
+    assert_eq!(
+        found[0].avatar.as_deref(),
+        Some("https://example.com/caz.png")
+    );
+    assert_eq!(
+        names(&bridge.find_people("danvers", 10).await.expect("search")),
+        ["Caz"]
+    );
+    // By handle, on the last page.
+    let found = bridge.find_people("zlast", 10).await.expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].user.as_str(), zed);
+    assert_eq!(found[0].display_name, "Zed Last");
+    // At most `limit`; nobody for Slackbot, the bot user or nothing.
+    assert_eq!(
+        bridge.find_people("person", 5).await.expect("search").len(),
+        5
+    );
+    assert_eq!(
+        bridge
+            .find_people("person", 1000)
+            .await
+            .expect("search")
+            .len(),
+        420
+    );
+    assert!(
+        bridge
+            .find_people("slackbot", 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    assert!(bridge.find_people("", 10).await.expect("search").is_empty());
+    assert!(
+        bridge
+            .find_people("bobby", 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    // The directory is cached: someone new shows up only once it is read again.
+    add("newcomer", &|_| {});
+    assert!(
+        bridge
+            .find_people("newcomer", 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
+    let uncached = bridge_with(&sim, |c| c.directory_ttl = Duration::ZERO);
+    assert_eq!(
+        uncached
+            .find_people("newcomer", 10)
+            .await
+            .expect("search")
+            .len(),
+        1
+    );
+    // The exact match comes first.
+    add("carolyn", &|u| u.real_name = Some("Carolyn Keene".into()));
+    let found = uncached.find_people("carol", 10).await.expect("search");
+    assert_eq!(names(&found), ["Caz", "Carolyn Keene"]);
+}
+
+#[tokio::test]
+async fn under_slack_s_rate_limits_the_directory_and_ims_say_rate_limited() {
+    use switchboard_slack_sim::ratelimit::Mode;
+    let sim = sim().await;
+    let mut people = Vec::new();
+    for n in 0..450 {
+        people.push(
+            sim.add_user(UserSeed {
+                name: format!("person{n:03}"),
+                ..UserSeed::default()
+            })
+            .expect("added"),
+        );
+    }
+    sim.set_rate_limit_mode(Mode::Strict);
+    // The connector's own limits keep users.list (Tier 2) under Slack's.
+    let paced = bridge_with(&sim, |c| c.rate_limits = true);
+    assert_eq!(
+        paced
+            .find_people("person", 1000)
+            .await
+            .expect("search")
+            .len(),
+        450
+    );
+    // Without them, Slack answers 429 sooner or later: a bridge that has
+    // read the directory once keeps searching that copy…
+    let eager = bridge_with(&sim, |c| c.directory_ttl = Duration::ZERO);
+    for _ in 0..8 {
+        assert_eq!(
+            eager
+                .find_people("person001", 10)
+                .await
+                .expect("the copy")
+                .len(),
+            1
+        );
+    }
+    // …one that never has says so, and the relay retries later.
+    let fresh = bridge(&sim);
+    let limited = fresh.find_people("person", 10).await;
+    assert!(
+        matches!(limited, Err(BridgeError::RateLimited { .. })),
+        "{limited:?}"
+    );
+    // conversations.open is Tier 3: the 51st IM in a minute is refused the same way.
+    let with = switchboard_model::Person::new("teams:t".into(), "u".into(), "Yan");
+    let mut outcome = Ok(None);
+    for user in people.iter().take(60) {
+        let user = switchboard_model::UserId::new(user.clone());
+        outcome = fresh.open_direct(&user, &with).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
+    assert!(
+        matches!(outcome, Err(BridgeError::RateLimited { .. })),
+        "{outcome:?}"
+    );
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod binary;
 mod commands;
+mod direct;
 mod events;
 mod jsonschema;
 mod oauth;

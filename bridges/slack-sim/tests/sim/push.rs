@@ -280,3 +280,27 @@ async fn retries_on_errors_and_timeouts_with_headers() {
     assert_eq!(sim.counters().events_dropped, 2);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_person_writing_to_the_app_is_pushed_as_a_signed_im_message() {
+    let sim = start().await;
+    let (url, log) = receiver(vec![Behaviour::Ok]).await;
+    sim.set_request_url(Some(&url)).await.expect("verified");
+    let (im, ts) = sim.message_app("bob", "portal list").expect("bob writes");
+    let got = wait_for(&log, 1, Duration::from_secs(2)).await;
+    assert_eq!(got.len(), 1);
+    let (h, body) = &got[0];
+    let stamp = header(h, "x-slack-request-timestamp").expect("timestamp");
+    assert_eq!(
+        header(h, "x-slack-signature"),
+        Some(sign("8f742231b10e8888abcd99yyyzzz85a5", stamp, body).as_str())
+    );
+    let v: Value = serde_json::from_slice(body).expect("json");
+    assert_eq!(v["type"], "event_callback");
+    assert_eq!(v["event"]["type"], "message");
+    assert_eq!(v["event"]["channel"], im.as_str());
+    assert_eq!(v["event"]["channel_type"], "im");
+    assert_eq!(v["event"]["user"], BOB);
+    assert_eq!(v["event"]["text"], "portal list");
+    assert_eq!(v["event"]["ts"], ts.as_str());
+}

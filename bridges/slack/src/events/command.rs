@@ -11,12 +11,19 @@
 //!
 //! - `/switchboard call [title]` → [`InboundKind::CallRequest`] from the
 //!   person (`user_id`) in the conversation (`channel_id`), whether or not it
-//!   is a portal (the relay decides), with the event id
-//!   `"slash:{trigger_id}"` (Slack mints one trigger id per invocation, and a
-//!   redelivery carries the same one); without a trigger id, a Socket Mode
-//!   envelope gives `"slash-envelope:{envelope_id}"`.
-//! - `help`, an empty text, any other word, or another command → a usage
-//!   text and no event.
+//!   is a portal (the relay decides).
+//! - `help` or an empty text, or a command other than `/switchboard` → the
+//!   usage text ([`USAGE`]) and no event.
+//! - Any other text (`dm bob`, `portal list`, `logins`…) →
+//!   [`InboundKind::Command`] with the trimmed text, answered with
+//!   [`COMMAND_REPLY`]. The parser gives it the conversation it was typed in
+//!   as origin; the connector then moves it to the person's direct messages
+//!   with the bot (`conversations.open`), where the relay's answer (and a
+//!   direct portal opened by `dm`) stays private (`Command::Submit { direct: true, .. }`).
+//!
+//! Every event gets the id `"slash:{trigger_id}"` (Slack mints one trigger id
+//! per invocation, and a redelivery carries the same one); without a trigger
+//! id, a Socket Mode envelope gives `"slash-envelope:{envelope_id}"`.
 //!
 //! The verification `token` is never read, kept or shown.
 
@@ -31,8 +38,22 @@ pub const COMMAND: &str = "/switchboard";
 /// What the person sees once their call request is stored.
 pub const CALL_REPLY: &str = "Starting a meeting for this conversation…";
 
-/// What the person sees for `help`, an empty or an unknown subcommand.
-pub const USAGE: &str = "Usage: `/switchboard call [title]` starts a meeting for this conversation and posts the invite to everyone in it, wherever this channel is relayed.";
+/// What the person sees once another command is stored: the relay answers
+/// in their direct messages with the bot.
+pub const COMMAND_REPLY: &str =
+    "On it — the answer will be in your direct messages with Switchboard.";
+
+/// What the person sees for `help` or an empty text.
+pub const USAGE: &str = "Usage: `/switchboard <command>`
+• `call [title]`: start a meeting for this conversation and post the invite to everyone in it, wherever this channel is relayed.
+• `dm <name>`: talk with someone on another platform; the conversation appears in your direct messages with Switchboard.
+For administrators:
+• `portal list`: the portals and their channels.
+• `portal link <name> <member> <member>…`: join channels into a portal.
+• `portal unlink <name>`: remove a portal.
+• `logins`: linked accounts that need signing in again.
+• `calls`: calls in progress.
+Answers other than for `call` arrive in your direct messages with Switchboard, where these commands also work without `/switchboard`.";
 
 /// What a slash command asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +67,10 @@ pub enum Command {
         /// The person's handle (`user_name`): their name when neither the
         /// name cache nor `users.info` knows a better one.
         handle: Option<String>,
+        /// The event belongs in the person's direct messages with the bot,
+        /// not in the conversation the command was typed in: the connector
+        /// replaces the origin channel with that IM before submitting.
+        direct: bool,
     },
     /// Show this text and do nothing else.
     Reply(String),
@@ -118,21 +143,27 @@ fn parse_fields(
     let (word, rest) = text
         .split_once(char::is_whitespace)
         .map_or((text, ""), |(w, r)| (w, r.trim()));
-    if !word.eq_ignore_ascii_case("call") {
+    let (kind, reply, direct) = if text.is_empty() || text.eq_ignore_ascii_case("help") {
         return Ok(Command::Reply(USAGE.to_owned()));
-    }
-    let title = (!rest.is_empty()).then(|| rest.to_owned());
+    } else if word.eq_ignore_ascii_case("call") {
+        let title = (!rest.is_empty()).then(|| rest.to_owned());
+        (InboundKind::CallRequest { title }, CALL_REPLY, false)
+    } else {
+        let text = text.to_owned();
+        (InboundKind::Command { text }, COMMAND_REPLY, true)
+    };
     let event = Inbound::new(
         Origin::new(ctx.bridge.clone(), channel),
         EventId::new(event),
         sender::of_user(user, ctx),
-        InboundKind::CallRequest { title },
+        kind,
     )
     .at(Timestamp::now());
     Ok(Command::Submit {
         event: Box::new(event),
-        reply: CALL_REPLY.to_owned(),
+        reply: reply.to_owned(),
         handle: json::opt_nonempty(obj, "user_name").map(str::to_owned),
+        direct,
     })
 }
 
@@ -222,11 +253,13 @@ mod tests {
             event,
             reply,
             handle,
+            direct,
         } = &c
         else {
             panic!("not submitted: {c:?}")
         };
         assert_eq!(reply, CALL_REPLY);
+        assert!(!direct, "a call stays in the conversation it was asked in");
         assert_eq!(event.origin.bridge, bridge());
         assert_eq!(event.origin.channel.as_str(), "C111");
         assert_eq!(event.sender.person.user.as_str(), "U111");
@@ -253,9 +286,24 @@ mod tests {
         );
     }
 
+    fn command_text(c: &Command) -> Option<(String, bool, &str)> {
+        match c {
+            Command::Submit {
+                event,
+                direct,
+                reply,
+                ..
+            } => match &event.kind {
+                InboundKind::Command { text } => Some((text.clone(), *direct, reply.as_str())),
+                _ => None,
+            },
+            Command::Reply(_) => None,
+        }
+    }
+
     #[test]
-    fn help_empty_and_unknown_words_get_the_usage_and_no_event() {
-        for text in ["help", "", "   ", "calls now", "meeting", "callme"] {
+    fn help_and_empty_get_the_usage_and_no_event() {
+        for text in ["help", "HELP", " help ", "", "   "] {
             assert_eq!(
                 parse(&payload(text)).expect("parses"),
                 Command::Reply(USAGE.to_owned()),
@@ -268,6 +316,56 @@ mod tests {
             parse(&other).expect("parses"),
             Command::Reply(USAGE.to_owned())
         );
+    }
+
+    #[test]
+    fn other_texts_are_commands_for_the_relay_answered_in_the_person_s_dms() {
+        for (typed, text) in [
+            ("dm bob", "dm bob"),
+            ("  dm   Bob Ross  ", "dm   Bob Ross"),
+            ("portal list", "portal list"),
+            (
+                "portal link ops slack:acme/C1 teams:t/19:x",
+                "portal link ops slack:acme/C1 teams:t/19:x",
+            ),
+            ("portal unlink ops", "portal unlink ops"),
+            ("logins", "logins"),
+            ("calls", "calls"),
+            ("calls now", "calls now"),
+            ("callme", "callme"),
+            ("help me", "help me"),
+        ] {
+            let c = parse(&payload(typed)).expect("parses");
+            assert_eq!(
+                command_text(&c),
+                Some((text.to_owned(), true, COMMAND_REPLY)),
+                "{typed:?}"
+            );
+            let Command::Submit { event, .. } = &c else {
+                panic!("submitted")
+            };
+            // The parser names the conversation it was typed in; the
+            // connector moves it to the person's IM with the bot.
+            assert_eq!(event.origin.channel.as_str(), "C111");
+            assert_eq!(event.sender.person.user.as_str(), "U111");
+            assert_eq!(event.event.as_str(), "slash:111.222.abc");
+        }
+    }
+
+    #[test]
+    fn the_usage_lists_every_command() {
+        for needle in [
+            "call [title]",
+            "dm <name>",
+            "administrators",
+            "portal list",
+            "portal link <name> <member> <member>…",
+            "portal unlink <name>",
+            "logins",
+            "calls",
+        ] {
+            assert!(USAGE.contains(needle), "{needle}");
+        }
     }
 
     #[test]
