@@ -819,6 +819,10 @@ fn demo(args: DemoArgs) -> ExitCode {
         .and_then(|rt| rt.block_on(switchboard::demo::run(options)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<switchboard::demo::Interrupted>() => {
+            eprintln!("demo interrupted; everything it started is stopped");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("demo failed: {e:#}");
             ExitCode::FAILURE

@@ -6,9 +6,9 @@
 
 use super::script::{STEP_WAIT, wait_until, who_is};
 use super::sides::{Side, Sides};
-use super::view::{collapse, count, find};
+use super::view::{Shown, collapse};
 use anyhow::Context;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -39,8 +39,11 @@ pub async fn run(sides: &Sides) -> anyhow::Result<()> {
     );
     println!("/quit (or the end of input) ends the demo.");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let terminal = std::io::stdin().is_terminal();
     loop {
-        prompt(&active);
+        if terminal {
+            prompt(&active);
+        }
         let Some(line) = lines
             .next_line()
             .await
@@ -50,6 +53,10 @@ pub async fn run(sides: &Sides) -> anyhow::Result<()> {
             return Ok(());
         };
         let line = line.trim();
+        if !terminal {
+            // Piped input: show what was read, as if typed.
+            println!("> {line}");
+        }
         if line.is_empty() {
             continue;
         }
@@ -100,11 +107,24 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Text without Slack's emphasis marks and extra spaces: what a line
+/// looks like on every platform once formatting is set aside.
+fn unmarked(text: &str) -> String {
+    collapse(&text.replace(['*', '_', '`', '~'], ""))
+}
+
+/// How many messages of `view` say `key` (both without marks).
+fn count(view: &[Shown], key: &str) -> usize {
+    view.iter()
+        .filter(|m| unmarked(&m.plain).contains(key))
+        .count()
+}
+
 /// Posts `text` as `side`'s person and prints each other side's view of it
 /// once it shows there.
 async fn relay_line(sides: &Sides, side: Side, text: &str) -> anyhow::Result<()> {
     // What every platform shows of it, without markup.
-    let key = collapse(&text.replace(['*', '_', '`', '~'], ""));
+    let key = unmarked(text);
     let active = sides.active();
     let mut before = Vec::new();
     for s in &active {
@@ -142,12 +162,7 @@ async fn relay_line(sides: &Sides, side: Side, text: &str) -> anyhow::Result<()>
     for s in active.iter().filter(|s| **s != side) {
         let shown = views
             .get(s)
-            .and_then(|v| {
-                v.iter()
-                    .rev()
-                    .find(|m| m.says(&key))
-                    .or_else(|| find(v, &key))
-            })
+            .and_then(|v| v.iter().rev().find(|m| unmarked(&m.plain).contains(&key)))
             .map(|m| m.line())
             .unwrap_or_default();
         let ms = took.get(s).map_or(0, |t| t.as_millis());

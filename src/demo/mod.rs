@@ -61,6 +61,11 @@ const SERVICE: &str = "switchboard@contoso.test";
 /// How long the daemon, the Slack socket and the Teams sign-in may take.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
+/// The demo was stopped with Ctrl-C (after stopping everything it started).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
 /// What has been started, so that it can be stopped whatever happens.
 #[derive(Default)]
 struct Running {
@@ -85,7 +90,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         outcome = play(&mut running, dir.path(), options) => outcome,
         signal = tokio::signal::ctrl_c() => match signal {
-            Ok(()) => Err(anyhow::anyhow!("interrupted")),
+            Ok(()) => Err(Interrupted.into()),
             Err(e) => Err(anyhow::anyhow!("cannot listen for Ctrl-C: {e}")),
         },
     };
@@ -109,7 +114,12 @@ async fn play(running: &mut Running, dir: &Path, options: Options) -> anyhow::Re
         }
     }
     println!(
-        "Temporary directory (store, configuration, homeserver): {}",
+        "Temporary directory (store, configuration{}): {}",
+        if matrix_missing.is_none() {
+            ", homeserver"
+        } else {
+            ""
+        },
         dir.display()
     );
     let started = Instant::now();

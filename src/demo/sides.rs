@@ -5,7 +5,7 @@
 //! does (a huddle) goes through the simulator's admin calls. Each
 //! platform's view is read back through the same APIs.
 
-use super::view::{Shown, collapse, strip_html, unescape};
+use super::view::{Shown, collapse, display_html, strip_html, unescape};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ impl Side {
 
 impl fmt::Display for Side {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -629,12 +629,7 @@ impl TeamsSide {
             }
         }
         let files = image_names(&html);
-        let text = collapse(
-            &html
-                .replace("<p>", "")
-                .replace("</p>", " ")
-                .replace("<br>", " "),
-        );
+        let text = display_html(&html);
         let plain = strip_html(&html);
         Some(Shown {
             id,
@@ -805,7 +800,7 @@ impl MatrixSide {
             let html = content["formatted_body"].as_str().map(without_reply_quote);
             let text = match (&html, file) {
                 (_, true) => String::new(),
-                (Some(html), false) => collapse(&html.replace("<p>", "").replace("</p>", " ")),
+                (Some(html), false) => display_html(html),
                 (None, false) => collapse(&without_quoted_lines(body)),
             };
             let plain = match (&html, file) {

@@ -38,7 +38,10 @@ impl Shown {
         if self.thread {
             s.push_str("↳ ");
         }
-        let _ = write!(s, "{}: {}", self.author, self.text);
+        let _ = write!(s, "{}:", self.author);
+        if !self.text.is_empty() {
+            let _ = write!(s, " {}", self.text);
+        }
         for f in &self.files {
             let _ = write!(s, " 📎 {f}");
         }
@@ -99,6 +102,48 @@ pub fn strip_html(html: &str) -> String {
     collapse(&unescape(&out))
 }
 
+/// HTML as the demo prints it, on one line: paragraphs and line breaks as
+/// spaces, images left out (a message's files are listed after it), the
+/// relay marker and other attributes dropped, a long link target shortened
+/// to `…`; inline markup (`<b>`, `<i>`, `<code>`, `<at>`, `<a>`) kept.
+pub fn display_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            rest = &rest[start..];
+            break;
+        };
+        let tag = &rest[start + 1..start + end];
+        let closing = tag.starts_with('/');
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        match name.to_ascii_lowercase().as_str() {
+            "p" | "div" | "br" => out.push(' '),
+            "img" | "span" | "mx-reply" => {}
+            "a" if !closing => match attribute(tag, "href") {
+                Some(href) if href.chars().count() <= 30 => {
+                    let _ = write!(out, "<a href=\"{href}\">");
+                }
+                _ => out.push_str("<a href=\"…\">"),
+            },
+            _ if closing => {
+                let _ = write!(out, "</{name}>");
+            }
+            _ => {
+                let _ = write!(out, "<{name}>");
+            }
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    collapse(&out.replace("&nbsp;", " "))
+}
+
 /// The value of attribute `name` in the inside of a tag.
 pub fn attribute(tag: &str, name: &str) -> Option<String> {
     let at = tag.find(&format!("{name}=\""))?;
@@ -122,7 +167,7 @@ pub fn collapse(s: &str) -> String {
 }
 
 /// Column width of the side-by-side views.
-pub const WIDTH: usize = 40;
+pub const WIDTH: usize = 36;
 
 /// Prints cells side by side, each wrapped to [`WIDTH`] characters (at most
 /// `max_lines` lines each), separated by ` │ `.
@@ -201,6 +246,25 @@ mod tests {
         assert_eq!(
             strip_html("see <img src=\"../hostedContents/0/$value\" alt=\"chart.png\">"),
             "see [image chart.png]"
+        );
+    }
+
+    #[test]
+    fn html_is_shown_compactly() {
+        assert_eq!(
+            display_html(
+                "<p>Hi&nbsp;<b>there</b> <at id=\"0\">Dee</at> <img src=\"x\" alt=\"a.png\"></p>\
+                 <span itemid=\"m:1\"></span>"
+            ),
+            "Hi <b>there</b> <at>Dee</at>"
+        );
+        assert_eq!(
+            display_html("<a href=\"https://matrix.to/#/@someone:localhost:1234\">Ann</a>"),
+            "<a href=\"…\">Ann</a>"
+        );
+        assert_eq!(
+            display_html("<a href=\"https://x.test\">x</a>"),
+            "<a href=\"https://x.test\">x</a>"
         );
     }
 
