@@ -187,6 +187,7 @@ async fn play(running: &mut Running, dir: &Path, options: Options) -> anyhow::Re
             )
         })?;
     sign_in_service_account(&config, teams).await?;
+    wait_store_unlocked(&config.store.path, READY_WITHIN).await?;
 
     let (controls, _reload) = Controls::new(running.shutdown.clone());
     running.daemon = Some(tokio::spawn(crate::run(config, controls)));
@@ -394,6 +395,33 @@ async fn sign_in_service_account(
         tokio::try_join!(login, person).context("the Teams service account did not sign in")?;
     drop(account);
     Ok(())
+}
+
+/// Waits until nothing holds the store's lock: the sign-in wrote to the
+/// store, and sled lets go of its lock (`flock` on `db`) a moment after the
+/// last handle is dropped.
+async fn wait_store_unlocked(store: &Path, within: Duration) -> anyhow::Result<()> {
+    use rustix::fs::{FlockOperation, flock};
+    let db = store.join("db");
+    let deadline = Instant::now() + within;
+    loop {
+        let free = match std::fs::File::open(&db) {
+            // Released again when `file` is dropped.
+            Ok(file) => flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok(),
+            Err(_) => true,
+        };
+        if free {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the store {} was still locked after {} s",
+                store.display(),
+                within.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the daemon answers `/ready`, or fails (the daemon stopped,
