@@ -101,7 +101,7 @@ pub async fn start(
 
     let synapse = Synapse::start_within(&synapse_dir(dir), &[registration_file], START_WITHIN)
         .await
-        .context("Synapse did not start")?;
+        .context("starting Synapse")?;
     let person = synapse
         .user_named(localpart, name)
         .await

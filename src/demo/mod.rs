@@ -161,7 +161,12 @@ async fn play(running: &mut Running, dir: &Path, options: Options) -> anyhow::Re
                 println!("Synapse {} is up.", hs.synapse.server_name);
                 homeserver = Some(hs);
             }
-            Err(e) => println!("{e:#}: running without Matrix."),
+            Err(e) => {
+                println!("Synapse did not start: running without Matrix (Slack and Teams only).");
+                for line in format!("{e:#}").lines().filter(|l| !l.trim().is_empty()) {
+                    println!("  {line}");
+                }
+            }
         }
     }
 
@@ -227,9 +232,9 @@ async fn play(running: &mut Running, dir: &Path, options: Options) -> anyhow::Re
     });
     let names: Vec<&str> = sides.active().iter().map(|s| s.name()).collect();
     println!(
-        "Daemon ready, {} in one portal, after {:.1} s.\n",
-        names.join(", "),
-        started.elapsed().as_secs_f64()
+        "Daemon ready after {:.1} s: {} in one portal.\n",
+        started.elapsed().as_secs_f64(),
+        and_list(&names)
     );
     if options.script {
         script::play(sides).await?;
@@ -238,6 +243,15 @@ async fn play(running: &mut Running, dir: &Path, options: Options) -> anyhow::Re
         interactive::run(sides).await?;
     }
     Ok(())
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Stops the daemon (it drains), Synapse and the simulators.

@@ -606,7 +606,7 @@ async fn verify(sides: &Sides, steps: &[Step]) -> anyhow::Result<()> {
              the edit applied, the deleted message gone, the reaction, the file and the call \
              (ended) on every platform.",
             live.len(),
-            names.join(", ")
+            super::and_list(&names)
         );
         Ok(())
     } else {

@@ -214,7 +214,7 @@ fn the_demo_runs_a_whole_conversation() {
         );
         assert!(
             stdout.contains(
-                "Nothing lost, nothing doubled: all 8 messages are on Slack, Teams, Matrix exactly once each"
+                "Nothing lost, nothing doubled: all 8 messages are on Slack, Teams and Matrix exactly once each"
             ),
             "{stdout}"
         );
@@ -225,7 +225,7 @@ fn the_demo_runs_a_whole_conversation() {
         );
         assert!(
             stdout.contains(
-                "Nothing lost, nothing doubled: all 6 messages are on Slack, Teams exactly once each"
+                "Nothing lost, nothing doubled: all 6 messages are on Slack and Teams exactly once each"
             ),
             "{stdout}"
         );
