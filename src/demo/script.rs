@@ -403,9 +403,11 @@ pub async fn play(sides: &Sides) -> anyhow::Result<()> {
 fn describe(act: &Act) -> String {
     match act {
         Act::Say(text) => format!("writes: {text}"),
-        Act::SayMentioningColleague(who, text) => format!("mentions {who}: {text}"),
+        Act::SayMentioningColleague(who, text) => {
+            format!("mentions a Teams colleague (@{who}): {text}")
+        }
         Act::SayMentioningAuthorOf(key, text) => {
-            format!("mentions the author of “{key}”: {text}")
+            format!("mentions the author of “{key}” (a Slack person): {text}")
         }
         Act::Reply(key, text) => format!("replies in the thread of “{key}”: {text}"),
         Act::Edit(key, text) => format!("edits “{key}” to: {text}"),
