@@ -57,9 +57,10 @@ enum Command {
         #[command(subcommand)]
         action: MatrixAction,
     },
-    /// Show Switchboard relaying a scripted conversation between two
-    /// simulated platforms, in-process, in a temporary directory.
-    Demo,
+    /// Show Switchboard relaying a scripted conversation between a
+    /// simulated Slack, a simulated Teams and (when Synapse is installed) a
+    /// throw-away Matrix homeserver, all on this machine, side by side.
+    Demo(DemoArgs),
     /// Validate a configuration file and report every problem.
     CheckConfig {
         /// The configuration file.
@@ -83,6 +84,17 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// After the script, write lines yourself: `slack> hi`, `teams> hi`,
+    /// `matrix> hi`; `/quit` or the end of input ends it.
+    #[arg(long)]
+    interactive: bool,
+    /// With --interactive: skip the script, go straight to your turn.
+    #[arg(long, requires = "interactive")]
+    no_script: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,7 +294,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { config }) => check_config(&config),
         Some(Command::Convert { from, to, list }) => convert_cmd(from, to, list),
         Some(Command::Run(args)) => run(args),
-        Some(Command::Demo) => demo(),
+        Some(Command::Demo(args)) => demo(args),
         Some(Command::Login {
             platform: LoginPlatform::Slack(args),
         }) => login_slack(args),
@@ -792,7 +804,11 @@ fn portal_unlink(args: PortalUnlinkArgs) -> ExitCode {
     }
 }
 
-fn demo() -> ExitCode {
+fn demo(args: DemoArgs) -> ExitCode {
+    let options = switchboard::demo::Options {
+        script: !args.no_script,
+        interactive: args.interactive,
+    };
     if let Err(e) = logging::init(LogFormat::Plain, "warn") {
         eprintln!("cannot set up logging: {e:#}");
     }
@@ -800,9 +816,13 @@ fn demo() -> ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(switchboard::demo::run()));
+        .and_then(|rt| rt.block_on(switchboard::demo::run(options)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<switchboard::demo::Interrupted>() => {
+            eprintln!("demo interrupted; everything it started is stopped");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("demo failed: {e:#}");
             ExitCode::FAILURE

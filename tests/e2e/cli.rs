@@ -1,4 +1,5 @@
-//! The command line: check-config, convert, and refusing a bad configuration.
+//! The command line: check-config, convert, refusing a bad configuration,
+//! and `switchboard demo` (scripted and interactive).
 
 use crate::support::*;
 use std::io::Write;
@@ -170,26 +171,190 @@ fn convert_between_dialects() {
     assert_eq!(stdout, "richtext-json\nplain\nslack\nteams\nmatrix\n");
 }
 
+/// Whether the demo will have Matrix: Synapse is installed where
+/// `SWITCHBOARD_SYNAPSE_VENV` (or `target/synapse-venv`) says, as for the
+/// Matrix tests (`./scripts/test.sh` installs it).
+fn demo_has_matrix() -> bool {
+    switchboard_matrix::testing::installed()
+}
+
+/// The lines of one platform's final view in the demo's summary.
+fn final_view<'a>(stdout: &'a str, platform: &str) -> Vec<&'a str> {
+    let Some((_, views)) = stdout.split_once("What each platform shows now:") else {
+        return Vec::new();
+    };
+    views
+        .lines()
+        .skip_while(|l| l.trim_end() != format!("  {platform}:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(str::trim)
+        .collect()
+}
+
+/// No token of the simulators or of the application service in the output.
+fn assert_no_secrets(output: &str) {
+    for secret in ["xoxb-", "xapp-", "xoxp-", "demo-as-", "demo-hs-"] {
+        assert!(!output.contains(secret), "{secret}… printed:\n{output}");
+    }
+}
+
 #[test]
 fn the_demo_runs_a_whole_conversation() {
+    let matrix = demo_has_matrix();
     let (code, stdout, stderr) = run(&["demo"], "", &[]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_no_secrets(&stdout);
+    assert_no_secrets(&stderr);
+    let first: Vec<&str> = stdout.lines().take(3).collect();
+    if matrix {
+        assert!(
+            first[0].contains("Slack, Microsoft Teams and Matrix"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "Nothing lost, nothing doubled: all 8 messages are on Slack, Teams and Matrix exactly once each"
+            ),
+            "{stdout}"
+        );
+    } else {
+        assert!(
+            first[0].contains("running without Matrix"),
+            "said first: {stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "Nothing lost, nothing doubled: all 6 messages are on Slack and Teams exactly once each"
+            ),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("Temporary directory"), "{stdout}");
+    assert!(stdout.contains("Slack → Teams"), "{stdout}");
+    assert!(stdout.contains("Teams → Slack"), "{stdout}");
+
+    let slack = final_view(&stdout, "Slack");
+    for line in [
+        "Ann Lee: Morning all! The *release* is at _15:00_ from branch `release-1.4`. (edited)",
+        "Bob Builder (Teams): Morning Ann. The *Teams side is ready*, _tests green_. 👍",
+        "↳ Bob Builder (Teams): Can we move it to *15:00*?",
+        "Bob Builder (Teams): @Dee Diaz please update the release notes.",
+        "Ann Lee: Release chart attached 📎 chart.png",
+        "Slackbot: 📞 A huddle happened (ended) (edited)",
+        "Bob Builder (Teams): See you at *three*.",
+    ] {
+        assert!(slack.contains(&line), "Slack: {line:?} in {slack:#?}");
+    }
+    let teams = final_view(&stdout, "Teams");
+    for line in [
+        "Ann Lee (Slack): Morning all! The <b>release</b> is at <i>15:00</i> from branch <code>release-1.4</code>. (edited)",
+        "↳ Bob Builder: Can we move it to <b>15:00</b>?",
+        "Bob Builder: Morning Ann. The <b>Teams side is ready</b>, <i>tests green</i>. 👍",
+        "Bob Builder: <at>Dee Diaz</at> please update the release notes.",
+        "Ann Lee (Slack): Release chart attached 📎 chart.png",
+        "Bob Builder: See you at <b>three</b>.",
+    ] {
+        assert!(teams.contains(&line), "Teams: {line:?} in {teams:#?}");
+    }
     assert!(
-        stdout.contains("10 events relayed, 5 messages on each side plus the call's one invite"),
+        teams.iter().any(|l| l.starts_with(
+            "Switchboard Relay: 📞 The call <b>Ann Lee</b> started on Slack ended after"
+        )),
+        "the call card, edited to its end: {teams:#?}"
+    );
+    let matrix_view = final_view(&stdout, "Matrix");
+    if matrix {
+        for line in [
+            "Ann Lee (Slack): Morning all! The <strong>release</strong> is at <em>15:00</em> from branch <code>release-1.4</code>. (edited)",
+            "Bob Builder (Teams): Morning Ann. The <strong>Teams side is ready</strong>, <em>tests green</em>. 👍",
+            "Mo Reyes: Hello from <b>Matrix</b>, watching the <code>release-1.4</code> build.",
+            "↳ Bob Builder (Teams): Can we move it to <strong>15:00</strong>?",
+            "Mo Reyes: <a href=\"…\">Ann Lee (Slack)</a>: 15:00 works for Matrix too.",
+            "Ann Lee (Slack): 📎 chart.png",
+            "Bob Builder (Teams): See you at <strong>three</strong>.",
+        ] {
+            assert!(
+                matrix_view.contains(&line),
+                "Matrix: {line:?} in {matrix_view:#?}"
+            );
+        }
+        assert!(
+            matrix_view
+                .iter()
+                .any(|l| l.contains("📞 Ann Lee's Slack huddle ended after")),
+            "the call notice, edited to its end: {matrix_view:#?}"
+        );
+        // What Matrix said arrived on the other two.
+        assert!(
+            slack.contains(&"Mo Reyes (Matrix): @Ann Lee: 15:00 works for Matrix too."),
+            "{slack:#?}"
+        );
+        assert!(
+            teams.contains(&"Mo Reyes (Matrix): @Ann Lee (Slack): 15:00 works for Matrix too."),
+            "{teams:#?}"
+        );
+    } else {
+        assert!(matrix_view.is_empty(), "{stdout}");
+    }
+    // The deleted message is gone everywhere.
+    for view in [&slack, &teams, &matrix_view] {
+        assert!(
+            !view.iter().any(|l| l.contains("oops, wrong channel")),
+            "{view:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_interactive_demo_relays_what_is_typed() {
+    let matrix = demo_has_matrix();
+    let mut input =
+        String::from("slack> hello from a pipe\nnot a line for anyone\nteams> hi from Teams\n");
+    if matrix {
+        input.push_str("matrix> hey from Matrix\n");
+    }
+    let (code, stdout, stderr) = run(&["demo", "--interactive", "--no-script"], &input, &[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_no_secrets(&stdout);
+    assert!(stdout.contains("Your turn."), "{stdout}");
+    assert!(
+        !stdout.contains("Nothing lost"),
+        "--no-script plays no script: {stdout}"
+    );
+    let arrived = |to: &str, line: &str| {
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("  → {to:<6} (+")) && l.ends_with(line))
+    };
+    assert!(
+        arrived("Teams", "Ann Lee (Slack): hello from a pipe"),
         "{stdout}"
     );
-    // The call's invite, edited to its end with the title it started with.
     assert!(
-        stdout.contains("📞 Bob started Release call — join: https://meet.jit.si/"),
+        arrived("Slack", "Bob Builder (Teams): hi from Teams"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("📞 Release call ended after 17m 05s” (edited)"),
+        stdout.contains("Start the line with one of: slack> teams>"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("(the same conversation on both sides)"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("(edited) 👍"), "{stdout}");
+    if matrix {
+        assert!(
+            arrived("Matrix", "Ann Lee (Slack): hello from a pipe"),
+            "{stdout}"
+        );
+        assert!(
+            arrived("Matrix", "Bob Builder (Teams): hi from Teams"),
+            "{stdout}"
+        );
+        assert!(
+            arrived("Slack", "Mo Reyes (Matrix): hey from Matrix"),
+            "{stdout}"
+        );
+        assert!(
+            arrived("Teams", "Mo Reyes (Matrix): hey from Matrix"),
+            "{stdout}"
+        );
+    }
 }

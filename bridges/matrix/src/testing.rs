@@ -1,5 +1,6 @@
-//! A throw-away Synapse homeserver for tests (feature `testing`), and a small
-//! client-server helper that drives it as a person would.
+//! A throw-away Synapse homeserver for tests and `switchboard demo` (feature
+//! `testing`), and a small client-server helper that drives it as a person
+//! would.
 //!
 //! [`Synapse::start`] installs Synapse 1.163.2 into a venv when it is missing
 //! (`scripts/synapse.sh install`, once per process), then starts one in a
@@ -17,6 +18,8 @@
 //! The start, stop and restart calls block for a second or two (they run the
 //! script); in an async test that serves the application service from the
 //! same runtime, use the `_async` variants so the runtime keeps serving.
+//! [`Synapse::start_within`] never installs anything and gives up after a
+//! deadline (the demo uses it: Synapse is optional there).
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
@@ -172,6 +175,12 @@ fn synapse_installed() -> bool {
     })
 }
 
+/// Whether Synapse can be started without installing anything: the script
+/// is where this crate was built from and the venv holds the pinned Synapse.
+pub fn installed() -> bool {
+    script().is_file() && synapse_installed()
+}
+
 /// Runs `scripts/synapse.sh install` once per process when the venv lacks
 /// the pinned Synapse.
 fn ensure_installed() -> Result<()> {
@@ -314,6 +323,47 @@ impl Synapse {
         let output = run_async(script_command(&as_strs(&args)), "start").await?;
         let info = parse_start(&check_output("start", output)?)?;
         Ok(Synapse::from_info(info, dir, registrations, tempdir))
+    }
+
+    /// Starts Synapse in `dir` (created if missing) with these registration
+    /// files, without installing it, giving up after `within`: then the
+    /// script is killed and whatever it started is stopped. Stopped when
+    /// dropped; `dir` is left in place.
+    pub async fn start_within(
+        dir: &Path,
+        registrations: &[PathBuf],
+        within: Duration,
+    ) -> Result<Synapse> {
+        if !installed() {
+            return Err(HarnessError::Install(format!(
+                "it is not installed in {}",
+                venv_dir().display()
+            )));
+        }
+        let args = start_args(dir, registrations);
+        let mut command = tokio::process::Command::from(script_command(&as_strs(&args)));
+        command.kill_on_drop(true);
+        let output = match tokio::time::timeout(within, command.output()).await {
+            Ok(output) => {
+                output.map_err(|e| HarnessError::io("running scripts/synapse.sh start", e))?
+            }
+            Err(_) => {
+                // The script was killed when its future was dropped; Synapse
+                // may have started meanwhile (its pid is in `dir`).
+                let _ = stop_dir(dir).await;
+                return Err(HarnessError::unexpected(
+                    "scripts/synapse.sh start",
+                    format!("Synapse did not answer within {} s", within.as_secs()),
+                ));
+            }
+        };
+        let info = parse_start(&check_output("start", output)?)?;
+        Ok(Synapse::from_info(
+            info,
+            dir.to_path_buf(),
+            registrations,
+            None,
+        ))
     }
 
     fn from_info(
@@ -459,6 +509,14 @@ impl Synapse {
         Ok(MatrixUser::new(&self.base_url, user_id, token))
     }
 
+    /// Registers a (non-admin) user with a random password and a display
+    /// name, and returns it as a [`MatrixUser`].
+    pub async fn user_named(&self, localpart: &str, display_name: &str) -> Result<MatrixUser> {
+        let user = self.user(localpart).await?;
+        user.set_display_name(display_name).await?;
+        Ok(user)
+    }
+
     /// The application service's bot (`@sender_localpart:server`) acting with
     /// the `as_token`; [`MatrixUser::as_ghost`] turns it into one of its ghosts.
     pub fn appservice(&self, as_token: &str, sender_localpart: &str) -> MatrixUser {
@@ -480,6 +538,17 @@ impl Drop for Synapse {
             );
         }
     }
+}
+
+/// `scripts/synapse.sh stop DIR`: stops the Synapse started in `dir`, if
+/// one runs there (for a start that was given up on or interrupted).
+pub async fn stop_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let dir = dir.to_string_lossy().into_owned();
+    let output = run_async(script_command(&["stop", &dir]), "stop").await?;
+    check_output("stop", output).map(|_| ())
 }
 
 /// A fresh temporary directory (kept for the harness's life) and the
@@ -847,6 +916,43 @@ impl MatrixUser {
             Body::None,
         )
         .await
+    }
+
+    /// The room's joined members and their display names
+    /// (`GET /rooms/{id}/joined_members`): user id → display name (the
+    /// user id when they set none).
+    pub async fn joined_members(&self, room_id: &str) -> Result<Vec<(String, String)>> {
+        let answer = self
+            .client(
+                Method::GET,
+                &["rooms", room_id, "joined_members"],
+                Body::None,
+            )
+            .await?;
+        let Some(joined) = answer.get("joined").and_then(Value::as_object) else {
+            return Err(HarnessError::unexpected("reading members", "no `joined`"));
+        };
+        Ok(joined
+            .iter()
+            .map(|(user, member)| {
+                let name = member
+                    .get("display_name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(user);
+                (user.clone(), name.to_owned())
+            })
+            .collect())
+    }
+
+    /// Sets the user's display name (`PUT /profile/{id}/displayname`).
+    pub async fn set_display_name(&self, name: &str) -> Result<()> {
+        self.client(
+            Method::PUT,
+            &["profile", &self.user_id, "displayname"],
+            Body::Json(json!({ "displayname": name })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Uploads a file to the media repository; returns its `mxc://` URI.
