@@ -23,6 +23,7 @@ use switchboard_model::{
 use switchboard_teams::auth::Secret;
 use switchboard_teams::bridge::{NotificationSettings, TeamsBridge, TeamsConfig};
 use switchboard_teams::client::Bearer;
+use switchboard_teams::graph::crypto::NotificationKey;
 use switchboard_teams_sim::seed::Seed;
 use switchboard_teams_sim::{SimConfig, TeamsSim};
 use tokio::sync::{mpsc, watch};
@@ -50,6 +51,16 @@ fn seed() -> Seed {
     }"#,
     )
     .expect("seed parses")
+}
+
+/// A test key pair (not a secret), shared with the simulator's tests.
+fn test_key() -> Arc<NotificationKey> {
+    Arc::new(
+        NotificationKey::from_pem(include_str!(
+            "../../teams-sim/tests/fixtures/rich-notifications.pem"
+        ))
+        .expect("the test key reads"),
+    )
 }
 
 type Endpoints = Arc<Vec<(String, Arc<dyn HttpEndpoint>)>>;
@@ -109,6 +120,11 @@ impl Harness {
     /// A bridge with change notifications when `reconcile` is `Some` (the
     /// reconciliation interval), else polling every 100 ms alone.
     async fn start(reconcile: Option<Duration>) -> Harness {
+        Self::start_with(reconcile, false).await
+    }
+
+    /// [`Harness::start`], with encrypted resource data when `rich`.
+    async fn start_with(reconcile: Option<Duration>, rich: bool) -> Harness {
         let sim = TeamsSim::start(SimConfig {
             seed: Some(seed()),
             retry_delays: vec![Duration::from_millis(200)],
@@ -132,7 +148,7 @@ impl Harness {
                     client_state: Secret::new(CLIENT_STATE),
                     lifetime: Duration::from_secs(3 * 24 * 3600),
                     renew_before: Duration::from_secs(12 * 3600),
-                    encryption: None,
+                    encryption: rich.then(test_key),
                 }),
                 ..config
             };
@@ -474,4 +490,71 @@ async fn a_message_relayed_into_a_direct_portal_carries_the_author_line() {
         "{content}"
     );
     assert_eq!(posted["from"]["user"]["id"], h.user(SERVICE));
+}
+
+#[tokio::test]
+async fn encrypted_notifications_bring_commands_without_a_read() {
+    // Reconciliation practically never runs: the notification alone.
+    let h = Harness::start_with(Some(Duration::from_secs(600)), true).await;
+    let mut run = h.run(&h.bridge, Vec::new()).await;
+    let subs = h.sim.subscriptions();
+    assert!(
+        subs.iter().any(|s| s["resource"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/chats/getAllMessages"))
+            && s["includeResourceData"] == true),
+        "{subs:?}"
+    );
+    let id = h.bob_writes("logins").await;
+    let events = collect_until(&mut run.relay, |e| !e.is_empty(), Duration::from_secs(5)).await;
+    assert_eq!(
+        commands(&events),
+        vec![(format!("{}|{id}|command", h.chat), "logins".to_owned())]
+    );
+    let counts = h.bridge.inbound_counts();
+    assert_eq!(counts.rich, 1, "decrypted, not read: {counts:?}");
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn a_removed_chats_subscription_is_recreated_and_the_missed_command_arrives() {
+    let h = Harness::start(Some(Duration::from_secs(600))).await;
+    let mut run = h.run(&h.bridge, Vec::new()).await;
+    let direct = |h: &Harness| -> Vec<String> {
+        h.sim
+            .subscriptions()
+            .into_iter()
+            .filter(|s| {
+                s["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("/chats/getAllMessages"))
+            })
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let before = direct(&h);
+    assert_eq!(before.len(), 1);
+    h.sim
+        .trigger_lifecycle(&before[0], "subscriptionRemoved")
+        .await
+        .expect("lifecycle");
+    // Written while Graph had no subscription for it (or just after).
+    let id = h
+        .sim
+        .post_chat_message_as(BOB, h.chat.as_str(), "<p>calls</p>")
+        .expect("posts");
+    let events = collect_until(&mut run.relay, |e| !e.is_empty(), Duration::from_secs(5)).await;
+    let more = collect_for(&mut run.relay, Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "{more:?}");
+    assert_eq!(
+        commands(&events),
+        vec![(format!("{}|{id}|command", h.chat), "calls".to_owned())]
+    );
+    let counts = h.bridge.inbound_counts();
+    assert_eq!(counts.subscriptions_recreated, 1, "{counts:?}");
+    assert!(counts.resyncs >= 1, "{counts:?}");
+    let after = direct(&h);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new subscription");
+    run.stop().await;
 }
