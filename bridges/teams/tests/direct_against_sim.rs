@@ -558,3 +558,30 @@ async fn a_removed_chats_subscription_is_recreated_and_the_missed_command_arrive
     assert_ne!(after, before, "a new subscription");
     run.stop().await;
 }
+
+#[tokio::test]
+async fn a_group_chat_with_the_service_account_is_no_command_chat() {
+    let h = Harness::start(Some(Duration::from_millis(300))).await;
+    let mut run = h.run(&h.bridge, Vec::new()).await;
+    let group = h
+        .sim
+        .add_chat(&switchboard_teams_sim::seed::ChatSeed {
+            id: None,
+            name: None,
+            chat_type: Some("group".into()),
+            topic: Some("Lunch".into()),
+            members: vec![SERVICE.into(), BOB.into(), "sam@contoso.test".into()],
+        })
+        .expect("group chat");
+    h.sim
+        .post_chat_message_as(BOB, &group, "<p>help</p>")
+        .expect("posts");
+    let events = collect_for(&mut run.relay, Duration::from_millis(1500)).await;
+    assert!(events.is_empty(), "{events:?}");
+    let counts = h.bridge.inbound_counts();
+    assert_eq!(
+        counts.notifications, 1,
+        "notified, then ignored: {counts:?}"
+    );
+    run.stop().await;
+}

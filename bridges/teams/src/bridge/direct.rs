@@ -29,12 +29,14 @@
 //!   subscription resource, and a delegated subscription would tie the
 //!   subscription to the service account's access token.
 //! - **Reconciliation**, on the connector's existing cadence: the service
-//!   account's one-on-one chats ordered by their last message
-//!   (`GET /me/chats?$filter=chatType eq 'oneOnOne'&$orderby=lastMessagePreview/createdDateTime desc&$expand=lastMessagePreview`,
-//!   with its delegated token: listing chats is delegated only), at most
-//!   [`DIRECT_CHATS_TOP`]; the newest page of each one whose last message
-//!   changed since the previous round, and is not older than the floor, is
-//!   read with the application token.
+//!   account's chats ordered by their last message
+//!   (`GET /me/chats?$orderby=lastMessagePreview/createdDateTime desc&$expand=lastMessagePreview`,
+//!   <https://learn.microsoft.com/graph/api/chat-list>, with its delegated
+//!   token: listing chats is delegated only), at most [`DIRECT_CHATS_TOP`],
+//!   of which the `oneOnOne` ones count (filtered here: `$orderby` and
+//!   `$expand` are the options that page documents for this use); the newest
+//!   page of each one whose last message changed since the previous round,
+//!   and is not older than the floor, is read with the application token.
 //!
 //! Both paths meet in the one gate (`inbound`), which keeps the last version
 //! of each message: a message seen by both yields one command. A command's
@@ -72,8 +74,9 @@ use switchboard_model::{
     UserId,
 };
 
-/// The most one-on-one chats of the service account read per reconciliation.
-pub(super) const DIRECT_CHATS_TOP: usize = 20;
+/// The most recently active chats of the service account looked at per
+/// reconciliation (Graph's `$top` maximum for chats).
+pub(super) const DIRECT_CHATS_TOP: usize = 50;
 /// Messages read per direct chat whose last message changed.
 const DIRECT_MESSAGES_TOP: usize = 20;
 /// How far behind a complete reconciliation round's start the floor follows.
@@ -289,8 +292,7 @@ impl TeamsBridge {
         let floor = self.direct_floor(ctx);
         let (token, me) = self.service_actor().await?;
         let path = format!(
-            "/me/chats?$filter={}&$orderby={}&$expand=lastMessagePreview&$top={DIRECT_CHATS_TOP}",
-            query_escape("chatType eq 'oneOnOne'"),
+            "/me/chats?$orderby={}&$expand=lastMessagePreview&$top={DIRECT_CHATS_TOP}",
             query_escape("lastMessagePreview/createdDateTime desc"),
         );
         let page = self
@@ -308,6 +310,9 @@ impl TeamsBridge {
             let Some(id) = chat.get("id").and_then(Value::as_str) else {
                 continue;
             };
+            if chat.get("chatType").and_then(Value::as_str) != Some("oneOnOne") {
+                continue;
+            }
             let channel = ChannelId::new(id);
             if watched.contains(&channel) {
                 // A direct portal: reconciled with the portals.
