@@ -32,6 +32,11 @@ pub fn routes() -> axum::Router<Arc<Sim>> {
         .route("/_admin/teams/{team}/channels", post(add_channel))
         .route("/_admin/teams/{team}/members", post(add_member))
         .route("/_admin/chats", post(add_chat))
+        .route("/_admin/chats/direct", post(direct_chat_route))
+        .route(
+            "/_admin/chats/{chat}/messages",
+            post(post_chat_message_route),
+        )
         .route("/_admin/device/complete", post(complete))
         .route("/_admin/device/decline", post(decline))
         .route("/_admin/tokens/delegated", post(delegated))
@@ -400,5 +405,110 @@ mod tests {
         assert_eq!(super::iso_duration(59_000), "PT59S");
         assert_eq!(super::iso_duration(3_723_000), "PT1H2M3S");
         assert_eq!(super::iso_duration(0), "PT0S");
+    }
+}
+
+/// The one-on-one chat of two people (ids or UPNs), created when they have none yet, as
+/// `POST /chats` would. Returns the chat id.
+pub fn direct_chat(sim: &Arc<Sim>, a: &str, b: &str) -> Result<String, SimError> {
+    let mut st = lock(&sim.state);
+    let id_of = |st: &crate::state::State, key: &str| {
+        st.resolve_user(key)
+            .map(|u| u.id.clone())
+            .ok_or_else(|| SimError::NotFound(format!("user {key:?}")))
+    };
+    let (a, b) = (id_of(&st, a)?, id_of(&st, b)?);
+    if a == b {
+        return Err(SimError::Invalid(
+            "a oneOnOne chat needs two different people".into(),
+        ));
+    }
+    if let Some(c) = st.one_on_one(&a, &b) {
+        return Ok(c.id.clone());
+    }
+    st.add_chat(&ChatSeed {
+        id: None,
+        name: None,
+        chat_type: Some("oneOnOne".into()),
+        topic: None,
+        members: vec![a, b],
+    })
+}
+
+/// Posts an HTML message as `user` (id or UPN, a member) into chat `chat` and notifies
+/// subscribers, as that person's `POST /chats/{id}/messages` would. Returns the message id.
+pub fn post_chat_message_as(
+    sim: &Arc<Sim>,
+    user: &str,
+    chat: &str,
+    html: &str,
+) -> Result<String, SimError> {
+    let (id, change) = {
+        let mut st = lock(&sim.state);
+        let scope = Scope::Chat { chat: chat.into() };
+        if !st.scope_exists(&scope) {
+            return Err(SimError::NotFound(format!("chat {chat:?}")));
+        }
+        let from = st
+            .resolve_user(user)
+            .map(|u| u.id.clone())
+            .ok_or_else(|| SimError::NotFound(format!("user {user:?}")))?;
+        if !st.can_access(&from, &scope) {
+            return Err(SimError::Invalid(format!(
+                "{user:?} is not a member of {chat:?}"
+            )));
+        }
+        st.insert_message(
+            scope,
+            None,
+            Some(from),
+            "message",
+            "html",
+            html.to_owned(),
+            None,
+            json!([]),
+            json!([]),
+            None,
+            None,
+        )
+    };
+    crate::notify::dispatch(sim, vec![change]);
+    Ok(id)
+}
+
+#[derive(serde::Deserialize)]
+struct DirectBody {
+    users: [String; 2],
+}
+
+async fn direct_chat_route(State(sim): State<Arc<Sim>>, b: Bytes) -> Response {
+    let body: DirectBody = match parse(&b) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match direct_chat(&sim, &body.users[0], &body.users[1]) {
+        Ok(id) => json_response(StatusCode::OK, json!({"id": id})),
+        Err(e) => err(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PostBody {
+    user: String,
+    html: String,
+}
+
+async fn post_chat_message_route(
+    State(sim): State<Arc<Sim>>,
+    Path(chat): Path<String>,
+    b: Bytes,
+) -> Response {
+    let body: PostBody = match parse(&b) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match post_chat_message_as(&sim, &body.user, &chat, &body.html) {
+        Ok(id) => json_response(StatusCode::CREATED, json!({"id": id})),
+        Err(e) => err(&e),
     }
 }

@@ -61,8 +61,12 @@ pub fn routes() -> axum::Router<Arc<Sim>> {
     let mut r = axum::Router::new()
         .route("/v1.0/me", get(me))
         .route("/v1.0/me/joinedTeams", get(joined_teams))
-        .route("/v1.0/me/chats", get(my_chats))
-        .route("/v1.0/chats", get(my_chats))
+        .route("/v1.0/me/chats", get(crate::directory::list_chats))
+        .route(
+            "/v1.0/chats",
+            get(crate::directory::list_chats).post(crate::directory::create_chat),
+        )
+        .route("/v1.0/users", get(crate::directory::list_users))
         .route("/v1.0/users/{user}", get(user))
         .route("/v1.0/users/{user}/photo/$value", get(photo))
         .route("/v1.0/me/photo/$value", get(photo))
@@ -573,24 +577,19 @@ async fn channel_members(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids)
     )
 }
 
-/// `GET /me/chats`, `GET /chats` — <https://learn.microsoft.com/graph/api/chat-list>
-/// (delegated only).
-async fn my_chats(State(sim): State<Arc<Sim>>, h: HeaderMap) -> R {
-    let p = sim.gate(&h, Class::OtherGet).await?;
-    need(&p, &["Chat.ReadBasic", "Chat.Read", "Chat.ReadWrite"], &[])?;
-    let u = p.user().unwrap_or_default();
-    let st = lock(&sim.state);
-    let v = st
-        .chats
-        .values()
-        .filter(|c| c.members.iter().any(|m| m == u))
-        .map(|c| st.render_chat(c))
-        .collect();
-    collection(format!("{}/v1.0/$metadata#chats", sim.base), v)
-}
-
 /// `GET /chats/{chat-id}` — <https://learn.microsoft.com/graph/api/chat-get>
-async fn chat(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(ids): Ids) -> R {
+/// `$expand=members` adds the members, as the page's "Get chat and all its members" example.
+async fn chat(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(ids): Ids, q: Q) -> R {
+    let q = query(q)?;
+    let members = match q.get("$expand").map(|e| e.trim()) {
+        None => false,
+        Some(e) if e.eq_ignore_ascii_case("members") => true,
+        Some(e) => {
+            return Err(GraphError::bad_request(format!(
+                "Expanding '{e}' is not supported."
+            )));
+        }
+    };
     let id = arg(&ids, "chat")?.to_string();
     let p = sim.gate(&h, Class::OtherGet).await?;
     need(
@@ -602,7 +601,7 @@ async fn chat(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(ids): Ids) -> R {
     check_scope(&st, &p, &Scope::Chat { chat: id.clone() })?;
     let c = st.chats.get(&id).ok_or_else(GraphError::forbidden)?;
     ok(with_context(
-        st.render_chat(c),
+        crate::directory::render_chat_expanded(&st, c, members, false),
         format!("{}/v1.0/$metadata#chats/$entity", sim.base),
     ))
 }

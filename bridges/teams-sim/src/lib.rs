@@ -41,6 +41,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod directory;
 pub mod graph;
 pub mod limits;
 pub mod notify;
@@ -576,6 +577,24 @@ impl TeamsSim {
     /// Adds a chat; returns the id.
     pub fn add_chat(&self, c: &ChatSeed) -> Result<String, SimError> {
         lock(&self.inner.state).add_chat(c)
+    }
+
+    /// The one-on-one chat of `a` and `b` (ids or UPNs), created when they have none yet
+    /// (as `POST /chats` does). Returns the chat id.
+    pub fn direct_chat(&self, a: &str, b: &str) -> Result<String, SimError> {
+        admin::direct_chat(&self.inner, a, b)
+    }
+
+    /// Posts an HTML message as `user` into `chat` (e.g. their [`TeamsSim::direct_chat`]
+    /// with a service account) and notifies subscribers, as the person's own
+    /// `POST /chats/{id}/messages` would. Returns the message id.
+    pub fn post_chat_message_as(
+        &self,
+        user: &str,
+        chat: &str,
+        html: &str,
+    ) -> Result<String, SimError> {
+        admin::post_chat_message_as(&self.inner, user, chat, html)
     }
 
     /// Starts a channel meeting: posts a `callStartedEventMessageDetail` system message and

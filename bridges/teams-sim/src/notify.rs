@@ -10,6 +10,10 @@
 //!   the decoded token within 10 s, otherwise the create call fails with 400.
 //! * Lifecycle notifications: <https://learn.microsoft.com/graph/change-notifications-lifecycle-events>
 //!
+//! * Per user: `/users/{id}/chats/getAllMessages`, every chat the user is a member of
+//!   (application `Chat.Read.All`, or delegated `Chat.Read` for the signed-in user's own
+//!   chats), matched against the chat's members when each change happens.
+//!
 //! * Notifications with resource data (`includeResourceData`, `encryptedContent`):
 //!   <https://learn.microsoft.com/graph/change-notifications-with-resource-data> — the
 //!   subscription's certificate is checked at creation ([`crate::rich`]); `created` and
@@ -96,6 +100,13 @@ fn parse_resource(r: &str) -> Option<Watch> {
         [c, chat, m] if c.eq_ignore_ascii_case("chats") && m.eq_ignore_ascii_case("messages") => {
             Some(Watch::Chat(unquote(chat)))
         }
+        [u, user, c, g]
+            if u.eq_ignore_ascii_case("users")
+                && c.eq_ignore_ascii_case("chats")
+                && g.eq_ignore_ascii_case("getAllMessages") =>
+        {
+            Some(Watch::UserChats(unquote(user)))
+        }
         _ => None,
     }
 }
@@ -121,11 +132,12 @@ fn unquote(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn watch_matches(w: &Watch, scope: &Scope) -> bool {
+fn watch_matches(st: &Tenant, w: &Watch, scope: &Scope) -> bool {
     match (w, scope) {
         (Watch::AllChannels, Scope::Channel { .. }) | (Watch::AllChats, Scope::Chat { .. }) => true,
         (Watch::Channel(t, c), Scope::Channel { team, channel }) => t == team && c == channel,
         (Watch::Chat(c), Scope::Chat { chat }) => c == chat,
+        (Watch::UserChats(user), scope @ Scope::Chat { .. }) => st.can_access(user, scope),
         _ => false,
     }
 }
@@ -254,8 +266,16 @@ async fn create(
     let exp = parse_iso(&exp_s)
         .ok_or_else(|| sub_error("expirationDateTime is not a valid date-time."))?;
     check_expiry(exp, lifecycle_url.is_some())?;
-    let (application_id, creator_id) = {
+    let (application_id, creator_id, watch) = {
         let st = lock(&sim.state);
+        let watch = match watch {
+            Watch::UserChats(key) => Watch::UserChats(
+                st.resolve_user(&key)
+                    .map(|u| u.id.clone())
+                    .ok_or_else(|| GraphError::not_found(format!("User {key} was not found.")))?,
+            ),
+            other => other,
+        };
         check_permission(&st, &pr, &watch)?;
         let app = st.client_id.clone();
         // One subscription per app per channel or chat.
@@ -272,7 +292,7 @@ async fn create(
             ));
         }
         let creator = pr.user().map_or_else(|| app.clone(), str::to_string);
-        (app, creator)
+        (app, creator, watch)
     };
     validate_endpoint(&sim, &notification_url).await?;
     if let Some(l) = &lifecycle_url {
@@ -334,6 +354,23 @@ fn check_permission(st: &Tenant, pr: &Principal, w: &Watch) -> Result<(), GraphE
                 &["Chat.Read.All", "ChatMessage.Read.Chat"],
             )?;
             access(st, pr, &Scope::Chat { chat: c.clone() })
+        }
+        // Delegated (Chat.Read) for the signed-in user's own chats only, or the app
+        // (Chat.Read.All) for anyone's.
+        Watch::UserChats(user) => {
+            need(
+                pr,
+                &["Chat.Read", "Chat.ReadWrite"],
+                &["Chat.Read.All", "Chat.ReadWrite.All"],
+            )?;
+            match pr.user() {
+                Some(me) if me != user => Err(GraphError::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "A delegated subscription to a user's chats is supported for the signed-in user only.",
+                )),
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -445,7 +482,7 @@ pub fn dispatch(sim: &Arc<Sim>, changes: Vec<Change>) {
         for c in &changes {
             let resource = Tenant::resource_of(&c.scope, &c.id, c.reply_to.as_deref());
             for s in st.subscriptions.values() {
-                if !watch_matches(&s.watch, &c.scope)
+                if !watch_matches(&st, &s.watch, &c.scope)
                     || !s.change_types.iter().any(|t| t == c.change_type)
                 {
                     continue;
@@ -614,6 +651,14 @@ mod tests {
         assert_eq!(
             parse_resource("/chats/19:x@thread.v2/messages"),
             Some(Watch::Chat("19:x@thread.v2".into()))
+        );
+        assert_eq!(
+            parse_resource("/users/u-1/chats/getAllMessages"),
+            Some(Watch::UserChats("u-1".into()))
+        );
+        assert_eq!(
+            parse_resource("/users/u%401/chats/getallmessages"),
+            Some(Watch::UserChats("u@1".into()))
         );
         assert_eq!(parse_resource("/me/messages"), None);
         assert_eq!(unquote("%"), "%");

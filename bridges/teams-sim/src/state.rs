@@ -251,6 +251,19 @@ pub enum Cursor {
         /// Page size.
         top: usize,
     },
+    /// Next page of a list read with query options (`/users?$filter=…`,
+    /// `/me/chats?$orderby=…`): the options of the first page, kept behind the token as
+    /// Graph keeps them.
+    Query {
+        /// The list's path under `/v1.0`.
+        path: String,
+        /// Who asked (a delegated caller's user id; empty for the app).
+        caller: String,
+        /// The first page's query options, without `$skiptoken`.
+        options: Vec<(String, String)>,
+        /// Offset.
+        offset: usize,
+    },
     /// A delta link: the next round starts after `since`.
     DeltaLink {
         /// Scope.
@@ -271,6 +284,8 @@ pub enum Watch {
     Channel(String, String),
     /// `/chats/{id}/messages`.
     Chat(String),
+    /// `/users/{id}/chats/getAllMessages`: every chat the user is a member of.
+    UserChats(String),
 }
 
 /// A change-notification subscription.
@@ -678,6 +693,24 @@ impl State {
     pub fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// The one-on-one chat of users `a` and `b` (ids), if they have one.
+    pub fn one_on_one(&self, a: &str, b: &str) -> Option<&Chat> {
+        self.chats.values().find(|c| {
+            c.chat_type == "oneOnOne"
+                && c.members.len() == 2
+                && c.members.iter().any(|m| m == a)
+                && c.members.iter().any(|m| m == b)
+        })
+    }
+
+    /// The newest message of a chat.
+    pub fn last_message_in(&self, chat: &str) -> Option<&Message> {
+        self.messages
+            .values()
+            .rev()
+            .find(|m| matches!(&m.scope, Scope::Chat { chat: c } if c == chat))
     }
 
     /// Is `user` allowed into this scope (team member or chat member)?

@@ -207,11 +207,22 @@ impl Harness {
         posted["id"].as_str().expect("id").to_owned()
     }
 
+    /// The bridge's per-conversation subscriptions (without the one to the
+    /// service account's chats, for commands: see [`Self::direct_subscriptions`]).
     fn our_subscriptions(&self) -> Vec<Value> {
         self.sim
             .subscriptions()
             .into_iter()
-            .filter(|s| s["clientState"] == CLIENT_STATE)
+            .filter(|s| s["clientState"] == CLIENT_STATE && !is_direct(s))
+            .collect()
+    }
+
+    /// The bridge's subscriptions to the service account's chats.
+    fn direct_subscriptions(&self) -> Vec<Value> {
+        self.sim
+            .subscriptions()
+            .into_iter()
+            .filter(|s| s["clientState"] == CLIENT_STATE && is_direct(s))
             .collect()
     }
 
@@ -226,6 +237,13 @@ impl Harness {
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
     }
+}
+
+/// Whether a subscription is the one to every chat of the service account.
+fn is_direct(subscription: &Value) -> bool {
+    subscription["resource"]
+        .as_str()
+        .is_some_and(|r| r.ends_with("/chats/getAllMessages"))
 }
 
 /// Events until `deadline`, acknowledged as stored.
@@ -280,6 +298,9 @@ async fn notifications_bring_messages_replies_and_edits_without_reconciliation()
     let (mut relay, shutdown, runner) = h.run().await;
     let subs = h.our_subscriptions();
     assert_eq!(subs.len(), 1, "one subscription for the channel: {subs:?}");
+    let direct = h.direct_subscriptions();
+    assert_eq!(direct.len(), 1, "and one for commands: {direct:?}");
+    assert_eq!(direct[0]["changeType"], "created");
     assert_eq!(
         subs[0]["notificationUrl"],
         format!(
@@ -342,7 +363,8 @@ async fn notifications_bring_messages_replies_and_edits_without_reconciliation()
         counts.events_by_reconcile, 0,
         "reconciliation never ran: {counts:?}"
     );
-    assert_eq!(counts.subscriptions_created, 1);
+    // The channel's and the service account's chats'.
+    assert_eq!(counts.subscriptions_created, 2);
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
 }
@@ -578,7 +600,9 @@ async fn subscriptions_are_renewed_before_they_expire() {
     );
     let counts = h.bridge.inbound_counts();
     assert!(counts.subscriptions_renewed >= 1, "{counts:?}");
-    assert_eq!(counts.subscriptions_created, 1);
+    // The channel's and the service account's chats', each once.
+    assert_eq!(counts.subscriptions_created, 2);
+    assert_eq!(h.direct_subscriptions().len(), 1);
     // And it still works.
     let id = h.bob_posts("", "after renewal").await;
     let events = collect_until(

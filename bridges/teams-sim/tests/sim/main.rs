@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod binary;
 mod conformance;
+mod directory;
 mod graph;
 mod limits;
 mod notify;

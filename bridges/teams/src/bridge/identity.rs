@@ -38,6 +38,8 @@ pub(super) struct Identities {
     identity: IdentityConfig,
     /// The configured service account, if any (else the stored one).
     configured: Option<Arc<Mutex<DelegatedTokens>>>,
+    /// Its user id, readable while its tokens are being refreshed.
+    configured_user: Option<String>,
     /// Live tokens by Teams user id (linked people and the stored service
     /// account).
     live: Mutex<HashMap<String, Arc<Mutex<Live>>>>,
@@ -58,6 +60,7 @@ impl Identities {
         Identities {
             http,
             identity,
+            configured_user: configured.as_ref().map(|t| t.user_id.clone()),
             configured: configured.map(|t| Arc::new(Mutex::new(t))),
             live: Mutex::new(HashMap::new()),
         }
@@ -77,9 +80,9 @@ impl Identities {
 
     /// The configured service account's user id.
     pub(super) fn configured_service_user(&self) -> Option<String> {
-        self.configured
-            .as_ref()
-            .and_then(|t| t.try_lock().ok().map(|t| t.user_id.clone()))
+        // Not read through the tokens' lock: a refresh in progress must not
+        // make the service account's own posts look like someone else's.
+        self.configured_user.clone()
     }
 
     /// A valid access token for `user`, from their stored refresh token

@@ -25,6 +25,10 @@
 //!   while down are not recovered.
 //! - The versions seen are bounded ([`SEEN_CAP`]); the oldest half is
 //!   forgotten when full, which at worst repeats the restart case above.
+//! - **Direct chats**: a one-on-one chat of the service account that is not
+//!   a portal passes the gate as a command chat (`direct`): a new message of
+//!   someone else becomes one [`InboundKind::Command`], reconciled by
+//!   [`TeamsBridge::reconcile_all`] after the portals.
 //! - **`call` commands**: a new message that mentions the service account
 //!   and says `call [title]` becomes one [`InboundKind::CallRequest`] (its
 //!   event id depends on the message only, so both paths and a restart ask
@@ -68,6 +72,16 @@ const KEPT_FIELDS: &[&str] = &[
     "channelIdentity",
     "chatId",
 ];
+
+/// Which gate a message version passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// A watched conversation (a portal channel): messages are relayed.
+    Portal,
+    /// A one-on-one chat of the service account without a portal: new
+    /// messages are commands.
+    Direct,
+}
 
 /// Which path brought a message version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,10 +274,16 @@ impl InboundState {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps only the call requests among `events` when message `key` is (or
-    /// was) a `call` command, and remembers that it is one.
+    /// Keeps only the call requests and commands among `events` when message
+    /// `key` is (or was) a `call` command or a command to the bridge, and
+    /// remembers that it is one.
     fn filter_commands(&self, key: &(ChannelId, String), events: &mut Vec<Inbound>) {
-        let is_request = |e: &Inbound| matches!(e.kind, InboundKind::CallRequest { .. });
+        let is_request = |e: &Inbound| {
+            matches!(
+                e.kind,
+                InboundKind::CallRequest { .. } | InboundKind::Command { .. }
+            )
+        };
         let mut commands = self.commands.lock().unwrap_or_else(|p| p.into_inner());
         if events.iter().any(is_request) {
             if commands.len() >= SEEN_CAP {
@@ -314,14 +334,39 @@ impl TeamsBridge {
         now
     }
 
-    /// The gate every message version passes. `Ok(false)` when the relay
-    /// is shutting down.
+    /// The gate every message version of a watched conversation passes.
+    /// `Ok(false)` when the relay is shutting down.
     pub(super) async fn process(
         &self,
         ctx: &BridgeContext,
         channel: &ChannelId,
         message: &Value,
         source: Source,
+    ) -> Result<bool, BridgeError> {
+        self.process_as(ctx, channel, message, source, Gate::Portal)
+            .await
+    }
+
+    /// The gate for a one-on-one chat of the service account that is not a
+    /// portal: new messages become commands (`direct`).
+    pub(super) async fn process_direct(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        message: &Value,
+        source: Source,
+    ) -> Result<bool, BridgeError> {
+        self.process_as(ctx, channel, message, source, Gate::Direct)
+            .await
+    }
+
+    async fn process_as(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        message: &Value,
+        source: Source,
+        gate: Gate,
     ) -> Result<bool, BridgeError> {
         let Some(mid) = message.get("id").and_then(Value::as_str) else {
             tracing::warn!(bridge = %self.id, %channel, "A Teams message without an id was skipped.");
@@ -336,14 +381,24 @@ impl TeamsBridge {
             Counters::bump(&self.inbound.counters.stale_skipped);
             return Ok(true);
         }
-        let floor = self.floor(ctx, channel);
+        let floor = match gate {
+            Gate::Portal => self.floor(ctx, channel),
+            Gate::Direct => self.direct_floor(ctx),
+        };
         let created = created_ms(message).unwrap_or(u64::MAX);
         if previous.is_none() && created < floor {
             // History from before this channel was watched.
             self.inbound.seen().insert(key, message);
             return Ok(true);
         }
-        let mut events = self.events_for(channel, previous.as_ref(), message, created);
+        let mut events = self.events_for(channel, previous.as_ref(), message, created, gate);
+        if gate == Gate::Direct {
+            let marked = events
+                .into_iter()
+                .map(|e| self.mark_ours(channel, e))
+                .collect();
+            events = self.commands_of(marked);
+        }
         self.inbound.filter_commands(&key, &mut events);
         self.name_people(&mut events).await;
         let n = events.len() as u64;
@@ -374,6 +429,7 @@ impl TeamsBridge {
         previous: Option<&Value>,
         message: &Value,
         created: u64,
+        gate: Gate,
     ) -> Vec<Inbound> {
         let service = self.service_user();
         let our_users: Vec<String> = service.iter().cloned().collect();
@@ -383,7 +439,9 @@ impl TeamsBridge {
             tenant: None,
             our_users: &our_users,
             relay_marker: &self.relay_marker,
-            call_to: service.as_deref(),
+            // In a chat with the service account alone, every message is a
+            // command (`direct`), `call` included.
+            call_to: service.as_deref().filter(|_| gate == Gate::Portal),
         };
         let mut parsed = Vec::new();
         match previous {
@@ -618,6 +676,14 @@ impl TeamsBridge {
                 }
             }
         }
+        match self.reconcile_direct(ctx).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => {
+                // Commands wait for the next round; the portals go on.
+                tracing::warn!(bridge = %self.id, error = %e, "Reconciling the service account's one-on-one chats failed.");
+            }
+        }
         Ok(true)
     }
 
@@ -633,12 +699,29 @@ impl TeamsBridge {
         let Some(channel) = resource.channel_id() else {
             return Ok(true);
         };
-        if !self.watched(ctx).contains(&channel) {
+        let Some(gate) = self.gate_of(ctx, &channel).await? else {
             return Ok(true);
-        }
+        };
         Counters::bump(&self.inbound.counters.rich);
-        self.process(ctx, &channel, message, Source::Notification)
+        self.process_as(ctx, &channel, message, Source::Notification, gate)
             .await
+    }
+
+    /// The gate of a notified conversation: a watched one's, a direct chat's
+    /// (a one-on-one chat of the service account without a portal), or none.
+    async fn gate_of(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+    ) -> Result<Option<Gate>, BridgeError> {
+        if self.watched(ctx).contains(channel) {
+            return Ok(Some(Gate::Portal));
+        }
+        if self.is_direct_chat(channel).await? {
+            return Ok(Some(Gate::Direct));
+        }
+        tracing::debug!(bridge = %self.id, %channel, "A notification for a conversation not bridged was ignored.");
+        Ok(None)
     }
 
     /// Fetches the message a change notification names and passes it
@@ -653,8 +736,11 @@ impl TeamsBridge {
         let Some(channel) = resource.channel_id() else {
             return Ok(true);
         };
-        if !self.watched(ctx).contains(&channel) {
-            tracing::debug!(bridge = %self.id, %channel, "A notification for a conversation not bridged was ignored.");
+        let Some(gate) = self.gate_of(ctx, &channel).await? else {
+            return Ok(true);
+        };
+        if gate == Gate::Direct && deleted {
+            // A command that was deleted has been carried out already.
             return Ok(true);
         }
         let conv = Conversation::of(&channel)?;
@@ -686,9 +772,10 @@ impl TeamsBridge {
                 }
                 gone
             }
+            Err(BridgeError::NotFound { .. }) if gate == Gate::Direct => return Ok(true),
             Err(e) => return Err(e),
         };
-        self.process(ctx, &channel, &message, Source::Notification)
+        self.process_as(ctx, &channel, &message, Source::Notification, gate)
             .await
     }
 }

@@ -18,6 +18,14 @@
 //!   URL is configured, and reconciliation (delta for channel roots, the
 //!   replies of the roots that changed, the newest page of each chat) in
 //!   every case, both through one gate that relays each message version once.
+//! - **Commands and direct portals** (`direct`): a message to the service
+//!   account in a one-on-one chat that is not a portal becomes an
+//!   [`InboundKind::Command`](switchboard_model::InboundKind::Command), heard
+//!   through a subscription to the service account's chats
+//!   (`/users/{id}/chats/getAllMessages`) and a reconciliation of its recent
+//!   one-on-one chats; [`Bridge::open_direct`] finds or creates the one-on-one
+//!   chat of the service account and a person (`POST /chats`);
+//!   [`Bridge::find_people`] searches the directory (`GET /users`).
 //! - **Meetings on request**: a new message that mentions the service account
 //!   and says `call [title]` becomes an
 //!   [`InboundKind::CallRequest`](switchboard_model::InboundKind::CallRequest)
@@ -234,6 +242,8 @@ pub struct TeamsBridge {
     shared_reactions: reactions::SharedReactions,
     /// Names of people Teams reports by id only (call events).
     people: people::PeopleNames,
+    /// One-on-one chats with the service account (commands, direct portals).
+    direct: direct::DirectChats,
 }
 
 impl TeamsBridge {
@@ -279,6 +289,7 @@ impl TeamsBridge {
             this: this.clone(),
             shared_reactions: reactions::SharedReactions::default(),
             people: people::PeopleNames::default(),
+            direct: direct::DirectChats::default(),
         }))
     }
 
@@ -299,6 +310,7 @@ impl TeamsBridge {
 }
 
 mod details;
+mod direct;
 mod identity;
 mod inbound;
 mod media;
@@ -463,6 +475,27 @@ impl Bridge for TeamsBridge {
                 Err(e)
             }
         }
+    }
+
+    async fn open_direct(
+        &self,
+        user: &UserId,
+        with: &Person,
+    ) -> Result<Option<ChannelId>, BridgeError> {
+        match self.open_direct_chat(user, with).await {
+            Ok(chat) => Ok(Some(chat)),
+            Err(e) => {
+                if e.retry_kind() == RetryKind::Reauthenticate {
+                    // As for deliveries: the next attempt refreshes.
+                    self.identities.expire_all().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
+        self.search_people(query, limit).await
     }
 
     async fn channel_info(&self, channel: &ChannelId) -> Result<Option<ChannelInfo>, BridgeError> {

@@ -37,6 +37,13 @@ impl TeamsBridge {
     /// recreated subscription).
     async fn resync(&self, ctx: &BridgeContext, channel: &ChannelId) {
         Counters::bump(&self.inbound.counters.resyncs);
+        if super::direct::direct_service(channel).is_some() {
+            // The subscription to the service account's chats.
+            if let Err(e) = self.reconcile_direct(ctx).await {
+                tracing::warn!(bridge = %self.id, error = %e, "Reconciling the service account's chats after a lifecycle event failed; the next round retries.");
+            }
+            return;
+        }
         let result = match self.app.token().await {
             Ok(app) => self.reconcile(ctx, channel, &app).await.map(|_| ()),
             Err(e) => Err(e.into()),

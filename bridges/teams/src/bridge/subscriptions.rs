@@ -1,6 +1,7 @@
 //! Change-notification subscriptions: one per watched channel or chat
-//! (`/teams/{t}/channels/{c}/messages`, `/chats/{c}/messages`), created with
-//! the application token, renewed `renew_before` their expiry, recreated
+//! (`/teams/{t}/channels/{c}/messages`, `/chats/{c}/messages`), and one for
+//! every chat of the service account (`/users/{id}/chats/getAllMessages`,
+//! new messages only: commands, `direct`), created with the application token, renewed `renew_before` their expiry, recreated
 //! when Graph removed them, and deleted when the conversation is no longer
 //! bridged.
 //!
@@ -15,6 +16,7 @@
 //!   `subscriptionRemoved` → recreate, then reconcile the conversation;
 //!   `missed` (and anything unknown) → reconcile.
 
+use super::direct;
 use super::inbound::{Counters, iso_ms, now_ms};
 use super::{Conversation, NotificationSettings, TeamsBridge, lifecycle_path, notification_path};
 use crate::auth::Secret;
@@ -75,6 +77,17 @@ impl Subscriptions {
 
 fn sub_key(channel: &ChannelId) -> ChannelId {
     ChannelId::new(format!("{channel}#subscription"))
+}
+
+/// The Graph resource and change types of a subscription target: a
+/// conversation's messages, or (`direct`) every chat of the service account,
+/// whose new messages only matter (commands).
+fn subscription_of(channel: &ChannelId) -> Result<(String, &'static str), BridgeError> {
+    if let Some(service) = direct::direct_service(channel) {
+        return Ok((direct::direct_resource(service), "created"));
+    }
+    let conv = Conversation::of(channel)?;
+    Ok((resource_of(&conv), "created,updated,deleted"))
 }
 
 /// The Graph resource of a conversation's messages.
@@ -139,11 +152,10 @@ impl TeamsBridge {
         channel: &ChannelId,
         app: &Secret,
     ) -> Result<(), BridgeError> {
-        let conv = Conversation::of(channel)?;
-        let resource = resource_of(&conv);
+        let (resource, change_type) = subscription_of(channel)?;
         let (url, lifecycle) = self.urls(settings);
         let mut body = json!({
-            "changeType": "created,updated,deleted",
+            "changeType": change_type,
             "notificationUrl": url,
             "lifecycleNotificationUrl": lifecycle,
             "resource": resource,
@@ -267,7 +279,11 @@ impl TeamsBridge {
             return Ok(Vec::new());
         };
         let app = self.app.token().await?;
-        let watched = self.watched(ctx);
+        // Every watched conversation, and the service account's chats.
+        let mut watched = self.watched(ctx);
+        if let Some(direct) = self.direct_subscription() {
+            watched.push(direct);
+        }
         let renew_before = u64::try_from(settings.renew_before.as_millis()).unwrap_or(u64::MAX / 4);
         let mut recreated = Vec::new();
         let mut all_ok = true;
@@ -448,5 +464,16 @@ mod tests {
         let chat = ChannelId::new("19:x@unq.gbl.spaces");
         let conv = Conversation::of(&chat).expect("chat");
         assert_eq!(resource_of(&conv), "/chats/19:x@unq.gbl.spaces/messages");
+        assert_eq!(
+            subscription_of(&chat).expect("chat"),
+            (
+                "/chats/19:x@unq.gbl.spaces/messages".to_owned(),
+                "created,updated,deleted"
+            )
+        );
+        assert_eq!(
+            subscription_of(&direct::direct_key("svc")).expect("direct"),
+            ("/users/svc/chats/getAllMessages".to_owned(), "created")
+        );
     }
 }
