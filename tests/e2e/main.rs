@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod daemon;
 mod deploy;
+mod direct;
 mod matrix;
 mod portals;
 mod slack;

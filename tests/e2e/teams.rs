@@ -19,7 +19,7 @@ use switchboard_teams_sim::{SimConfig, TeamsSim};
 
 pub(crate) const SERVICE: &str = "switchboard@contoso.test";
 pub(crate) const BOB: &str = "bob@contoso.test";
-const ANN: &str = "ann@contoso.test";
+pub(crate) const ANN: &str = "ann@contoso.test";
 pub(crate) const BRIDGE: &str = "teams:contoso";
 
 /// Both simulators on the Slack setup's runtime, and a config joining Slack
@@ -74,7 +74,7 @@ impl TeamsSetup {
         self.slack.channels[0].clone()
     }
 
-    fn write_config(&self) {
+    pub(crate) fn write_config(&self) {
         let s = self.setup();
         let admin = if self.admin_api {
             "admin_token_file = \"admin-token\""
@@ -209,6 +209,20 @@ impl TeamsSetup {
                     .get_all(&self.messages_path(), Bearer::App(&app), 1000),
             )
             .expect("list messages")
+    }
+
+    /// The messages of chat `chat` (oldest first as Graph lists them), as
+    /// the app reads them.
+    pub(crate) fn chat_messages(&self, chat: &str) -> Vec<Value> {
+        let app = Secret::new(self.sim.app_token());
+        self.slack
+            .rt
+            .block_on(self.graph().get_all(
+                &format!("/chats/{chat}/messages"),
+                Bearer::App(&app),
+                1000,
+            ))
+            .expect("list chat messages")
     }
 
     /// The replies under `root`.
@@ -559,12 +573,25 @@ fn teams_notifications_reach_the_daemon_and_replies_keep_their_thread() {
     t.login(&["--service"], SERVICE);
     let mut daemon = t.setup().spawn();
     daemon.wait_ready(Duration::from_secs(30));
+    // One subscription for the portal's channel, one for the service
+    // account's chats (commands and direct messages), both to the daemon.
     let subs = t.sim.subscriptions();
-    assert_eq!(subs.len(), 1, "{subs:?}");
-    assert_eq!(
-        subs[0]["notificationUrl"],
-        format!("http://{}/teams/contoso/notifications", t.setup().listen)
-    );
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    let chats = subs
+        .iter()
+        .filter(|s| {
+            s["resource"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/chats/getAllMessages"))
+        })
+        .count();
+    assert_eq!(chats, 1, "{subs:?}");
+    for sub in &subs {
+        assert_eq!(
+            sub["notificationUrl"],
+            format!("http://{}/teams/contoso/notifications", t.setup().listen)
+        );
+    }
 
     let root = t.as_person(BOB, None, "<p>notified root</p>");
     let root_id = root["id"].as_str().expect("id").to_owned();

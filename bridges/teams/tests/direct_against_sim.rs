@@ -585,3 +585,30 @@ async fn a_group_chat_with_the_service_account_is_no_command_chat() {
     );
     run.stop().await;
 }
+
+#[tokio::test]
+async fn a_chat_that_becomes_a_portal_while_running_relays_its_new_messages() {
+    let h = Harness::start(None).await;
+    let run = h.run(&h.bridge, Vec::new()).await;
+    run._channels
+        .send(vec![h.chat.clone()])
+        .expect("the portal is linked");
+    // Give the watch a reconciliation round.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut run = run;
+    let by_graph = h.bob_writes("by graph").await;
+    let by_sim = h
+        .sim
+        .post_chat_message_as(BOB, h.chat.as_str(), "<p>by the simulator</p>")
+        .expect("bob posts");
+    let events = collect_until(&mut run.relay, |e| e.len() >= 2, Duration::from_secs(5)).await;
+    let ids: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            InboundKind::Message { id, .. } => Some(id.as_str().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, vec![by_graph, by_sim], "{events:?}");
+    run.stop().await;
+}

@@ -324,7 +324,7 @@ impl TeamsBridge {
 
     /// The floor of `channel`: messages created before it are history.
     /// Stored the first time it is asked for.
-    fn floor(&self, ctx: &BridgeContext, channel: &ChannelId) -> u64 {
+    pub(super) fn floor(&self, ctx: &BridgeContext, channel: &ChannelId) -> u64 {
         let key = floor_key(channel);
         if let Some(ms) = ctx.cursors().get(&key).and_then(|s| s.parse().ok()) {
             return ms;

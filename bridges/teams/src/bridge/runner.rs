@@ -137,10 +137,25 @@ impl TeamsBridge {
         }
         ctx.set_state(BridgeState::Connected);
         let reconciling = async {
+            let mut portals = ctx.channels_watch();
+            portals.mark_unchanged();
+            let mut portals_open = true;
             loop {
                 tokio::select! {
                     () = ctx.shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(self.reconcile_every()) => {}
+                    changed = portals.changed(), if portals_open => {
+                        // A conversation just became a portal (a direct
+                        // portal, a link): what is written in it from now on
+                        // is new, so its floor is now, not the next round.
+                        if changed.is_err() {
+                            portals_open = false;
+                        } else {
+                            for channel in self.watched(&ctx) {
+                                self.floor(&ctx, &channel);
+                            }
+                        }
+                    }
                 }
                 let round = tokio::select! {
                     () = ctx.shutdown.cancelled() => return Ok(()),

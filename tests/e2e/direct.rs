@@ -1,0 +1,183 @@
+//! Direct messages across platforms through the real daemon, the Slack
+//! simulator and the Teams simulator: `/switchboard dm <name>` in Slack
+//! opens a direct portal between the person's IM with the Switchboard app
+//! and a one-on-one chat of the Teams service account with the person
+//! found; replies flow both ways, as the people who wrote them, and the
+//! portal survives a restart. `dm <name>` written to the service account in
+//! Teams does the same the other way, and takes over the Slack IM from the
+//! older direct portal, whose Teams side is told.
+
+use crate::support::*;
+use crate::teams::{ANN, BOB, SERVICE, TeamsSetup, author, content};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `find` until it gives a value; on a timeout, fails with the
+/// daemon's log.
+fn wait_value<T>(
+    t: &TeamsSetup,
+    what: &str,
+    limit: Duration,
+    mut find: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        if Instant::now() >= deadline {
+            let log = t.setup().log();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("Graph call."))
+                .rev()
+                .take(40)
+                .collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("timed out waiting for: {what}\n{}", tail.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Slack and Teams simulators, the daemon with the service account signed in.
+fn start() -> (TeamsSetup, Daemon) {
+    let t = TeamsSetup::new();
+    t.write_config();
+    t.login(&["--service"], SERVICE);
+    let mut daemon = t.setup().spawn();
+    daemon.wait_ready(WAIT);
+    (t, daemon)
+}
+
+/// What alice's IM with the app holds: (posted by the app, username, text).
+fn alice_im(t: &TeamsSetup) -> Vec<(bool, String, String)> {
+    t.slack
+        .sim
+        .app_im_messages("alice")
+        .expect("alice's IM")
+        .into_iter()
+        .map(|m| {
+            (
+                m.get("bot_id").is_some(),
+                m["username"].as_str().unwrap_or_default().to_owned(),
+                m["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn find_in_im(t: &TeamsSetup, text: &str) -> Option<(bool, String, String)> {
+    alice_im(t).into_iter().find(|(_, _, m)| m.contains(text))
+}
+
+fn find_in_chat(t: &TeamsSetup, chat: &str, text: &str) -> Option<Value> {
+    t.chat_messages(chat)
+        .into_iter()
+        .find(|m| content(m).contains(text))
+}
+
+#[test]
+fn slack_and_teams_people_talk_in_direct_portals() {
+    let started = Instant::now();
+    let (t, mut daemon) = start();
+    let room = t.room();
+
+    // Alice asks in the public channel; everything happens in her IM.
+    {
+        let _runtime = t.slack.rt.enter();
+        t.slack
+            .sim
+            .run_slash_command(&room, "alice", "/switchboard", "dm Bob Builder")
+            .expect("alice runs the command");
+    }
+    let bob_chat = t.sim.direct_chat(SERVICE, BOB).expect("Bob's chat");
+    let told = wait_value(&t, "Bob told in Teams", WAIT, || {
+        find_in_chat(&t, &bob_chat, "started a direct conversation with you")
+    });
+    assert!(content(&told).contains("Alice Liddell (Slack)"), "{told}");
+    let (by_app, _, text) = wait_value(&t, "alice told in her IM", WAIT, || {
+        find_in_im(&t, "You are now connected with Bob Builder (Teams)")
+    });
+    assert!(by_app, "{text}");
+    let public: Vec<Value> = t.slack.sim.messages(&room);
+    assert!(
+        public
+            .iter()
+            .all(|m| !m["text"].as_str().unwrap_or("").contains("connected")),
+        "nothing in the public channel: {public:?}"
+    );
+
+    // Both ways, as the people who wrote them.
+    t.sim
+        .post_chat_message_as(BOB, &bob_chat, "<p>hi Alice, Bob here</p>")
+        .expect("Bob writes");
+    let (by_app, username, _) = wait_value(&t, "Bob's message in alice's IM", WAIT, || {
+        find_in_im(&t, "hi Alice, Bob here")
+    });
+    assert!(by_app);
+    assert_eq!(username, "Bob Builder (Teams)");
+    {
+        let _runtime = t.slack.rt.enter();
+        t.slack
+            .sim
+            .message_app("alice", "hello Bob")
+            .expect("alice writes");
+    }
+    let relayed = wait_value(&t, "alice's message in Bob's chat", WAIT, || {
+        find_in_chat(&t, &bob_chat, "hello Bob")
+    });
+    assert!(
+        author(&relayed).contains("Alice Liddell") || content(&relayed).contains("Alice Liddell"),
+        "shown as alice: {relayed}"
+    );
+
+    // The portal persists across a restart.
+    daemon.kill9();
+    let mut daemon = t.setup().spawn();
+    daemon.wait_ready(WAIT);
+    t.sim
+        .post_chat_message_as(BOB, &bob_chat, "<p>still there after the restart</p>")
+        .expect("Bob writes again");
+    wait_value(&t, "Bob's message after the restart", WAIT, || {
+        find_in_im(&t, "still there after the restart")
+    });
+
+    // Ann asks the service account in Teams: alice's IM moves to her, and
+    // Bob is told his conversation is closed.
+    let ann_chat = t.sim.direct_chat(SERVICE, ANN).expect("Ann's chat");
+    t.sim
+        .post_chat_message_as(ANN, &ann_chat, "<p>dm Alice</p>")
+        .expect("Ann asks");
+    wait_value(&t, "Ann told she is connected", WAIT, || {
+        find_in_chat(
+            &t,
+            &ann_chat,
+            "You are now connected with Alice Liddell (Slack)",
+        )
+    });
+    wait_value(&t, "alice told Ann is there", WAIT, || {
+        find_in_im(&t, "Ann Lee (Teams) started a direct conversation with you")
+    });
+    wait_value(&t, "Bob told his conversation closed", WAIT, || {
+        find_in_chat(&t, &bob_chat, "This direct conversation is closed")
+    });
+    {
+        let _runtime = t.slack.rt.enter();
+        t.slack
+            .sim
+            .message_app("alice", "hi Ann")
+            .expect("alice answers");
+    }
+    wait_value(&t, "alice's answer reaches Ann", WAIT, || {
+        find_in_chat(&t, &ann_chat, "hi Ann")
+    });
+    // Nothing reaches Bob any more, and the command was relayed nowhere.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(find_in_chat(&t, &bob_chat, "hi Ann").is_none());
+    assert!(find_in_im(&t, "dm Alice").is_none());
+    daemon.kill9();
+    eprintln!("direct portals checked in {:?}", started.elapsed());
+}
