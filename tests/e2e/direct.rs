@@ -187,30 +187,9 @@ fn slack_and_teams_people_talk_in_direct_portals() {
 /// with the app becomes the other side, and both talk through it.
 #[test]
 fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
-    use crate::matrix::{BRIDGE as MATRIX, Homeserver};
     use serde_json::json;
-    let t = TeamsSetup::new();
-    let hs = Homeserver::start(&t.slack.rt, t.setup());
-    let alias = hs.alias("general");
-    let s = t.setup();
-    let config = format!(
-        "[store]\npath = \"store\"\nkey_file = \"store.key\"\n\n\
-         [http]\nlisten = \"{listen}\"\n\n[log]\nfilter = \"info\"\n\n\
-         [relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nmax_attempts = 50\ndrain_grace = \"10s\"\n\n\
-         {bridges}{matrix}\
-         [[portal]]\nname = \"general\"\nmembers = [\"{slack}\", \"{teams}\", \"{MATRIX}/{alias}\"]\n",
-        listen = s.listen,
-        bridges = t.bridge_blocks(),
-        matrix = hs.bridge_block(),
-        slack = t.slack_member(),
-        teams = t.teams_member(),
-    );
-    std::fs::write(s.config_path(), config).expect("write config");
-    t.login(&["--service"], SERVICE);
-    let mut daemon = t.setup().spawn();
-    daemon.wait_ready(WAIT);
-    let portal_room = hs.join(&t.slack.rt, t.setup(), &alias);
-
+    let (three, mut daemon) = crate::everywhere::Three::start();
+    let (t, hs, portal_room) = (&three.t, &three.hs, three.room.clone());
     // Slack's Alice speaks in the portal: her ghost appears in Matrix.
     t.slack
         .post(&t.slack.alice(), &t.room(), "hello from Slack");
@@ -219,7 +198,7 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
         events.reverse();
         events
     };
-    let ghost = wait_value(&t, "Alice's ghost in the portal room", WAIT, || {
+    let ghost = wait_value(t, "Alice's ghost in the portal room", WAIT, || {
         read(&portal_room)
             .into_iter()
             .find(|e| e["content"]["body"] == "hello from Slack")
@@ -245,15 +224,15 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
                     .is_some_and(|b| b.contains(text))
         })
     };
-    wait_value(&t, "the DM connected", WAIT, || {
+    wait_value(t, "the DM connected", WAIT, || {
         notice(&dm, "You are now connected with Alice Liddell (Slack)")
     });
-    let (by_app, _, _) = wait_value(&t, "Slack's Alice told in her IM", WAIT, || {
-        find_in_im(&t, "(Matrix) started a direct conversation with you")
+    let (by_app, _, _) = wait_value(t, "Slack's Alice told in her IM", WAIT, || {
+        find_in_im(t, "(Matrix) started a direct conversation with you")
     });
     assert!(by_app);
     // The ghost joined the DM.
-    wait_value(&t, "the ghost in the DM", WAIT, || {
+    wait_value(t, "the ghost in the DM", WAIT, || {
         read(&dm)
             .into_iter()
             .any(|e| {
@@ -269,8 +248,8 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
         .rt
         .block_on(hs.alice.send_text(&dm, "hi from Matrix"))
         .expect("send");
-    wait_value(&t, "the Matrix message in Slack's IM", WAIT, || {
-        find_in_im(&t, "hi from Matrix")
+    wait_value(t, "the Matrix message in Slack's IM", WAIT, || {
+        find_in_im(t, "hi from Matrix")
     });
     {
         let _runtime = t.slack.rt.enter();
@@ -279,7 +258,7 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
             .message_app("alice", "hi back from Slack")
             .expect("alice answers");
     }
-    let answer = wait_value(&t, "the Slack answer in the DM", WAIT, || {
+    let answer = wait_value(t, "the Slack answer in the DM", WAIT, || {
         read(&dm)
             .into_iter()
             .find(|e| e["content"]["body"] == "hi back from Slack")

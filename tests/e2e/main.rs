@@ -8,6 +8,7 @@ mod conformance;
 mod daemon;
 mod deploy;
 mod direct;
+mod everywhere;
 mod matrix;
 mod portals;
 mod slack;

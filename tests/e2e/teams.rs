@@ -191,11 +191,11 @@ impl TeamsSetup {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn graph(&self) -> GraphClient {
+    pub(crate) fn graph(&self) -> GraphClient {
         GraphClient::with_limits(self.sim.graph_url(), None).expect("graph client")
     }
 
-    fn messages_path(&self) -> String {
+    pub(crate) fn messages_path(&self) -> String {
         format!("/teams/{}/channels/{}/messages", self.team, self.channel)
     }
 
@@ -226,7 +226,7 @@ impl TeamsSetup {
     }
 
     /// The replies under `root`.
-    fn teams_replies(&self, root: &str) -> Vec<Value> {
+    pub(crate) fn teams_replies(&self, root: &str) -> Vec<Value> {
         let app = Secret::new(self.sim.app_token());
         self.slack
             .rt
@@ -239,14 +239,14 @@ impl TeamsSetup {
     }
 
     /// The first root message whose HTML contains `text`.
-    fn teams_message(&self, text: &str) -> Option<Value> {
+    pub(crate) fn teams_message(&self, text: &str) -> Option<Value> {
         self.teams_messages()
             .into_iter()
             .find(|m| content(m).contains(text))
     }
 
     /// `user` replies under `root` with their own delegated token.
-    fn reply_as(&self, user: &str, root: &str, html: &str) -> Value {
+    pub(crate) fn reply_as(&self, user: &str, root: &str, html: &str) -> Value {
         let token = Secret::new(self.sim.delegated_token(user).expect("token"));
         let id = self.sim.seeded().users[user].clone();
         let body = json!({ "body": { "contentType": "html", "content": html } });
@@ -276,7 +276,7 @@ impl TeamsSetup {
     }
 
     /// `user` acts through Graph with their own delegated token.
-    fn as_person(&self, user: &str, patch: Option<&str>, html: &str) -> Value {
+    pub(crate) fn as_person(&self, user: &str, patch: Option<&str>, html: &str) -> Value {
         let token = Secret::new(self.sim.delegated_token(user).expect("token"));
         let id = self.sim.seeded().users[user].clone();
         let body = json!({ "body": { "contentType": "html", "content": html } });
@@ -301,7 +301,7 @@ impl TeamsSetup {
             .expect("Graph call as a person")
     }
 
-    fn slack_call(&self, who: &SlackPerson, method: &str, args: Value) -> Value {
+    pub(crate) fn slack_call(&self, who: &SlackPerson, method: &str, args: Value) -> Value {
         self.slack
             .rt
             .block_on(who.api.call(method, &who.token, args, None))
@@ -309,7 +309,7 @@ impl TeamsSetup {
     }
 
     /// The Slack message whose text is exactly `text`.
-    fn slack_message(&self, text: &str) -> Option<Value> {
+    pub(crate) fn slack_message(&self, text: &str) -> Option<Value> {
         self.slack
             .sim
             .messages(&self.room())
