@@ -662,6 +662,16 @@ impl SlackSim {
         c.push_retry_delays = push_retry_delays;
     }
 
+    /// Reports every message stored from now on (people's and the app's, in
+    /// every channel) with the instant it was stored: for benchmarks that
+    /// time a relay from one platform's store to another's. A later call
+    /// replaces the earlier listener.
+    pub fn tap_posts(&self) -> tokio::sync::mpsc::UnboundedReceiver<state::Posted> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.inner.state).tap = Some(tx);
+        rx
+    }
+
     /// Current counters.
     pub fn counters(&self) -> CounterSnapshot {
         counters(&self.inner)

@@ -465,6 +465,24 @@ pub struct State {
     pub clock: Clock,
     /// `http://127.0.0.1:PORT`, for URLs the API hands out.
     pub base_url: String,
+    /// Where every newly stored message is reported, if anyone listens
+    /// ([`crate::SlackSim::tap_posts`]).
+    pub tap: Option<tokio::sync::mpsc::UnboundedSender<Posted>>,
+}
+
+/// A message the moment it was stored (for measurements, not a Slack API).
+#[derive(Clone, Debug)]
+pub struct Posted {
+    /// Channel id.
+    pub channel: String,
+    /// The message's ts.
+    pub ts: Ts,
+    /// Its text as stored.
+    pub text: String,
+    /// Posted by the app's bot (rather than by a person).
+    pub by_app: bool,
+    /// When it was stored.
+    pub at: std::time::Instant,
 }
 
 impl State {
@@ -531,6 +549,7 @@ impl State {
             tickets: HashMap::new(),
             clock: Clock::default(),
             base_url,
+            tap: None,
         }
     }
 
@@ -961,6 +980,19 @@ impl State {
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("call"))
             .filter_map(|b| b.get("call_id").and_then(Value::as_str).map(str::to_string))
             .collect();
+        if let Some(tap) = &self.tap {
+            let posted = Posted {
+                channel: channel.to_string(),
+                ts,
+                text: msg.text.clone(),
+                by_app: matches!(msg.author, Author::Bot { .. }),
+                at: std::time::Instant::now(),
+            };
+            if tap.send(posted).is_err() {
+                self.tap = None;
+            }
+        }
+        let ch = self.channel_mut(channel)?;
         ch.messages.insert(ts, msg);
         ch.updated_ms = crate::ids::now_micros() as i64 / 1000;
         for id in call_ids {

@@ -653,6 +653,16 @@ impl TeamsSim {
         self.inner.limiter.set_mode(m);
     }
 
+    /// Reports every message stored from now on (people's and the app's,
+    /// in every channel and chat) with the instant it was stored: for
+    /// benchmarks that time a relay from one platform's store to another's.
+    /// A later call replaces the earlier listener.
+    pub fn tap_posts(&self) -> tokio::sync::mpsc::UnboundedReceiver<state::Posted> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.inner.state).tap = Some(tx);
+        rx
+    }
+
     /// Counter values.
     pub fn counters(&self) -> CounterSnapshot {
         self.inner.counters.snapshot()

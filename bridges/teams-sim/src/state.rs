@@ -408,6 +408,26 @@ pub struct State {
     pub hosted_contents: BTreeMap<u64, Vec<HostedContent>>,
     /// Online meetings by id.
     pub online_meetings: BTreeMap<String, OnlineMeeting>,
+    /// Where every newly stored message is reported, if anyone listens
+    /// ([`crate::TeamsSim::tap_posts`]).
+    pub tap: Option<tokio::sync::mpsc::UnboundedSender<Posted>>,
+}
+
+/// A message the moment it was stored (for measurements, not a Graph API).
+#[derive(Clone, Debug)]
+pub struct Posted {
+    /// Where.
+    pub scope: Scope,
+    /// Message id.
+    pub id: String,
+    /// Root id, for replies.
+    pub reply_to: Option<String>,
+    /// Author's user id (None for system messages).
+    pub from: Option<String>,
+    /// Body as stored.
+    pub content: String,
+    /// When it was stored.
+    pub at: std::time::Instant,
 }
 
 impl State {
@@ -434,6 +454,7 @@ impl State {
             calls: HashMap::new(),
             hosted_contents: BTreeMap::new(),
             online_meetings: BTreeMap::new(),
+            tap: None,
         }
     }
 
@@ -776,6 +797,19 @@ impl State {
         let n = self.next_id();
         let seq = self.next_seq();
         let id = n.to_string();
+        if let Some(tap) = &self.tap {
+            let posted = Posted {
+                scope: scope.clone(),
+                id: id.clone(),
+                reply_to: reply_to.clone(),
+                from: from.clone(),
+                content: content.clone(),
+                at: std::time::Instant::now(),
+            };
+            if tap.send(posted).is_err() {
+                self.tap = None;
+            }
+        }
         self.messages.insert(
             n,
             Message {

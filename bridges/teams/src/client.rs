@@ -65,6 +65,21 @@ impl Default for LimitConfig {
     }
 }
 
+/// Reads of channel and chat messages (a message, replies, delta, a chat's
+/// messages) have a row of their own in the Teams table: 20 rps per app per
+/// tenant (protocols/teams.md §4), below the 30 rps of "other" calls. With
+/// limits on, they are kept to this rate with [`MESSAGE_READ_BURST`] at
+/// once, so that no one-second window Graph counts holds more than 20.
+pub const MESSAGE_READ_RPS: f64 = 15.0;
+/// See [`MESSAGE_READ_RPS`].
+pub const MESSAGE_READ_BURST: f64 = 5.0;
+
+/// Is `GET path` a read of channel or chat messages?
+fn reads_messages(method: &reqwest::Method, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    method == reqwest::Method::GET && path.contains("/messages")
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -121,8 +136,10 @@ impl Limiter {
         }
     }
 
-    /// Waits until a request as `bearer` may go.
-    pub async fn acquire(&self, bearer: &Bearer<'_>) {
+    /// Waits until a request as `bearer` may go; `reads_messages` when it
+    /// reads channel or chat messages (their own budget, see
+    /// [`MESSAGE_READ_RPS`]).
+    pub async fn acquire(&self, bearer: &Bearer<'_>, reads_messages: bool) {
         loop {
             let floor = *self.not_before.lock().unwrap_or_else(|p| p.into_inner());
             match floor {
@@ -134,6 +151,11 @@ impl Limiter {
         let mut wait = self.reserve("app", c.app_rps, c.burst);
         if let Bearer::User(_, user) = bearer {
             wait = wait.max(self.reserve(&format!("user:{user}"), c.user_rps, c.burst));
+        }
+        if reads_messages {
+            let rps = MESSAGE_READ_RPS.min(c.app_rps);
+            let burst = MESSAGE_READ_BURST.min(c.burst);
+            wait = wait.max(self.reserve("read:messages", rps, burst));
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -278,7 +300,9 @@ impl GraphClient {
     ) -> Result<Value, BridgeError> {
         let url = self.url(path_or_url)?;
         let path = url.strip_prefix(&self.base).unwrap_or(&url).to_owned();
-        self.limiter.acquire(&bearer).await;
+        self.limiter
+            .acquire(&bearer, reads_messages(&method, &path))
+            .await;
         let mut rq = self
             .http
             .request(method.clone(), &url)
@@ -421,9 +445,51 @@ mod tests {
         let t = Secret::new("t");
         let start = Instant::now();
         for _ in 0..4 {
-            l.acquire(&Bearer::App(&t)).await;
+            l.acquire(&Bearer::App(&t), false).await;
         }
         // Two at once, then one every 500 ms.
         assert!(start.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn message_reads_stay_under_their_row_in_any_second() {
+        let l = Limiter::new(Some(LimitConfig::default()));
+        let t = Secret::new("t");
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..60 {
+            l.acquire(&Bearer::App(&t), true).await;
+            at.push(start.elapsed());
+        }
+        // Graph counts 20 per app in one-second windows: no second holds more.
+        for (i, first) in at.iter().enumerate() {
+            let within = at[i..]
+                .iter()
+                .take_while(|t| **t < *first + Duration::from_secs(1))
+                .count();
+            assert!(within <= 20, "{within} reads within a second of {first:?}");
+        }
+        // Other calls keep the app's own (higher) rate.
+        let start = Instant::now();
+        for _ in 0..30 {
+            l.acquire(&Bearer::App(&t), false).await;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn message_reads_are_told_apart() {
+        let get = reqwest::Method::GET;
+        assert!(reads_messages(&get, "/teams/t/channels/c/messages/1"));
+        assert!(reads_messages(
+            &get,
+            "/teams/t/channels/c/messages/delta?$top=50"
+        ));
+        assert!(reads_messages(&get, "/chats/x/messages?$top=50"));
+        assert!(!reads_messages(
+            &reqwest::Method::POST,
+            "/teams/t/channels/c/messages"
+        ));
+        assert!(!reads_messages(&get, "/users/u?$select=displayName"));
     }
 }

@@ -196,3 +196,43 @@ async fn an_empty_key_is_refused() {
         .expect_err("an empty key");
     assert_eq!(err.retry_kind(), RetryKind::Permanent, "{err}");
 }
+
+/// Several operations for one linked account at once, all having read the
+/// stored refresh token before the first of them rotated it: one refresh,
+/// and every one acts as the person (a stale copy of a rotated token is not
+/// taken for a new sign-in and redeemed again, which Graph refuses).
+#[tokio::test]
+async fn concurrent_uses_of_a_linked_account_refresh_it_once() {
+    let sim = sim().await;
+    let service = sign_in(&sim, SERVICE).await;
+    let bob = sign_in(&sim, BOB).await;
+    let bridge = TeamsBridge::with_graph(config(&sim, Some(service)), graph(&sim)).expect("bridge");
+    bridge.set_accounts(Arc::new(AliceLinked {
+        user: UserId::new(bob.user_id.clone()),
+        token: Mutex::new(bob.refresh_token.expose().to_owned()),
+    }));
+    let ch = channel(&sim);
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let bridge = bridge.clone();
+            let ch = ch.clone();
+            tokio::spawn(async move {
+                bridge
+                    .create_meeting(&format!("call-req-c{i}"), &ch, "At once", Some(&alice()))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let meeting = task
+            .await
+            .expect("task runs")
+            .expect("created")
+            .expect("a meeting");
+        assert_eq!(
+            organizer(&meeting_in_sim(&sim, &meeting.id)),
+            sim.seeded().users[BOB],
+            "organised by the linked account, not the service account"
+        );
+    }
+}

@@ -1699,3 +1699,42 @@ async fn junk_arguments_never_break_a_method() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_tap_reports_each_stored_message_with_its_instant() {
+    let sim = start().await;
+    let t = tokens(&sim);
+    let mut tap = sim.tap_posts();
+    let before = std::time::Instant::now();
+    let mine = call(
+        &sim,
+        "chat.postMessage",
+        &t.alice,
+        json!({"channel": GENERAL, "text": "from alice"}),
+    )
+    .await;
+    assert_ok(&mine);
+    let bots = call(
+        &sim,
+        "chat.postMessage",
+        &t.bot,
+        json!({"channel": GENERAL, "text": "from the app"}),
+    )
+    .await;
+    assert_ok(&bots);
+    let after = std::time::Instant::now();
+    let first = tap.try_recv().expect("alice's post is reported");
+    let second = tap.try_recv().expect("the app's post is reported");
+    assert_eq!(
+        (first.channel.as_str(), first.text.as_str(), first.by_app),
+        (GENERAL, "from alice", false)
+    );
+    assert_eq!(first.ts.to_string(), mine["ts"].as_str().expect("ts"));
+    assert_eq!(
+        (second.text.as_str(), second.by_app),
+        ("from the app", true)
+    );
+    assert!(before <= first.at && first.at <= second.at && second.at <= after);
+    assert!(tap.try_recv().is_err(), "one report per message");
+    sim.shutdown().await;
+}

@@ -646,3 +646,23 @@ async fn create_or_get_is_keyed_by_external_id_per_organizer() {
     assert!(all.iter().any(|m| m["id"] == first.body["id"]));
     assert!(all.iter().any(|m| m["id"] == bobs.body["id"]));
 }
+
+#[tokio::test]
+async fn the_tap_reports_each_stored_message_with_its_instant() {
+    let sim = start().await;
+    let mut tap = sim.tap_posts();
+    let before = std::time::Instant::now();
+    let adele = sim.delegated_token(ADELE).expect("token");
+    let posted = post_as(&msgs(&sim), &adele, "<p>tapped</p>").await;
+    let after = std::time::Instant::now();
+    let seen = tap.try_recv().expect("the post is reported");
+    assert_eq!(seen.id, posted["id"].as_str().expect("id"));
+    assert_eq!(seen.content, "<p>tapped</p>");
+    assert_eq!(
+        seen.from.as_deref(),
+        Some(sim.seeded().users[ADELE].as_str())
+    );
+    assert!(before <= seen.at && seen.at <= after);
+    assert!(tap.try_recv().is_err(), "one report per message");
+    sim.shutdown().await;
+}

@@ -29,6 +29,29 @@ use tokio::sync::Mutex;
 struct Live {
     stored: String,
     tokens: DelegatedTokens,
+    /// Refresh tokens this entry has rotated away from, newest last. A
+    /// caller that read the store before the last rotation still holds one
+    /// of these: that is a stale copy, not a new sign-in (redeeming it again
+    /// would be refused as already used).
+    retired: Vec<String>,
+}
+
+/// How many retired refresh tokens an entry remembers.
+const RETIRED_KEPT: usize = 8;
+
+impl Live {
+    fn resume(identities: &Identities, user: &str, stored: &str) -> Live {
+        Live {
+            stored: stored.to_owned(),
+            tokens: DelegatedTokens::resume(
+                identities.http.clone(),
+                identities.identity.clone(),
+                user,
+                Secret::new(stored),
+            ),
+            retired: Vec::new(),
+        }
+    }
 }
 
 /// The delegated identities of one bridge.
@@ -95,31 +118,18 @@ impl Identities {
     ) -> Result<Secret, AuthError> {
         let entry = {
             let mut live = self.live.lock().await;
-            let entry = live.entry(user.to_owned()).or_insert_with(|| {
-                Arc::new(Mutex::new(Live {
-                    stored: stored.to_owned(),
-                    tokens: DelegatedTokens::resume(
-                        self.http.clone(),
-                        self.identity.clone(),
-                        user,
-                        Secret::new(stored),
-                    ),
-                }))
-            });
+            let entry = live
+                .entry(user.to_owned())
+                .or_insert_with(|| Arc::new(Mutex::new(Live::resume(self, user, stored))));
             entry.clone()
         };
         let mut live = entry.lock().await;
-        if live.stored != stored && live.tokens.refresh_token.expose() != stored {
+        if live.stored != stored
+            && live.tokens.refresh_token.expose() != stored
+            && !live.retired.iter().any(|r| r == stored)
+        {
             // Signed in again since: start from the new refresh token.
-            *live = Live {
-                stored: stored.to_owned(),
-                tokens: DelegatedTokens::resume(
-                    self.http.clone(),
-                    self.identity.clone(),
-                    user,
-                    Secret::new(stored),
-                ),
-            };
+            *live = Live::resume(self, user, stored);
         }
         if !live.tokens.access.needs_refresh() {
             return Ok(live.tokens.access.token.clone());
@@ -128,6 +138,10 @@ impl Identities {
         live.tokens.refresh().await?;
         let after = live.tokens.refresh_token.expose().to_owned();
         if after != before.expose() {
+            if live.retired.len() >= RETIRED_KEPT {
+                live.retired.remove(0);
+            }
+            live.retired.push(before.expose().to_owned());
             if let Err(e) = accounts.update_token(&UserId::new(user), &after) {
                 // Keep going with the new token in memory; the next refresh
                 // tries to persist again. Only a crash before then loses it.

@@ -733,15 +733,61 @@ impl TeamsBridge {
         resource: &ResourceRef,
         deleted: bool,
     ) -> Result<bool, BridgeError> {
+        let Some(read) = self.notified_read(ctx, resource)? else {
+            return self.fetch_direct_notified(ctx, resource, deleted).await;
+        };
+        let message = self.read_notified(&read.path).await;
+        self.apply_notified(ctx, &read, deleted, message).await
+    }
+
+    /// A notification for a conversation that is no portal: a one-on-one
+    /// chat of the service account brings a command; anything else is
+    /// ignored.
+    async fn fetch_direct_notified(
+        &self,
+        ctx: &BridgeContext,
+        resource: &ResourceRef,
+        deleted: bool,
+    ) -> Result<bool, BridgeError> {
         let Some(channel) = resource.channel_id() else {
             return Ok(true);
         };
-        let Some(gate) = self.gate_of(ctx, &channel).await? else {
+        if !self.is_direct_chat(&channel).await? {
+            tracing::debug!(bridge = %self.id, %channel, "A notification for a conversation not bridged was ignored.");
             return Ok(true);
-        };
-        if gate == Gate::Direct && deleted {
+        }
+        if deleted {
             // A command that was deleted has been carried out already.
             return Ok(true);
+        }
+        let conv = Conversation::of(&channel)?;
+        let path = match (&resource.message, &resource.reply) {
+            (Some(root), Some(reply)) => format!("{}/{root}/replies/{reply}", conv.messages()),
+            (Some(id), None) => format!("{}/{id}", conv.messages()),
+            _ => return Ok(true),
+        };
+        let message = match self.read_notified(&path).await {
+            Ok(m) => m,
+            Err(BridgeError::NotFound { .. }) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        self.process_as(ctx, &channel, &message, Source::Notification, Gate::Direct)
+            .await
+    }
+
+    /// What reading a notified message of a portal conversation takes:
+    /// `None` when the notification is for a conversation that is no
+    /// portal, or names no message.
+    pub(super) fn notified_read(
+        &self,
+        ctx: &BridgeContext,
+        resource: &ResourceRef,
+    ) -> Result<Option<NotifiedRead>, BridgeError> {
+        let Some(channel) = resource.channel_id() else {
+            return Ok(None);
+        };
+        if !self.watched(ctx).contains(&channel) {
+            return Ok(None);
         }
         let conv = Conversation::of(&channel)?;
         let (path, graph_id) = match (&resource.message, &resource.reply) {
@@ -750,16 +796,38 @@ impl TeamsBridge {
                 reply.clone(),
             ),
             (Some(id), None) => (format!("{}/{id}", conv.messages()), id.clone()),
-            _ => return Ok(true),
+            _ => return Ok(None),
         };
+        Ok(Some(NotifiedRead {
+            channel,
+            path,
+            graph_id,
+        }))
+    }
+
+    /// Reads a notified message with the app token
+    /// ([GET chatMessage](https://learn.microsoft.com/graph/api/chatmessage-get)).
+    pub(super) async fn read_notified(&self, path: &str) -> Result<Value, BridgeError> {
         let app = self.app.token().await?;
-        let message = match self.graph.get_json(&path, Bearer::App(&app)).await {
+        self.graph.get_json(path, Bearer::App(&app)).await
+    }
+
+    /// Passes what [`TeamsBridge::read_notified`] returned through the gate.
+    pub(super) async fn apply_notified(
+        &self,
+        ctx: &BridgeContext,
+        read: &NotifiedRead,
+        deleted: bool,
+        message: Result<Value, BridgeError>,
+    ) -> Result<bool, BridgeError> {
+        let channel = &read.channel;
+        let message = match message {
             Ok(m) => m,
             Err(BridgeError::NotFound { .. }) if deleted => {
                 let previous = self
                     .inbound
                     .seen()
-                    .get(&(channel.clone(), graph_id.clone()))
+                    .get(&(channel.clone(), read.graph_id.clone()))
                     .cloned();
                 let Some(mut gone) = previous else {
                     return Ok(true);
@@ -772,12 +840,21 @@ impl TeamsBridge {
                 }
                 gone
             }
-            Err(BridgeError::NotFound { .. }) if gate == Gate::Direct => return Ok(true),
             Err(e) => return Err(e),
         };
-        self.process_as(ctx, &channel, &message, Source::Notification, gate)
+        self.process(ctx, channel, &message, Source::Notification)
             .await
     }
+}
+
+/// Where a notified message is read, and which conversation it belongs to.
+#[derive(Debug, Clone)]
+pub(super) struct NotifiedRead {
+    channel: ChannelId,
+    /// The Graph path of the message (or reply).
+    pub(super) path: String,
+    /// The message's (or reply's) own id.
+    graph_id: String,
 }
 
 /// How many 429s one read inside a reconciliation round waits out before

@@ -2,20 +2,38 @@
 //! resuming every conversation's position) before `Connected`, then three
 //! things at once until shutdown:
 //!
-//! - the notification worker, draining what the endpoint queued;
+//! - the notification worker, draining what the endpoint queued (reading
+//!   notified messages a few at a time ahead of the gate);
 //! - reconciliation, every `reconcile_interval` while every watched
 //!   conversation has a live subscription, else every `poll_interval`;
 //! - subscription upkeep (create, renew, recreate, drop), about every
 //!   minute, when notifications are configured.
 
 use super::TeamsBridge;
-use super::inbound::Counters;
+use super::inbound::{Counters, NotifiedRead};
 use super::notifications::Work;
+use std::collections::VecDeque;
 use std::time::Duration;
 use switchboard_model::{BridgeContext, BridgeError, BridgeState, ChannelId, RetryKind};
 
 /// The longest pause between two subscription upkeeps.
 const UPKEEP_MAX: Duration = Duration::from_secs(60);
+
+/// How many notified messages the worker reads ahead of the gate.
+const READ_AHEAD: usize = 16;
+
+/// A queued notification in the worker's hands.
+#[derive(Debug)]
+enum Ahead {
+    /// Handled in its turn.
+    Work(Work),
+    /// A notified message being read already.
+    Read {
+        read: NotifiedRead,
+        deleted: bool,
+        message: tokio::task::JoinHandle<Result<serde_json::Value, BridgeError>>,
+    },
+}
 
 impl TeamsBridge {
     fn upkeep_every(&self) -> Duration {
@@ -94,10 +112,71 @@ impl TeamsBridge {
         }
     }
 
+    /// Drains the notification queue in order. The reads of notified
+    /// messages (one GET each) run ahead of the gate, up to [`READ_AHEAD`]
+    /// at once, so a burst is not one Graph round trip per message in
+    /// series; what they return passes the gate in the order the
+    /// notifications came, as before.
     async fn worker(&self, ctx: &BridgeContext) {
         let mut rx = self.queue_rx.lock().await;
-        while let Some(work) = rx.recv().await {
-            self.handle(ctx, work).await;
+        let mut ahead: VecDeque<Ahead> = VecDeque::new();
+        loop {
+            // Take what is queued (waiting only when nothing is in hand).
+            while ahead.len() < READ_AHEAD {
+                let work = if ahead.is_empty() {
+                    match rx.recv().await {
+                        Some(work) => work,
+                        None => return,
+                    }
+                } else {
+                    match rx.try_recv() {
+                        Ok(work) => work,
+                        Err(_) => break,
+                    }
+                };
+                ahead.push_back(self.read_ahead(ctx, work));
+            }
+            let Some(next) = ahead.pop_front() else {
+                continue;
+            };
+            match next {
+                Ahead::Work(work) => self.handle(ctx, work).await,
+                Ahead::Read {
+                    read,
+                    deleted,
+                    message,
+                } => {
+                    let message = message.await.unwrap_or_else(|e| {
+                        Err(BridgeError::transient(format!(
+                            "reading a notified message: {e}"
+                        )))
+                    });
+                    if let Err(e) = self.apply_notified(ctx, &read, deleted, message).await {
+                        Counters::bump(&self.inbound.counters.fetch_failures);
+                        tracing::warn!(bridge = %self.id, error = %e, "A notified Teams message could not be read; reconciliation will.");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts reading the message a change notification names; anything
+    /// else is handled in its turn as it is.
+    fn read_ahead(&self, ctx: &BridgeContext, work: Work) -> Ahead {
+        let Work::Change { resource, deleted } = &work else {
+            return Ahead::Work(work);
+        };
+        let (Some(bridge), Ok(Some(read))) =
+            (self.this.upgrade(), self.notified_read(ctx, resource))
+        else {
+            return Ahead::Work(work);
+        };
+        let path = read.path.clone();
+        let message = tokio::spawn(async move { bridge.read_notified(&path).await });
+        Ahead::Read {
+            read,
+            deleted: *deleted,
+            message,
         }
     }
 
