@@ -302,7 +302,17 @@ fn answer_in(
     channel: &ChannelId,
     text: &str,
 ) -> Result<(), StoreError> {
-    let entry = OutboxEntry {
+    shared.enqueue(
+        portal.clone(),
+        bridge.clone(),
+        channel.clone(),
+        notice(text),
+    )
+}
+
+/// A notice from the relay itself, posted by the target's bot.
+pub(super) fn notice(text: &str) -> OutboxEntry {
+    OutboxEntry {
         origin: None,
         sender: None,
         action: PendingAction::Notice {
@@ -312,8 +322,7 @@ fn answer_in(
         enqueued_ms: Timestamp::now().as_millis(),
         is_notice: true,
         maybe_delivered: false,
-    };
-    shared.enqueue(portal.clone(), bridge.clone(), channel.clone(), entry)
+    }
 }
 
 /// A platform's name for people: `Slack` for `slack:acme`.

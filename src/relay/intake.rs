@@ -410,16 +410,5 @@ fn notice_to_origin(
         bridge: origin.bridge.clone(),
         channel: origin.channel.clone(),
     };
-    let entry = OutboxEntry {
-        origin: None,
-        sender: None,
-        action: PendingAction::Notice {
-            text: text.to_owned(),
-        },
-        attempts: 0,
-        enqueued_ms: Timestamp::now().as_millis(),
-        is_notice: true,
-        maybe_delivered: false,
-    };
-    Ok((key, entry))
+    Ok((key, commands::notice(text)))
 }
