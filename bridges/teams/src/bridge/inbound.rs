@@ -503,6 +503,19 @@ impl TeamsBridge {
         channel: &ChannelId,
         app: &Secret,
     ) -> Result<bool, BridgeError> {
+        self.reconcile_for(ctx, channel, app, Source::Reconcile)
+            .await
+    }
+
+    /// One reconciliation of one channel or chat, counted as brought by
+    /// `source`. `Ok(false)` on shutdown.
+    async fn reconcile_for(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        app: &Secret,
+        source: Source,
+    ) -> Result<bool, BridgeError> {
         let conv = Conversation::of(channel)?;
         if !conv.is_channel() {
             return self.reconcile_chat(ctx, channel, &conv, app).await;
@@ -532,16 +545,13 @@ impl TeamsBridge {
             return Ok(true);
         }
         for message in &messages {
-            if !self
-                .process(ctx, channel, message, Source::Reconcile)
-                .await?
-            {
+            if !self.process(ctx, channel, message, source).await? {
                 return Ok(false);
             }
             // A root in the round may have new or changed replies.
             if let Some(root) = message.get("id").and_then(Value::as_str)
                 && !self
-                    .reconcile_replies(ctx, channel, &conv, root, app)
+                    .reconcile_replies(ctx, channel, &conv, root, app, source)
                     .await?
             {
                 return Ok(false);
@@ -559,6 +569,7 @@ impl TeamsBridge {
         conv: &Conversation<'_>,
         root: &str,
         app: &Secret,
+        source: Source,
     ) -> Result<bool, BridgeError> {
         let path = format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages());
         let replies =
@@ -569,7 +580,7 @@ impl TeamsBridge {
             };
         // Graph lists newest first; relay oldest first.
         for reply in replies.iter().rev() {
-            if !self.process(ctx, channel, reply, Source::Reconcile).await? {
+            if !self.process(ctx, channel, reply, source).await? {
                 return Ok(false);
             }
         }
@@ -644,6 +655,11 @@ impl TeamsBridge {
     /// Fetches the message a change notification names and passes it
     /// through the gate. A message Graph no longer returns after a
     /// `deleted` notification is reported deleted from its last version.
+    ///
+    /// In a channel, a new or changed message is read by a delta round from
+    /// the stored link instead (it holds the notified message and whatever
+    /// came before it), so that a message whose notification was lost or is
+    /// late never reaches the relay after later ones.
     pub(super) async fn fetch_notified(
         &self,
         ctx: &BridgeContext,
@@ -658,6 +674,12 @@ impl TeamsBridge {
             return Ok(true);
         }
         let conv = Conversation::of(&channel)?;
+        if conv.is_channel() && !deleted && ctx.cursors().get(&channel).is_some() {
+            let app = self.app.token().await?;
+            return self
+                .reconcile_for(ctx, &channel, &app, Source::Notification)
+                .await;
+        }
         let (path, graph_id) = match (&resource.message, &resource.reply) {
             (Some(root), Some(reply)) => (
                 format!("{}/{root}/replies/{reply}", conv.messages()),
