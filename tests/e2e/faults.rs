@@ -415,8 +415,16 @@ fn tally(burst: Burst, portals: usize, all: &HashMap<(Platform, usize), Shown>) 
                 .zip(sent.iter())
                 .all(|(a, s)| *a == s.as_str());
             if !in_order {
-                t.out_of_order
-                    .push(format!("portal {portal}: {origin} → {target}"));
+                let at = firsts
+                    .iter()
+                    .zip(sent.iter())
+                    .position(|(a, s)| *a != s.as_str())
+                    .unwrap_or(0);
+                let end = (at + 6).min(firsts.len());
+                t.out_of_order.push(format!(
+                    "portal {portal}: {origin} → {target}: from position {at} {:?}",
+                    &firsts[at.saturating_sub(2)..end]
+                ));
             }
         }
     }
@@ -767,7 +775,7 @@ fn synapse_stopped_for_30_s_loses_nothing() {
     let stopped = Instant::now();
     let slack_to_teams = fx.shown_from(Slack, Teams);
     let teams_to_slack = fx.shown_from(Teams, Slack);
-    let in_matrix = metric(daemon.listen, "switchboard_outbox_depth");
+    let outbox = metric(daemon.listen, "switchboard_outbox_depth");
     std::thread::sleep(OUTAGE.saturating_sub(Duration::from_secs(1)));
     // Slack and Teams went on without Matrix.
     let during = (
@@ -778,7 +786,7 @@ fn synapse_stopped_for_30_s_loses_nothing() {
     let restarting = Instant::now();
     fx.x.hs.synapse.restart().expect("Synapse starts again");
     eprintln!(
-        "Synapse down for {:?} (started again in {:?}); Slack → Teams {} and Teams → Slack {} meanwhile; outbox at the stop {in_matrix:?}",
+        "Synapse down for {:?} (started again in {:?}); Slack → Teams {} and Teams → Slack {} meanwhile; outbox at the stop {outbox:?}",
         stopped.elapsed(),
         restarting.elapsed(),
         during.0,
@@ -787,6 +795,14 @@ fn synapse_stopped_for_30_s_loses_nothing() {
     assert!(
         during.0 > 0 && during.1 > 0,
         "Slack ↔ Teams went on while Synapse was down: {during:?}"
+    );
+    assert!(
+        fx.setup()
+            .log()
+            .lines()
+            .any(|l| l.contains("Delivery failed, will retry.")
+                && l.contains("bridge=matrix:example")),
+        "deliveries to Matrix failed while Synapse was down"
     );
     fx.post_matrix(0, FROM_MATRIX..2 * FROM_MATRIX);
     let retries = fx.wait_posted(tasks);
