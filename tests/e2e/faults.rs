@@ -129,6 +129,8 @@ struct Tally {
     out_of_order: Vec<String>,
     /// Messages the bridge posted back on their own platform.
     echoed: usize,
+    /// Pairs with messages shown more than once, and which.
+    doubles: Vec<String>,
 }
 
 impl Fx {
@@ -403,6 +405,16 @@ fn tally(burst: Burst, portals: usize, all: &HashMap<(Platform, usize), Shown>) 
                 .filter(|s| !counts.contains_key(s.as_str()))
                 .count();
             t.doubled += counts.values().map(|n| n - 1).sum::<usize>();
+            let mut twice: Vec<String> = counts
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(token, n)| format!("{token}×{n}"))
+                .collect();
+            if !twice.is_empty() {
+                twice.sort();
+                t.doubles
+                    .push(format!("portal {portal}: {origin} → {target}: {twice:?}"));
+            }
             let mut firsts: Vec<&str> = Vec::new();
             let mut seen = std::collections::HashSet::new();
             for a in &arrived {
@@ -439,8 +451,8 @@ fn assert_exactly_once(fx: &Fx, what: &str, t: &Tally) {
         "{what}: nothing dead-lettered"
     );
     eprintln!(
-        "{what}: {} sent, {} deliveries (2 per message expected), {} lost, {} doubled, {} echoed, out of order: {:?}",
-        t.sent, t.delivered, t.lost, t.doubled, t.echoed, t.out_of_order
+        "{what}: {} sent, {} deliveries (2 per message expected), {} lost, {} doubled {:?}, {} echoed, out of order: {:?}",
+        t.sent, t.delivered, t.lost, t.doubled, t.doubles, t.echoed, t.out_of_order
     );
     assert_eq!((t.lost, t.doubled, t.echoed), (0, 0, 0), "{what}: {t:?}");
     assert!(t.out_of_order.is_empty(), "{what}: {t:?}");
