@@ -10,11 +10,12 @@
 //!
 //! Every test fails (never skips) when Synapse cannot be started.
 
-use crate::matrix::{BRIDGE as MATRIX, Homeserver, WAIT, wait_value};
+use crate::matrix::{Homeserver, WAIT, wait_value};
 use crate::support::*;
 use crate::teams::{BOB, SERVICE, TeamsSetup, author, content};
+use crate::three::{Three, ThreeConfig, show_log_if_panicking, spawn_ready};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchboard_model::call::format_duration;
 use switchboard_slack_sim::state::Call as SlackCall;
 
@@ -39,36 +40,16 @@ impl Calls {
 
     /// As [`Calls::start`], with `portal` (lines) added to the portal's table.
     fn start_with(portal: &str) -> (Calls, Daemon) {
-        let started = Instant::now();
-        let t = TeamsSetup::new();
-        let hs = Homeserver::start(&t.slack.rt, t.setup());
-        let alias = hs.alias("general");
-        let s = t.setup();
-        let config = format!(
-            "[store]\npath = \"store\"\nkey_file = \"store.key\"\n\n\
-             [http]\nlisten = \"{listen}\"\n\n[log]\nfilter = \"info\"\n\n\
-             [relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nmax_attempts = 50\ndrain_grace = \"10s\"\n\n\
-             {bridges}{matrix}\
-             [[portal]]\nname = \"general\"\nmembers = [\"{slack}\", \"{teams}\", \"{MATRIX}/{alias}\"]\n{portal}",
-            listen = s.listen,
-            bridges = t.bridge_blocks(),
-            matrix = hs.bridge_block(),
-            slack = t.slack_member(),
-            teams = t.teams_member(),
-        );
-        std::fs::write(s.config_path(), config).expect("write config");
-        t.login(&["--service"], SERVICE);
-        let mut calls = Calls {
+        let (three, daemon) = Three::start(ThreeConfig {
+            portal_extra: portal.into(),
+            ..ThreeConfig::default()
+        });
+        let Three { t, hs, mut rooms } = three;
+        let calls = Calls {
             t,
             hs,
-            room: String::new(),
+            room: rooms.remove(0),
         };
-        let daemon = calls.spawn_ready();
-        calls.room = calls.hs.join(&calls.t.slack.rt, calls.t.setup(), &alias);
-        eprintln!(
-            "three platforms and the daemon ready in {:?}",
-            started.elapsed()
-        );
         (calls, daemon)
     }
 
@@ -77,18 +58,7 @@ impl Calls {
     }
 
     fn spawn_ready(&self) -> Daemon {
-        let mut daemon = self.setup().spawn();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = daemon.child.try_wait().expect("try_wait") {
-                panic!("daemon exited before it was ready: {status}");
-            }
-            if http_get(daemon.listen, "/ready").is_some_and(|(code, _)| code == 200) {
-                return daemon;
-            }
-            assert!(Instant::now() < deadline, "daemon not ready in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        spawn_ready(self.setup(), WAIT)
     }
 
     // ----- Slack -----
@@ -383,14 +353,7 @@ impl Calls {
 
 impl Drop for Calls {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.setup().log();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!("--- the daemon's log (last 80 lines) ---");
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
+        show_log_if_panicking(self.setup(), 80);
     }
 }
 

@@ -188,7 +188,7 @@ fn slack_and_teams_people_talk_in_direct_portals() {
 #[test]
 fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
     use serde_json::json;
-    let (three, mut daemon) = crate::everywhere::Three::start();
+    let (three, mut daemon) = crate::everywhere::OnePortal::start();
     let (t, hs, portal_room) = (&three.t, &three.hs, three.room.clone());
     // Slack's Alice speaks in the portal: her ghost appears in Matrix.
     t.slack

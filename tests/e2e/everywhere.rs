@@ -6,9 +6,10 @@
 //!
 //! Fails (never skips) when Synapse cannot be started.
 
-use crate::matrix::{BRIDGE as MATRIX, Homeserver};
+use crate::matrix::Homeserver;
 use crate::support::*;
-use crate::teams::{BOB, SERVICE, TeamsSetup, content};
+use crate::teams::{BOB, TeamsSetup, content};
+use crate::three::{Three, ThreeConfig};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use switchboard_teams::auth::Secret;
@@ -16,40 +17,23 @@ use switchboard_teams::client::Bearer;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The three platforms, one portal (`general`) joining them.
-pub(crate) struct Three {
+/// The three platforms (tests/e2e/three.rs), one portal (`general`)
+/// joining them.
+pub(crate) struct OnePortal {
     pub t: TeamsSetup,
     pub hs: Homeserver,
     /// The portal's Matrix room, alice (of Matrix) joined.
     pub room: String,
 }
 
-impl Three {
-    /// Starts the simulators and Synapse, signs the service account in,
-    /// starts the daemon and has Matrix's alice join the portal room.
-    pub(crate) fn start() -> (Three, Daemon) {
-        let t = TeamsSetup::new();
-        let hs = Homeserver::start(&t.slack.rt, t.setup());
-        let alias = hs.alias("general");
-        let s = t.setup();
-        let config = format!(
-            "[store]\npath = \"store\"\nkey_file = \"store.key\"\n\n\
-             [http]\nlisten = \"{listen}\"\n\n[log]\nfilter = \"info\"\n\n\
-             [relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nmax_attempts = 50\ndrain_grace = \"10s\"\n\n\
-             {bridges}{matrix}\
-             [[portal]]\nname = \"general\"\nmembers = [\"{slack}\", \"{teams}\", \"{MATRIX}/{alias}\"]\n",
-            listen = s.listen,
-            bridges = t.bridge_blocks(),
-            matrix = hs.bridge_block(),
-            slack = t.slack_member(),
-            teams = t.teams_member(),
-        );
-        std::fs::write(s.config_path(), config).expect("write config");
-        t.login(&["--service"], SERVICE);
-        let mut daemon = t.setup().spawn();
-        daemon.wait_ready(WAIT);
-        let room = hs.join(&t.slack.rt, t.setup(), &alias);
-        (Three { t, hs, room }, daemon)
+impl OnePortal {
+    /// Starts the simulators, Synapse and the daemon; Matrix's alice joins
+    /// the portal room.
+    pub(crate) fn start() -> (OnePortal, Daemon) {
+        let (three, daemon) = Three::start(ThreeConfig::default());
+        let Three { t, hs, mut rooms } = three;
+        let room = rooms.remove(0);
+        (OnePortal { t, hs, room }, daemon)
     }
 
     /// Polls `find`; on a timeout fails with the daemon's log.
@@ -156,7 +140,7 @@ fn is_deleted(m: &Value) -> bool {
 #[test]
 fn every_event_kind_relays_in_every_direction_across_three_platforms() {
     let started = Instant::now();
-    let (p, mut daemon) = Three::start();
+    let (p, mut daemon) = OnePortal::start();
     let alice = p.t.slack.alice();
     let room = p.t.room();
     let bot = format!("@switchboard:{}", p.hs.synapse.server_name);

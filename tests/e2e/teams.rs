@@ -28,23 +28,42 @@ pub(crate) struct TeamsSetup {
     pub slack: SlackSetup,
     pub sim: TeamsSim,
     pub team: String,
+    /// Contoso/General.
     pub channel: String,
+    /// Contoso/General, then Contoso/Channel1, Contoso/Channel2… (one per
+    /// Slack channel `room{i}`).
+    pub channels: Vec<String>,
     admin_api: bool,
     /// Change notifications to the daemon's listener, with reconciliation
     /// slowed to ten minutes (so only notifications can be fast).
-    notifications: bool,
+    pub notifications: bool,
+    /// The reconciliation interval with notifications on (ten minutes).
+    pub reconcile_interval: String,
+    /// Lines added to the Teams bridge's block.
+    pub teams_extra: String,
 }
 
 impl TeamsSetup {
     pub(crate) fn new() -> Self {
-        let slack = SlackSetup::new(1, SlackSimConfig::default());
+        TeamsSetup::with(1, SlackSimConfig::default(), SimConfig::default())
+    }
+
+    /// `channels` Slack channels (`room0`…) and as many Teams channels
+    /// (General, then `Channel1`…), the simulators started with these
+    /// configurations (seeds and device-code timing set here).
+    pub(crate) fn with(channels: usize, slack: SlackSimConfig, teams: SimConfig) -> Self {
+        let slack = SlackSetup::new(channels, slack);
+        let extra: Vec<Value> = (1..channels)
+            .map(|i| json!({"displayName": format!("Channel{i}")}))
+            .collect();
         let seed: Seed = serde_json::from_value(json!({
             "users": [
                 {"displayName": "Switchboard Relay", "userPrincipalName": SERVICE},
                 {"displayName": "Bob Builder", "userPrincipalName": BOB},
                 {"displayName": "Ann Lee", "userPrincipalName": ANN}
             ],
-            "teams": [{"displayName": "Contoso", "owners": [SERVICE], "members": [BOB, ANN]}]
+            "teams": [{"displayName": "Contoso", "owners": [SERVICE], "members": [BOB, ANN],
+                       "channels": extra}]
         }))
         .expect("seed");
         let sim = slack
@@ -52,17 +71,28 @@ impl TeamsSetup {
             .block_on(TeamsSim::start(SimConfig {
                 seed: Some(seed),
                 device_code_interval: Duration::from_secs(1),
-                ..SimConfig::default()
+                ..teams
             }))
             .expect("Teams simulator starts");
         let (team, channel) = sim.seeded().channels["Contoso/General"].clone();
+        let channels = (0..channels)
+            .map(|i| match i {
+                0 => channel.clone(),
+                i => sim.seeded().channels[&format!("Contoso/Channel{i}")]
+                    .1
+                    .clone(),
+            })
+            .collect();
         TeamsSetup {
             slack,
             sim,
             team,
             channel,
+            channels,
             admin_api: false,
             notifications: false,
+            reconcile_interval: "10m".into(),
+            teams_extra: String::new(),
         }
     }
 
@@ -109,8 +139,8 @@ impl TeamsSetup {
         let notifications = if self.notifications {
             format!(
                 "[bridge.notifications]\npublic_url = \"http://{}\"\nclient_state_file = \"client-state\"\n\
-                 reconcile_interval = \"10m\"\n\n",
-                s.listen
+                 reconcile_interval = \"{}\"\n\n",
+                s.listen, self.reconcile_interval
             )
         } else {
             String::new()
@@ -120,7 +150,8 @@ impl TeamsSetup {
              bot_token_file = \"bot-token\"\napp_token_file = \"app-token\"\nrate_limits = false\n\n\
              [[bridge]]\nid = \"{BRIDGE}\"\ntype = \"teams\"\ngraph_url = \"{graph}\"\nlogin_url = \"{login}\"\n\
              tenant = \"{tenant}\"\nclient_id = \"{client}\"\nclient_secret_file = \"teams-secret\"\n\
-             poll_interval = \"300ms\"\nrate_limits = false\n\n{notifications}",
+             poll_interval = \"300ms\"\nrate_limits = false\n{extra}\n{notifications}",
+            extra = self.teams_extra,
             slack = self.slack.sim.base_url(),
             graph = self.sim.graph_url(),
             login = self.sim.login_url(),
@@ -136,7 +167,12 @@ impl TeamsSetup {
 
     /// The portal member of Teams channel Contoso/General.
     pub(crate) fn teams_member(&self) -> String {
-        format!("{BRIDGE}/{}/{}", self.team, self.channel)
+        self.teams_member_of(&self.channel)
+    }
+
+    /// The portal member of Teams channel `channel` of Contoso.
+    pub(crate) fn teams_member_of(&self, channel: &str) -> String {
+        format!("{BRIDGE}/{}/{channel}", self.team)
     }
 
     /// `switchboard login teams --bridge teams:contoso <who>`, signed in as

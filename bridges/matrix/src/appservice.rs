@@ -10,7 +10,15 @@
 //!   transaction id reused after a homeserver restart (Synapse with SQLite
 //!   counts from 1 again), is harmless; transaction ids are never used to
 //!   drop anything. Echoes (events of our ghosts and bot) are dropped, and
-//!   events in rooms that are not portals ignored.
+//!   events in rooms that are not portals ignored. One exception keeps the
+//!   order: a numeric transaction id more than one above the last one
+//!   stored means the homeserver skipped transactions it still holds
+//!   (Synapse can leave one unsent when it is created just as its recovery
+//!   from an outage ends; it goes out only after the next outage, after
+//!   later ones). That transaction is answered 503 once, which starts the
+//!   homeserver's recovery: it sends its oldest unsent transaction first.
+//!   The same id is taken the second time, so a gap that was no gap costs
+//!   one retry.
 //! - `GET /_matrix/app/v1/users/{userId}`: 200 after registering the ghost
 //!   when the id is in our namespace, else 404 `M_NOT_FOUND`.
 //! - `GET /_matrix/app/v1/rooms/{roomAlias}`: 200 after creating the room
@@ -43,6 +51,37 @@ pub struct AppserviceEndpoint {
     bridge: Arc<MatrixBridge>,
     /// The registration URL's path (`""` or `/some/prefix`).
     base: String,
+    order: std::sync::Mutex<TxnOrder>,
+}
+
+/// The numeric transaction ids seen, to notice skipped ones.
+#[derive(Debug, Default)]
+struct TxnOrder {
+    /// The last transaction stored.
+    last: Option<u64>,
+    /// A transaction refused once for a gap before it.
+    refused: Option<u64>,
+}
+
+impl TxnOrder {
+    /// Whether transaction `id` comes after a gap (and was not refused for
+    /// it before); remembers the refusal.
+    fn skipped_before(&mut self, id: u64) -> Option<u64> {
+        let last = self.last?;
+        if id > last.saturating_add(1) && self.refused != Some(id) {
+            self.refused = Some(id);
+            return Some(last);
+        }
+        None
+    }
+
+    /// Transaction `id` was stored. A lower id than the last is a
+    /// homeserver that counts from 1 again (a restart) or a repeat.
+    fn stored(&mut self, id: u64) {
+        if self.last.is_none_or(|last| id > last || id == 1) {
+            self.last = Some(id);
+        }
+    }
 }
 
 /// A Matrix error answer.
@@ -73,7 +112,11 @@ impl AppserviceEndpoint {
     /// The endpoint of `bridge`.
     pub fn new(bridge: Arc<MatrixBridge>) -> Self {
         let base = bridge.url_base();
-        AppserviceEndpoint { bridge, base }
+        AppserviceEndpoint {
+            bridge,
+            base,
+            order: std::sync::Mutex::new(TxnOrder::default()),
+        }
     }
 
     /// The token presented: `Authorization: Bearer …`, or the legacy
@@ -103,7 +146,22 @@ impl AppserviceEndpoint {
         }
     }
 
-    async fn transaction(&self, body: &[u8]) -> HttpResponse {
+    fn order(&self) -> std::sync::MutexGuard<'_, TxnOrder> {
+        self.order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn transaction(&self, txn: &str, body: &[u8]) -> HttpResponse {
+        let numeric: Option<u64> = txn.parse().ok();
+        if let Some(id) = numeric
+            && let Some(last) = self.order().skipped_before(id)
+        {
+            tracing::warn!(bridge = %self.bridge.config().id, last, txn = id, "The homeserver skipped transactions; asking it to send them first.");
+            return error(
+                503,
+                "M_UNKNOWN",
+                format!("transactions after {last} are missing; send them first"),
+            );
+        }
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => return error(400, "M_BAD_JSON", format!("the body is not JSON: {e}")),
@@ -133,6 +191,9 @@ impl AppserviceEndpoint {
             }
         }
         tracing::debug!(bridge = %self.bridge.config().id, events = events.len(), relayed = count, "Transaction stored.");
+        if let Some(id) = numeric {
+            self.order().stored(id);
+        }
         ok()
     }
 
@@ -202,7 +263,7 @@ impl HttpEndpoint for AppserviceEndpoint {
         let segments: Vec<&str> = rest.split('/').collect();
         match (request.method.as_str(), segments.as_slice()) {
             ("PUT", ["v1", "transactions", txn]) if !txn.is_empty() => {
-                self.transaction(&request.body).await
+                self.transaction(&dec(txn), &request.body).await
             }
             ("GET", ["v1", "users", user]) => self.user_query(&dec(user)).await,
             ("GET", ["v1", "rooms", alias]) => self.alias_query(&dec(alias)).await,
@@ -537,6 +598,37 @@ mod endpoint_tests {
             .await;
         assert_eq!((r.status, errcode(&r).as_str()), (400, "M_BAD_JSON"));
         assert!(String::from_utf8_lossy(&r.body).contains("events"));
+    }
+
+    /// Transaction 7 after 5: 6 was skipped. 7 is refused once (503), the
+    /// homeserver sends 6 and then 7 again, both taken; a restarted
+    /// homeserver's 1 is taken, and so is a non-numeric id.
+    #[tokio::test]
+    async fn a_skipped_transaction_is_asked_for_before_a_later_one() {
+        let bridge = bridge();
+        let rx = running(&bridge, 8);
+        let _collected = ack_all(rx);
+        let ep = endpoint(&bridge);
+        let body = json!({"events": []});
+        let send = |id: &str| {
+            ep.handle(put(
+                &format!("/_matrix/app/v1/transactions/{id}"),
+                Some("hs-secret-2"),
+                &body,
+            ))
+        };
+        assert_eq!(send("5").await.status, 200);
+        let r = send("7").await;
+        assert_eq!((r.status, errcode(&r).as_str()), (503, "M_UNKNOWN"));
+        assert_eq!(send("6").await.status, 200);
+        assert_eq!(send("7").await.status, 200);
+        assert_eq!(send("8").await.status, 200);
+        // A gap that was none: the same id again is taken.
+        assert_eq!(send("10").await.status, 503);
+        assert_eq!(send("10").await.status, 200);
+        assert_eq!(send("1").await.status, 200, "a restarted homeserver");
+        assert_eq!(send("2").await.status, 200);
+        assert_eq!(send("txn-abc").await.status, 200);
     }
 
     #[tokio::test]

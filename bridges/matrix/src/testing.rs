@@ -908,6 +908,41 @@ impl MatrixUser {
         }
     }
 
+    /// Every event of the room this user may see, oldest first: pages of
+    /// up to 1,000 forwards from the room's start
+    /// (`GET /rooms/{id}/messages?dir=f`, without `from` since Matrix 1.3),
+    /// at most `max_pages` of them.
+    pub async fn all_messages(&self, room_id: &str, max_pages: usize) -> Result<Vec<Value>> {
+        let segments: Vec<&str> = CLIENT
+            .iter()
+            .copied()
+            .chain(["rooms", room_id, "messages"])
+            .collect();
+        let mut events = Vec::new();
+        let mut from: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut query = vec![("dir", "f"), ("limit", "1000")];
+            if let Some(token) = from.as_deref() {
+                query.push(("from", token));
+            }
+            let answer = self
+                .call(Method::GET, &segments, &query, Body::None)
+                .await?;
+            match answer.get("chunk") {
+                Some(Value::Array(chunk)) => events.extend(chunk.iter().cloned()),
+                _ => return Err(HarnessError::unexpected("reading messages", "no `chunk`")),
+            }
+            match answer.get("end").and_then(Value::as_str) {
+                Some(end) => from = Some(end.to_owned()),
+                None => return Ok(events),
+            }
+        }
+        Err(HarnessError::unexpected(
+            "reading messages",
+            format!("more than {max_pages} pages"),
+        ))
+    }
+
     /// One event by id.
     pub async fn event(&self, room_id: &str, event_id: &str) -> Result<Value> {
         self.client(

@@ -8,7 +8,10 @@
 //! (`{"envelope_id": …}`) only after the relay has stored its events, so an
 //! envelope lost in a crash is redelivered by Slack. On `disconnect` the
 //! replacement socket is opened before the old one is dropped. After every
-//! connect, the connector catches up from its cursors.
+//! connect, the connector catches up from its cursors; and while the relay
+//! refuses events (its disk is full), Slack gives up redelivering them after
+//! a few tries, so the connector stops moving its cursors and catches up
+//! again, every [`CATCH_UP_RETRY`], until a catch-up is stored.
 
 use crate::bridge::SlackBridge;
 use crate::direct::AfterStored;
@@ -16,6 +19,8 @@ use crate::events::{Payload, SocketFrame, parse_socket_frame};
 use crate::web::Token;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use switchboard_model::{BridgeContext, BridgeError, BridgeState};
 use tokio::net::TcpStream;
@@ -24,6 +29,9 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How often a connection whose events the relay refused catches up again.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(2);
 
 /// How a connection ended.
 enum Ended {
@@ -158,9 +166,24 @@ async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> End
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
     let mut pending_acks = tokio::task::JoinSet::new();
+    // Set when the relay refused an event on this connection: cursors stay
+    // where they are and a catch-up is due.
+    let refused = Arc::new(AtomicBool::new(false));
+    let mut catch_up = tokio::time::interval(CATCH_UP_RETRY);
+    catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ended = loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break Ended::Shutdown,
+            _ = catch_up.tick(), if refused.load(Ordering::Acquire) => {
+                refused.store(false, Ordering::Release);
+                match bridge.catch_up(ctx).await {
+                    Ok(n) => tracing::info!(bridge = %id, messages = n, "Caught up on events the relay had refused."),
+                    Err(e) => {
+                        refused.store(true, Ordering::Release);
+                        tracing::debug!(bridge = %id, error = %e, "Catch-up after refused events failed; trying again.");
+                    }
+                }
+            }
             Some(ack) = acks.recv() => {
                 if let Err(e) = write.send(Frame::Text(ack.into())).await {
                     break Ended::Lost(format!("ack not sent: {e}"));
@@ -194,7 +217,7 @@ async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> End
                         handle_command(bridge, ctx, envelope_id, &payload, accepts_response_payload, &acks_tx, &mut pending_acks).await;
                     }
                     Ok(SocketFrame::Envelope { envelope_id, payload, .. }) => {
-                        handle_envelope(bridge, ctx, envelope_id, payload, &acks_tx, &mut pending_acks).await;
+                        handle_envelope(bridge, ctx, envelope_id, payload, &acks_tx, &mut pending_acks, &refused).await;
                     }
                     Ok(SocketFrame::Hello { .. }) => {}
                     Ok(other) => tracing::debug!(bridge = %id, frame = ?other, "Ignoring a Socket Mode frame."),
@@ -209,7 +232,7 @@ async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> End
 }
 
 /// Parses an envelope, hands its events to the relay and queues the ack for
-/// when they are stored.
+/// when they are stored. A refusal sets `refused` (and is not acked).
 async fn handle_envelope(
     bridge: &SlackBridge,
     ctx: &BridgeContext,
@@ -217,6 +240,7 @@ async fn handle_envelope(
     payload: impl AsRef<[u8]>,
     acks: &mpsc::Sender<String>,
     pending: &mut tokio::task::JoinSet<()>,
+    refused: &Arc<AtomicBool>,
 ) {
     let id = &bridge.config.id;
     let ack = json!({ "envelope_id": envelope_id }).to_string();
@@ -245,6 +269,7 @@ async fn handle_envelope(
             Ok(s) => stored.push((s, after)),
             Err(e) => {
                 tracing::warn!(bridge = %id, error = %e, "Relay refused an event; Slack will redeliver it.");
+                refused.store(true, Ordering::Release);
                 return;
             }
         }
@@ -252,10 +277,19 @@ async fn handle_envelope(
     let acks = acks.clone();
     let cursors = ctx.clone();
     let bridge = bridge.weak();
+    let refused = refused.clone();
     pending.spawn(async move {
         for (s, after) in stored {
             if s.await.is_err() {
-                return; // not stored: no ack, Slack redelivers
+                // Not stored: no ack, Slack redelivers (a few times); the
+                // catch-up brings it if Slack gives up first.
+                refused.store(true, Ordering::Release);
+                return;
+            }
+            // A cursor moved past a refused message would skip it: while
+            // the relay refuses, the catch-up brings everything again.
+            if refused.load(Ordering::Acquire) {
+                continue;
             }
             match bridge.upgrade() {
                 Some(bridge) => bridge.stored(Some(cursors.cursors()), after),

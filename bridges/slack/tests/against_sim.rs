@@ -23,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 /// A simulator with two people and a channel the bot is in.
 async fn sim() -> SlackSim {
+    sim_with(SimConfig::default()).await
+}
+
+async fn sim_with(config: SimConfig) -> SlackSim {
     let seed = Seed {
         users: vec![
             UserSeed {
@@ -57,7 +61,7 @@ async fn sim() -> SlackSim {
     };
     SlackSim::start(SimConfig {
         seed: Some(seed),
-        ..SimConfig::default()
+        ..config
     })
     .await
     .expect("simulator starts")
@@ -407,6 +411,71 @@ async fn messages_posted_while_away_are_caught_up_from_the_cursor() {
     }
     let texts: Vec<&String> = seen.values().collect();
     assert_eq!(texts, ["while away 0", "while away 1", "while away 2"]);
+    stop.cancel();
+    task.await.expect("joins").expect("ok");
+}
+
+/// The relay refuses a message (its disk is full) for longer than Slack
+/// keeps redelivering it, on a socket that stays connected: once the relay
+/// accepts again, the connector's catch-up brings the message Slack gave up
+/// on, and the cursor never moved past it.
+#[tokio::test]
+async fn a_message_slack_gave_up_on_while_the_relay_refused_it_is_caught_up() {
+    let sim = sim_with(SimConfig {
+        ack_timeout: Duration::from_millis(200),
+        max_retries: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let general = ChannelId::new(sim.seeded().channels["general"].clone());
+    let alice = Person::new(&sim, "alice");
+    let cursors: Arc<dyn switchboard_model::CursorStore> =
+        Arc::new(switchboard_model::MemoryCursors::default());
+    let (sink, mut rx) = InboundSink::channel(64);
+    let stop = CancellationToken::new();
+    let (state_tx, mut state) = watch::channel(BridgeState::Connecting);
+    let (_tx, channels) = watch::channel(vec![general.clone()]);
+    let ctx = BridgeContext::new(sink, stop.clone(), state_tx)
+        .with_channels(channels)
+        .with_cursors(cursors.clone());
+    let bridge = bridge(&sim);
+    let task = tokio::spawn(async move { bridge.run(ctx).await });
+    state
+        .wait_for(|s| *s == BridgeState::Connected)
+        .await
+        .expect("connected");
+    alice.post(general.as_str(), "before").await;
+    let (_, ack) = rx.recv().await.expect("event");
+    let _ = ack.send(Ok(()));
+
+    // Refused (not stored) until Slack drops it.
+    alice.post(general.as_str(), "while full").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.counters().events_dropped == 0 {
+        if let Ok(Some((_, ack))) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await
+        {
+            let _ = ack.send(Err(switchboard_model::IntakeError::NotStored(
+                "disk full".into(),
+            )));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Slack gives up redelivering"
+        );
+    }
+    let sockets = sim.counters().sockets_opened;
+
+    // Accepted again: it arrives, without a reconnect.
+    let (ev, ack) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("caught up in time")
+        .expect("event");
+    let _ = ack.send(Ok(()));
+    let InboundKind::Message { message, .. } = &ev.kind else {
+        panic!("a message: {ev:?}")
+    };
+    assert_eq!(message.body.to_plain(), "while full");
+    assert_eq!(sim.counters().sockets_opened, sockets, "no reconnect");
     stop.cancel();
     task.await.expect("joins").expect("ok");
 }

@@ -23,21 +23,19 @@ use std::sync::Arc;
 use switchboard_model::{BridgeError, LinkedAccounts, OutboundOp, Person, UserId};
 use tokio::sync::Mutex;
 
-/// One account's live tokens, and the stored refresh token they came from
-/// (to notice a new sign-in that replaced it).
+/// One account's live tokens, the stored refresh token they came from (to
+/// notice a new sign-in that replaced it), and the refresh tokens this
+/// process redeemed since (a caller that read the store before the latest
+/// rotation brings one of those: that is no new sign-in).
 #[derive(Debug)]
 struct Live {
     stored: String,
     tokens: DelegatedTokens,
-    /// Refresh tokens this entry has rotated away from, newest last. A
-    /// caller that read the store before the last rotation still holds one
-    /// of these: that is a stale copy, not a new sign-in (redeeming it again
-    /// would be refused as already used).
-    retired: Vec<String>,
+    redeemed: Vec<String>,
 }
 
-/// How many retired refresh tokens an entry remembers.
-const RETIRED_KEPT: usize = 8;
+/// How many redeemed refresh tokens an account remembers.
+const REDEEMED_MEMORY: usize = 16;
 
 impl Live {
     fn resume(identities: &Identities, user: &str, stored: &str) -> Live {
@@ -49,8 +47,16 @@ impl Live {
                 user,
                 Secret::new(stored),
             ),
-            retired: Vec::new(),
+            redeemed: Vec::new(),
         }
+    }
+
+    /// Whether `stored` is a refresh token these live tokens do not come
+    /// from: the account signed in again since.
+    fn replaced_by(&self, stored: &str) -> bool {
+        self.stored != stored
+            && self.tokens.refresh_token.expose() != stored
+            && !self.redeemed.iter().any(|r| r == stored)
     }
 }
 
@@ -124,10 +130,7 @@ impl Identities {
             entry.clone()
         };
         let mut live = entry.lock().await;
-        if live.stored != stored
-            && live.tokens.refresh_token.expose() != stored
-            && !live.retired.iter().any(|r| r == stored)
-        {
+        if live.replaced_by(stored) {
             // Signed in again since: start from the new refresh token.
             *live = Live::resume(self, user, stored);
         }
@@ -138,10 +141,10 @@ impl Identities {
         live.tokens.refresh().await?;
         let after = live.tokens.refresh_token.expose().to_owned();
         if after != before.expose() {
-            if live.retired.len() >= RETIRED_KEPT {
-                live.retired.remove(0);
+            if live.redeemed.len() >= REDEEMED_MEMORY {
+                live.redeemed.remove(0);
             }
-            live.retired.push(before.expose().to_owned());
+            live.redeemed.push(before.expose().to_owned());
             if let Err(e) = accounts.update_token(&UserId::new(user), &after) {
                 // Keep going with the new token in memory; the next refresh
                 // tries to persist again. Only a crash before then loses it.
@@ -281,5 +284,122 @@ impl TeamsBridge {
             user,
             author_line,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DeviceCodeLogin;
+    use std::sync::Mutex as StdMutex;
+    use std::time::Duration;
+    use switchboard_model::{BridgeId, LinkedAccount};
+    use switchboard_teams_sim::seed::Seed;
+    use switchboard_teams_sim::{SimConfig, TeamsSim};
+
+    const ADELE: &str = "adele@contoso.test";
+
+    /// One stored refresh token, rotated in place, and the re-authentication
+    /// marks set.
+    #[derive(Debug, Default)]
+    struct Stored {
+        token: StdMutex<String>,
+        marks: StdMutex<Vec<String>>,
+    }
+
+    impl LinkedAccounts for Stored {
+        fn account_for(&self, _: &BridgeId, _: &UserId) -> Option<LinkedAccount> {
+            None
+        }
+
+        fn token_of(&self, _: &UserId) -> Option<String> {
+            Some(self.token.lock().expect("lock").clone())
+        }
+
+        fn update_token(&self, _: &UserId, token: &str) -> Result<(), String> {
+            *self.token.lock().expect("lock") = token.to_owned();
+            Ok(())
+        }
+
+        fn set_needs_reauth(&self, _: &UserId, reason: Option<&str>) {
+            if let Some(why) = reason {
+                self.marks.lock().expect("lock").push(why.to_owned());
+            }
+        }
+    }
+
+    /// Two deliveries read the stored refresh token at the same time after a
+    /// start; the first redeems and rotates it, the second comes with the
+    /// token it read before: that is the same sign-in, not a new one, so it
+    /// gets the live access token instead of redeeming the retired token
+    /// (which Graph refuses, and which marked the account as needing to sign
+    /// in again).
+    #[tokio::test]
+    async fn a_stale_read_of_a_rotated_token_is_no_new_sign_in() {
+        let seed: Seed = serde_json::from_value(serde_json::json!({
+            "users": [{"displayName": "Adele Vance", "userPrincipalName": ADELE}],
+            "teams": [{"displayName": "Contoso", "owners": [ADELE]}]
+        }))
+        .expect("seed");
+        let sim = TeamsSim::start(SimConfig {
+            seed: Some(seed),
+            device_code_interval: Duration::from_millis(100),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("sim starts");
+        let s = sim.seeded();
+        let identity = IdentityConfig {
+            login_base: sim.login_url(),
+            tenant: s.tenant_id.clone(),
+            client_id: s.client_id.clone(),
+            client_secret: None,
+        };
+        let http = reqwest::Client::new();
+        let login = DeviceCodeLogin::new(
+            http.clone(),
+            identity.clone(),
+            sim.graph_url(),
+            "https://graph.microsoft.com/.default",
+        );
+        let code = login.start().await.expect("device code");
+        sim.complete_device_code(&code.user_code, ADELE)
+            .expect("sign in");
+        let signed_in = login.poll(&code).await.expect("tokens");
+        let first = signed_in.refresh_token.expose().to_owned();
+        let user = s.users[ADELE].clone();
+        let stored = Stored::default();
+        *stored.token.lock().expect("lock") = first.clone();
+
+        let identities = Identities::new(http, identity, None);
+        let a = identities
+            .token_for(&stored, &user, &first)
+            .await
+            .expect("the first use redeems the stored token");
+        let rotated = stored.token.lock().expect("lock").clone();
+        assert_ne!(rotated, first, "rotated and written back");
+        let b = identities
+            .token_for(&stored, &user, &first)
+            .await
+            .expect("a stale read still gets a token");
+        assert_eq!(a.expose(), b.expose(), "the live access token");
+        assert_eq!(*stored.token.lock().expect("lock"), rotated);
+        assert!(
+            stored.marks.lock().expect("lock").is_empty(),
+            "not marked for re-authentication"
+        );
+        // A real new sign-in (a token never seen) still replaces them.
+        let again = login.start().await.expect("device code");
+        sim.complete_device_code(&again.user_code, ADELE)
+            .expect("sign in again");
+        let newer = login.poll(&again).await.expect("tokens");
+        let newer = newer.refresh_token.expose().to_owned();
+        *stored.token.lock().expect("lock") = newer.clone();
+        let c = identities
+            .token_for(&stored, &user, &newer)
+            .await
+            .expect("the new sign-in's token");
+        assert_ne!(c.expose(), a.expose(), "tokens of the new sign-in");
+        sim.shutdown().await;
     }
 }

@@ -561,6 +561,19 @@ impl TeamsBridge {
         channel: &ChannelId,
         app: &Secret,
     ) -> Result<bool, BridgeError> {
+        self.reconcile_for(ctx, channel, app, Source::Reconcile)
+            .await
+    }
+
+    /// One reconciliation of one channel or chat, counted as brought by
+    /// `source`. `Ok(false)` on shutdown.
+    async fn reconcile_for(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        app: &Secret,
+        source: Source,
+    ) -> Result<bool, BridgeError> {
         let conv = Conversation::of(channel)?;
         if !conv.is_channel() {
             return self.reconcile_chat(ctx, channel, &conv, app).await;
@@ -590,16 +603,13 @@ impl TeamsBridge {
             return Ok(true);
         }
         for message in &messages {
-            if !self
-                .process(ctx, channel, message, Source::Reconcile)
-                .await?
-            {
+            if !self.process(ctx, channel, message, source).await? {
                 return Ok(false);
             }
             // A root in the round may have new or changed replies.
             if let Some(root) = message.get("id").and_then(Value::as_str)
                 && !self
-                    .reconcile_replies(ctx, channel, &conv, root, app)
+                    .reconcile_replies(ctx, channel, &conv, root, app, source)
                     .await?
             {
                 return Ok(false);
@@ -617,6 +627,7 @@ impl TeamsBridge {
         conv: &Conversation<'_>,
         root: &str,
         app: &Secret,
+        source: Source,
     ) -> Result<bool, BridgeError> {
         let path = format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages());
         let replies =
@@ -627,7 +638,7 @@ impl TeamsBridge {
             };
         // Graph lists newest first; relay oldest first.
         for reply in replies.iter().rev() {
-            if !self.process(ctx, channel, reply, Source::Reconcile).await? {
+            if !self.process(ctx, channel, reply, source).await? {
                 return Ok(false);
             }
         }
@@ -727,17 +738,44 @@ impl TeamsBridge {
     /// Fetches the message a change notification names and passes it
     /// through the gate. A message Graph no longer returns after a
     /// `deleted` notification is reported deleted from its last version.
+    ///
+    /// In a channel, a new or changed message is read by a delta round from
+    /// the stored link instead (it holds the notified message and whatever
+    /// came before it), so that a message whose notification was lost or is
+    /// late never reaches the relay after later ones.
     pub(super) async fn fetch_notified(
         &self,
         ctx: &BridgeContext,
         resource: &ResourceRef,
         deleted: bool,
     ) -> Result<bool, BridgeError> {
-        let Some(read) = self.notified_read(ctx, resource)? else {
+        let Some(channel) = resource.channel_id() else {
+            return Ok(true);
+        };
+        if !self.watched(ctx).contains(&channel) {
             return self.fetch_direct_notified(ctx, resource, deleted).await;
+        }
+        if self.reads_by_delta(ctx, &channel, deleted) {
+            let app = self.app.token().await?;
+            return self
+                .reconcile_for(ctx, &channel, &app, Source::Notification)
+                .await;
+        }
+        let Some(read) = self.notified_read(ctx, resource, deleted)? else {
+            return Ok(true);
         };
         let message = self.read_notified(&read.path).await;
         self.apply_notified(ctx, &read, deleted, message).await
+    }
+
+    /// In a channel, a new or changed message is read by a delta round from
+    /// the stored link (it holds the notified message and whatever came
+    /// before it), so that a message whose notification was lost or is late
+    /// never reaches the relay after later ones.
+    fn reads_by_delta(&self, ctx: &BridgeContext, channel: &ChannelId, deleted: bool) -> bool {
+        !deleted
+            && Conversation::of(channel).is_ok_and(|c| c.is_channel())
+            && ctx.cursors().get(channel).is_some()
     }
 
     /// A notification for a conversation that is no portal: a one-on-one
@@ -782,11 +820,12 @@ impl TeamsBridge {
         &self,
         ctx: &BridgeContext,
         resource: &ResourceRef,
+        deleted: bool,
     ) -> Result<Option<NotifiedRead>, BridgeError> {
         let Some(channel) = resource.channel_id() else {
             return Ok(None);
         };
-        if !self.watched(ctx).contains(&channel) {
+        if !self.watched(ctx).contains(&channel) || self.reads_by_delta(ctx, &channel, deleted) {
             return Ok(None);
         }
         let conv = Conversation::of(&channel)?;

@@ -166,9 +166,10 @@ impl TeamsBridge {
         let Work::Change { resource, deleted } = &work else {
             return Ahead::Work(work);
         };
-        let (Some(bridge), Ok(Some(read))) =
-            (self.this.upgrade(), self.notified_read(ctx, resource))
-        else {
+        let (Some(bridge), Ok(Some(read))) = (
+            self.this.upgrade(),
+            self.notified_read(ctx, resource, *deleted),
+        ) else {
             return Ahead::Work(work);
         };
         let path = read.path.clone();
