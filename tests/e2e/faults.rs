@@ -680,11 +680,19 @@ fn teams_notifications_dropped_and_delayed_are_caught_up() {
             ..ThreeConfig::default()
         },
     );
-    assert_eq!(
-        fx.x.t.sim.subscriptions().len(),
-        2,
-        "one subscription per channel"
-    );
+    // One per channel, and one for the service account's chats (commands
+    // and direct messages).
+    let subs = fx.x.t.sim.subscriptions();
+    let channel_subs = subs
+        .iter()
+        .filter(|s| {
+            !s["resource"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/chats/getAllMessages"))
+        })
+        .count();
+    assert_eq!(channel_subs, 2, "one subscription per channel: {subs:?}");
+    assert_eq!(subs.len(), 3, "and one for the chats: {subs:?}");
     fx.x.t
         .sim
         .set_faults(switchboard_teams_sim::limits::FaultConfig {
