@@ -54,6 +54,9 @@
 //! place and prints it. Every row notes the 1-minute load average before and
 //! after it: the machine may be shared. Results are in BENCHMARKS.md.
 
+mod common;
+use common::{Latency, Row, loadavg, mib, proc_kib};
+
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -180,60 +183,6 @@ fn scenarios(quick: bool, window: usize) -> Vec<(&'static str, Scenario)> {
     ]
 }
 
-/// One line of the results table.
-#[derive(Debug, Default)]
-struct Row {
-    scenario: String,
-    portals: usize,
-    messages: usize,
-    /// Messages delivered per second.
-    rate: f64,
-    latency: Option<Latency>,
-    /// The daemon's peak RSS, KiB.
-    hwm_kib: u64,
-    /// The daemon's RSS at the end, KiB.
-    rss_kib: u64,
-    notes: String,
-}
-
-impl Row {
-    fn header() -> &'static str {
-        "| scenario | portals | messages | msg/s | p50 | p99 | max | peak RSS (VmHWM) | RSS at end | notes |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    }
-
-    fn markdown(&self) -> String {
-        let (p50, p99, max) = match &self.latency {
-            Some(l) => (ms(l.p50), ms(l.p99), ms(l.max)),
-            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
-        };
-        format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            self.scenario,
-            self.portals,
-            self.messages,
-            self.rate,
-            p50,
-            p99,
-            max,
-            mib(self.hwm_kib),
-            mib(self.rss_kib),
-            self.notes
-        )
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn mib(kib: u64) -> String {
-    // KiB counts of a process fit an f64 exactly.
-    #[allow(clippy::cast_precision_loss)]
-    let m = kib as f64 / 1024.0;
-    format!("{m:.1} MiB")
-}
-
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -346,28 +295,7 @@ fn machine() -> String {
     )
 }
 
-/// The 1-minute load average: other work on the machine shows here.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
 // ---------------------------------------------------------------- /proc
-
-/// Reads a `Name:   123 kB` line.
-fn proc_kib(file: &Path, field: &str) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// CPU seconds (user + system) process `pid` has used so far.
 fn cpu_secs(pid: u32) -> f64 {
@@ -399,15 +327,6 @@ struct Timeline {
     done: Notify,
     /// Frees a slot of the in-flight window per delivery.
     window: Semaphore,
-}
-
-/// Added-latency percentiles.
-#[derive(Debug, Clone, Copy)]
-struct Latency {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    mean: Duration,
 }
 
 impl Timeline {
@@ -499,7 +418,7 @@ impl Timeline {
 
     /// Added latency of the messages posted within `[from, to)` and delivered.
     fn latency(&self, from: u64, to: u64) -> Option<Latency> {
-        let mut added: Vec<u64> = self
+        let added: Vec<u64> = self
             .posted
             .iter()
             .zip(&self.delivered)
@@ -508,28 +427,7 @@ impl Timeline {
                 (p != 0 && d != 0 && p >= from && p < to).then(|| d.saturating_sub(p))
             })
             .collect();
-        if added.is_empty() {
-            return None;
-        }
-        added.sort_unstable();
-        let pick = |q: f64| -> Duration {
-            // Index arithmetic on counts far below 2^52.
-            #[allow(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss
-            )]
-            let i = ((added.len() - 1) as f64 * q).round() as usize;
-            Duration::from_nanos(added[i])
-        };
-        let sum: u128 = added.iter().map(|&a| u128::from(a)).sum();
-        let mean = u64::try_from(sum / added.len() as u128).unwrap_or(u64::MAX);
-        Some(Latency {
-            p50: pick(0.50),
-            p99: pick(0.99),
-            max: pick(1.0),
-            mean: Duration::from_nanos(mean),
-        })
+        Latency::of(added)
     }
 }
 

@@ -45,8 +45,12 @@
 //! load average before and after it: the machine may be shared. Results and
 //! their reading are in BENCHMARKS.md.
 
+mod common;
+use common::{Latency, Row, loadavg, mib, proc_kib};
+
 use async_trait::async_trait;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -162,60 +166,6 @@ fn scenarios(quick: bool) -> Vec<(&'static str, Scenario)> {
             },
         ),
     ]
-}
-
-/// One line of the results table.
-#[derive(Debug, Default)]
-struct Row {
-    scenario: String,
-    portals: usize,
-    messages: usize,
-    /// Messages (or drained ops) per second.
-    rate: f64,
-    latency: Option<Latency>,
-    /// Peak RSS of the process, KiB.
-    hwm_kib: u64,
-    /// RSS at the end of the scenario, KiB.
-    rss_kib: u64,
-    notes: String,
-}
-
-impl Row {
-    fn header() -> &'static str {
-        "| scenario | portals | messages | msg/s | p50 | p99 | max | peak RSS (VmHWM) | RSS at end | notes |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    }
-
-    fn markdown(&self) -> String {
-        let (p50, p99, max) = match &self.latency {
-            Some(l) => (ms(l.p50), ms(l.p99), ms(l.max)),
-            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
-        };
-        format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            self.scenario,
-            self.portals,
-            self.messages,
-            self.rate,
-            p50,
-            p99,
-            max,
-            mib(self.hwm_kib),
-            mib(self.rss_kib),
-            self.notes
-        )
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn mib(kib: u64) -> String {
-    // KiB counts of a process fit an f64 exactly.
-    #[allow(clippy::cast_precision_loss)]
-    let m = kib as f64 / 1024.0;
-    format!("{m:.1} MiB")
 }
 
 // ---------------------------------------------------------------- main
@@ -345,20 +295,12 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem = proc_status_kib("/proc/meminfo", "MemTotal:");
+    let mem = proc_kib(Path::new("/proc/meminfo"), "MemTotal:");
     format!(
         "Machine: {cpu}, {cores} cores, {} RAM; tokio multi-thread runtime with 2 workers; sled 0.34 in a temporary directory under {}.",
         mib(mem),
         std::env::temp_dir().display()
     )
-}
-
-/// The 1-minute load average: other work on the machine shows here.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn run_scenario(name: &str, scenario: Scenario) -> Row {
@@ -383,27 +325,14 @@ fn run_scenario(name: &str, scenario: Scenario) -> Row {
     });
     row.scenario = name.to_owned();
     row.notes = format!("{}; load {load_before}→{}", row.notes, loadavg());
-    row.hwm_kib = proc_status_kib("/proc/self/status", "VmHWM:");
+    row.hwm_kib = proc_kib(Path::new("/proc/self/status"), "VmHWM:");
     if row.rss_kib == 0 {
-        row.rss_kib = proc_status_kib("/proc/self/status", "VmRSS:");
+        row.rss_kib = proc_kib(Path::new("/proc/self/status"), "VmRSS:");
     }
     row
 }
 
 // ---------------------------------------------------------------- measurements
-
-/// Reads a `Name:   123 kB` line.
-fn proc_status_kib(file: &str, field: &str) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// CPU time (user + system) this process has used so far, from
 /// `/proc/self/stat` (in clock ticks of 10 ms).
@@ -422,7 +351,7 @@ fn cpu_secs() -> f64 {
 }
 
 fn rss_kib() -> u64 {
-    proc_status_kib("/proc/self/status", "VmRSS:")
+    proc_kib(Path::new("/proc/self/status"), "VmRSS:")
 }
 
 /// When each message was pushed and delivered, in ns since `base` (+1, so
@@ -435,14 +364,6 @@ struct Timeline {
     count: AtomicUsize,
     duplicates: AtomicUsize,
     done: Notify,
-}
-
-/// Added-latency percentiles.
-#[derive(Debug, Clone, Copy)]
-struct Latency {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
 }
 
 impl Timeline {
@@ -505,7 +426,7 @@ impl Timeline {
     }
 
     fn latency(&self) -> Latency {
-        let mut added: Vec<u64> = self
+        let added: Vec<u64> = self
             .pushed
             .iter()
             .zip(&self.delivered)
@@ -514,25 +435,7 @@ impl Timeline {
                 (p != 0 && d != 0).then(|| d.saturating_sub(p))
             })
             .collect();
-        added.sort_unstable();
-        let pick = |q: f64| -> Duration {
-            if added.is_empty() {
-                return Duration::ZERO;
-            }
-            // Index arithmetic on counts far below 2^52.
-            #[allow(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss
-            )]
-            let i = ((added.len() - 1) as f64 * q).round() as usize;
-            Duration::from_nanos(added[i])
-        };
-        Latency {
-            p50: pick(0.50),
-            p99: pick(0.99),
-            max: pick(1.0),
-        }
+        Latency::of(added).unwrap_or_default()
     }
 }
 
