@@ -578,22 +578,19 @@ fn files_travel_both_ways() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(0));
 }
 
-/// A raw GET: (status, Location header).
-fn get_location(url: &str) -> (u16, Option<String>) {
+/// A raw GET: (status, Location header), or what went wrong on the wire.
+fn get_location(url: &str) -> std::io::Result<(u16, Option<String>)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
+    )?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     let status = answer
@@ -605,7 +602,7 @@ fn get_location(url: &str) -> (u16, Option<String>) {
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("location:"))
         .map(|l| l[9..].trim().to_owned());
-    (status, location)
+    Ok((status, location))
 }
 
 /// `switchboard login slack` against the simulator's OAuth v2 flow, with the
@@ -660,9 +657,23 @@ fn a_linked_account_posts_as_the_person() {
         "{}&user={alice_id}",
         url.replace("/oauth/v2/authorize?", "/oauth/v2/authorize/approve?")
     );
-    let (status, location) = get_location(&approve);
+    let (status, location) = get_location(&approve).expect("the simulator answers");
     assert_eq!(status, 302);
-    let (status, _) = get_location(&location.expect("redirect to the login's loopback listener"));
+    let callback = location.expect("redirect to the login's loopback listener");
+    let status = match get_location(&callback) {
+        Ok((status, _)) => status,
+        Err(e) => {
+            // Show what the login printed: a listener that went away means
+            // the login ended early, and its stderr says why.
+            let _ = login.kill();
+            let out = login.wait_with_output().expect("login output");
+            panic!(
+                "the redirect to {callback} failed: {e}; login exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
     assert_eq!(status, 200);
     let done = login.wait_with_output().expect("login ends");
     assert!(

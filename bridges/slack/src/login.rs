@@ -108,63 +108,92 @@ impl PendingLogin {
         }
     }
 
+    /// Serves the loopback listener until the browser brings back a code or
+    /// Slack's refusal. Connections are handled side by side: a browser's
+    /// speculative pre-connection, a favicon request or a reloaded old tab
+    /// neither blocks nor ends the login, and a connection that fails while
+    /// queued (reset before it was accepted) does not close the listener.
     async fn wait_for_code(&self) -> Result<String, BridgeError> {
+        let mut connections = tokio::task::JoinSet::new();
+        let mut accept_failures = 0u32;
         loop {
-            let (mut stream, _) = self
-                .listener
-                .accept()
-                .await
-                .map_err(|e| BridgeError::transient(format!("login listener failed: {e}")))?;
-            let mut buf = vec![0u8; 8192];
-            let n = match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await
-            {
-                Ok(Ok(n)) => n,
-                _ => continue,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let target = request.split_whitespace().nth(1).unwrap_or("");
-            let (path, query) = target.split_once('?').unwrap_or((target, ""));
-            if path != "/callback" {
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    )
-                    .await;
-                continue;
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        accept_failures = 0;
+                        let state = self.state.clone();
+                        connections.spawn(answer_redirect(stream, state));
+                    }
+                    Err(e) => {
+                        accept_failures += 1;
+                        if accept_failures > 50 {
+                            return Err(BridgeError::transient(format!(
+                                "login listener failed: {e}"
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    if let Ok(Some(outcome)) = done {
+                        return outcome;
+                    }
+                }
             }
-            let param = |name: &str| {
-                query.split('&').find_map(|kv| {
-                    let (k, v) = kv.split_once('=')?;
-                    (k == name).then(|| decode(v))
-                })
-            };
-            let (page, outcome) = match (param("state"), param("code"), param("error")) {
-                (_, _, Some(error)) => (
-                    "Slack refused the login. You can close this window.",
-                    Err(BridgeError::permanent(format!(
-                        "the login was refused: {error}"
-                    ))),
-                ),
-                (Some(state), Some(code), None) if state == self.state => (
-                    "Your Slack account is linked. You can close this window.",
-                    Ok(code),
-                ),
-                _ => (
-                    "This link does not belong to the login in progress.",
-                    Err(BridgeError::permanent(
-                        "the redirect's state does not match this login",
-                    )),
-                ),
-            };
-            let html = format!("<!doctype html><title>Switchboard</title><p>{page}</p>");
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
-                html.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            return outcome;
         }
     }
+}
+
+/// Answers one connection to the loopback listener. `Some` when it was the
+/// redirect of this login (with the code, or Slack's refusal); `None` for
+/// anything else, which is answered and forgotten.
+async fn answer_redirect(
+    mut stream: tokio::net::TcpStream,
+    state: String,
+) -> Option<Result<String, BridgeError>> {
+    let mut buf = vec![0u8; 8192];
+    let n = match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return None,
+    };
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let target = request.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != "/callback" {
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
+        return None;
+    }
+    let param = |name: &str| {
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| decode(v))
+        })
+    };
+    let ours = param("state").is_some_and(|s| s == state);
+    let (page, outcome) = match (ours, param("code"), param("error")) {
+        (true, _, Some(error)) => (
+            "Slack refused the login. You can close this window.",
+            Some(Err(BridgeError::permanent(format!(
+                "the login was refused: {error}"
+            )))),
+        ),
+        (true, Some(code), None) => (
+            "Your Slack account is linked. You can close this window.",
+            Some(Ok(code)),
+        ),
+        // An old tab or a forged link: say so, and keep waiting for the
+        // login's own redirect (the login's timeout bounds the wait).
+        _ => ("This link does not belong to the login in progress.", None),
+    };
+    let html = format!("<!doctype html><title>Switchboard</title><p>{page}</p>");
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    outcome
 }
 
 /// Percent-encodes a query value.
@@ -209,6 +238,74 @@ fn decode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn raw_get(port: u16, path: &str) -> tokio::net::TcpStream {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        s
+    }
+
+    async fn answer(mut s: tokio::net::TcpStream) -> String {
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    fn login_on_loopback(listener: TcpListener) -> PendingLogin {
+        PendingLogin {
+            url: String::new(),
+            listener,
+            state: "the-state".into(),
+            redirect_uri: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stalled_stray_and_foreign_connections_neither_block_nor_end_the_login() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let login = login_on_loopback(listener);
+        let waiting = tokio::spawn(async move { login.wait_for_code().await });
+        // A browser's pre-connection that never sends anything.
+        let _idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        // A connection reset before anything is read.
+        drop(tokio::net::TcpStream::connect(("127.0.0.1", port)).await);
+        let favicon = answer(raw_get(port, "/favicon.ico").await).await;
+        assert!(favicon.starts_with("HTTP/1.1 404"), "{favicon}");
+        let stale = answer(raw_get(port, "/callback?code=old&state=other").await).await;
+        assert!(stale.contains("does not belong"), "{stale}");
+        assert!(
+            !waiting.is_finished(),
+            "a foreign link does not end the login"
+        );
+        let ok = answer(raw_get(port, "/callback?code=c%2F1&state=the-state").await).await;
+        assert!(ok.contains("is linked"), "{ok}");
+        let code = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("in time")
+            .expect("joined")
+            .expect("a code");
+        assert_eq!(code, "c/1");
+    }
+
+    #[tokio::test]
+    async fn slack_s_refusal_ends_the_login_with_its_reason() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let login = login_on_loopback(listener);
+        let waiting = tokio::spawn(async move { login.wait_for_code().await });
+        let page =
+            answer(raw_get(port, "/callback?error=access_denied&state=the-state").await).await;
+        assert!(page.contains("refused"), "{page}");
+        let err = waiting.await.expect("joined").expect_err("refused");
+        assert!(err.to_string().contains("access_denied"), "{err}");
+    }
 
     #[test]
     fn query_values_round_trip() {
