@@ -10,7 +10,7 @@ use crate::store::{Db, GroupId, OutboxKey, StoreError};
 use std::sync::Arc;
 use switchboard_model::{
     Bridge, BridgeError, CallState, Capabilities, Inline, Message, MessageId, OpId, Origin,
-    OutboundKind, OutboundOp, Person, PuppetRef, RichText,
+    OutboundKind, OutboundOp, Person, PuppetRef, RichText, Timestamp,
 };
 
 /// The outcome of preparing one pending op.
@@ -99,7 +99,8 @@ impl Translator {
                 OutboundOp::new(id.clone(), key.channel.clone(), kind)
                     .with_origin(entry.origin.clone(), entry.sender.clone())
                     .with_author(author.clone())
-                    .maybe_delivered(entry.maybe_delivered),
+                    .maybe_delivered(entry.maybe_delivered)
+                    .queued_at(Timestamp(entry.enqueued_ms)),
             )
         };
         let origin = entry.origin.as_ref();

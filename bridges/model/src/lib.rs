@@ -9,6 +9,8 @@
 //!   elsewhere ([`PuppetRef`]).
 //! - [`event`]: what arrives from a platform ([`Inbound`] and its [`InboundKind`]).
 //! - [`outbound`]: what the relay asks a bridge to do ([`OutboundOp`]).
+//! - [`recovery`]: finding what an earlier attempt of an op already posted
+//!   ([`EarlierPosts`]).
 //! - [`richtext`]: the hub format every dialect parses into and renders from.
 //! - [`call`]: call and meeting invites ([`CallEvent`]).
 //! - [`bridge`]: the [`Bridge`] trait, [`Capabilities`] and the context a bridge runs in.
@@ -27,6 +29,7 @@ pub mod http;
 pub mod ids;
 pub mod outbound;
 pub mod person;
+pub mod recovery;
 pub mod richtext;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -46,5 +49,6 @@ pub use http::{HttpEndpoint, HttpRequest, HttpResponse};
 pub use ids::{BridgeId, CallId, ChannelId, EventId, MessageId, OpId, UserId};
 pub use outbound::{Delivered, OutboundKind, OutboundOp};
 pub use person::{LinkedAccount, LinkedAccounts, NoLinkedAccounts, Person, PuppetRef, Sender};
+pub use recovery::EarlierPosts;
 pub use richtext::{Block, Inline, RichText, group_by_size};
 pub use time::Timestamp;

@@ -8,6 +8,7 @@ use crate::call::CallEvent;
 use crate::event::{ChannelInfo, Message, Origin};
 use crate::ids::{ChannelId, MessageId, OpId};
 use crate::person::{Person, PuppetRef};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// One operation for one target channel.
@@ -33,6 +34,12 @@ pub struct OutboundOp {
     /// look for the op's own marker before posting again.
     #[serde(default)]
     pub maybe_delivered: bool,
+    /// When the relay accepted the op. No attempt can have reached the
+    /// platform before it, so a connector looking for an earlier attempt's
+    /// marker reads the conversation back to here (less a clock margin)
+    /// rather than a fixed number of messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
 }
 
 impl OutboundOp {
@@ -46,6 +53,7 @@ impl OutboundOp {
             author: None,
             kind,
             maybe_delivered: false,
+            queued_at: None,
         }
     }
 
@@ -59,6 +67,12 @@ impl OutboundOp {
     pub fn with_origin(mut self, origin: Option<Origin>, on_behalf_of: Option<Person>) -> Self {
         self.origin = origin;
         self.on_behalf_of = on_behalf_of;
+        self
+    }
+
+    /// Sets when the relay accepted the op.
+    pub fn queued_at(mut self, at: Timestamp) -> Self {
+        self.queued_at = Some(at);
         self
     }
 

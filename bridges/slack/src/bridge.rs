@@ -32,11 +32,13 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+use switchboard_model::recovery::{EarlierPosts, Lookup};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
     ChannelInfo, Delivered, EventId, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind,
     InboundSink, Inline, LinkedAccounts, MediaSource, Message, MessageId, MessageStyle,
-    NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
+    NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, Timestamp,
+    UserId,
 };
 
 /// Who we are in the workspace, from `auth.test` and `bots.info`.
@@ -63,6 +65,8 @@ pub struct SlackBridge {
     sink: Mutex<Option<InboundSink>>,
     /// Ops posted by this process: a retry returns the same answer.
     posted: Mutex<HashMap<OpId, Delivered>>,
+    /// Posts of earlier attempts found by reading conversations back.
+    earlier: EarlierPosts,
     /// Ourselves, for the HTTP endpoint.
     this: std::sync::Weak<SlackBridge>,
     /// People's own linked accounts.
@@ -74,6 +78,18 @@ pub struct SlackBridge {
     commands_stored: Mutex<VecDeque<EventId>>,
     /// IMs with the bot, the portal channels, the directory.
     pub(crate) direct: crate::direct::DirectState,
+}
+
+/// Messages per page when reading a conversation back for our markers.
+const MARKER_PAGE: usize = 200;
+
+/// Pages read at most for one look-back (40,000 messages).
+const MARKER_PAGES: usize = 200;
+
+/// A Slack timestamp (`"1700000000.123000"`) for an instant.
+fn slack_ts(at: Timestamp) -> String {
+    let ms = at.as_millis();
+    format!("{}.{:03}000", ms / 1000, ms % 1000)
 }
 
 /// How many stored slash commands are remembered for deduplication (the
@@ -96,6 +112,7 @@ impl SlackBridge {
             identity: RwLock::new(None),
             sink: Mutex::new(None),
             posted: Mutex::new(HashMap::new()),
+            earlier: EarlierPosts::new(),
             this: this.clone(),
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             icon: Mutex::new(None),
@@ -590,14 +607,34 @@ impl SlackBridge {
             .cloned()
     }
 
-    /// After a crash: finds the message a previous attempt of `op` posted, by
-    /// the op id in its metadata.
+    /// Finds the message an earlier attempt of `op` posted, by the op id in
+    /// its metadata: the conversation (or thread) is read back to the op's
+    /// acceptance, once for all the ops of a restart (see
+    /// [`switchboard_model::recovery`]).
     async fn find_posted(
         &self,
         channel: &str,
         thread: Option<&str>,
-        op: &OpId,
+        op: &OutboundOp,
     ) -> Result<Option<MessageId>, BridgeError> {
+        let conversation = format!("{channel}/{}", thread.unwrap_or(""));
+        if let Lookup::Read { since } = self.earlier.plan(&conversation, op) {
+            let read_at = Timestamp::now();
+            let found = self.read_markers(channel, thread, since).await?;
+            self.earlier.record(&conversation, since, read_at, found);
+        }
+        Ok(self.earlier.find(&conversation, op.id.as_str()))
+    }
+
+    /// Our posts' op ids and timestamps in a conversation (or one thread),
+    /// from the newest back to `since`, page by page
+    /// (conversations.history / conversations.replies with `oldest`).
+    async fn read_markers(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        since: Timestamp,
+    ) -> Result<Vec<(String, MessageId)>, BridgeError> {
         let (method, mut args) = match thread {
             Some(ts) => (
                 "conversations.replies",
@@ -605,25 +642,48 @@ impl SlackBridge {
             ),
             None => ("conversations.history", json!({ "channel": channel })),
         };
-        args["limit"] = json!(100);
+        args["limit"] = json!(MARKER_PAGE);
+        args["oldest"] = json!(slack_ts(since));
+        args["inclusive"] = json!(true);
         args["include_all_metadata"] = json!(true);
-        let page = self.api.call(method, self.token(), args, None).await?;
-        let found = page
-            .get("messages")
-            .and_then(Value::as_array)
-            .and_then(|list| {
-                list.iter().find(|m| {
-                    m.pointer("/metadata/event_type").and_then(Value::as_str)
-                        == Some(self.config.relay_marker.as_str())
-                        && m.pointer("/metadata/event_payload/op")
-                            .and_then(Value::as_str)
-                            == Some(op.as_str())
-                })
-            });
-        Ok(found
-            .and_then(|m| m.get("ts"))
-            .and_then(Value::as_str)
-            .map(MessageId::new))
+        let mut found = Vec::new();
+        for _ in 0..MARKER_PAGES {
+            let page = self
+                .api
+                .call(method, self.token(), args.clone(), None)
+                .await?;
+            for m in page
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let ours = m.pointer("/metadata/event_type").and_then(Value::as_str)
+                    == Some(self.config.relay_marker.as_str());
+                let op = m
+                    .pointer("/metadata/event_payload/op")
+                    .and_then(Value::as_str);
+                if let (true, Some(op), Some(ts)) = (ours, op, m.get("ts").and_then(Value::as_str))
+                {
+                    found.push((op.to_owned(), MessageId::new(ts)));
+                }
+            }
+            match page
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+            {
+                Some(cursor) => args["cursor"] = json!(cursor),
+                None => return Ok(found),
+            }
+        }
+        tracing::warn!(
+            bridge = %self.config.id,
+            channel,
+            pages = MARKER_PAGES,
+            "Read back as far as allowed without reaching the op's acceptance; an older post of a retried op may be posted again."
+        );
+        Ok(found)
     }
 
     async fn send(
@@ -651,11 +711,12 @@ impl SlackBridge {
         }
         // A previous attempt may have posted the text already (its metadata
         // carries the op id); then only what is missing is done.
-        let found = if op.maybe_delivered {
-            self.find_posted(channel, thread.as_deref(), &op.id).await?
+        let found = if self.earlier.must_look(op) {
+            self.find_posted(channel, thread.as_deref(), op).await?
         } else {
             None
         };
+        self.earlier.attempting(&op.id);
         let ts = match found {
             Some(ts) => ts,
             None => {

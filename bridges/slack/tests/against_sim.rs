@@ -1542,3 +1542,110 @@ async fn under_slack_s_rate_limits_the_directory_and_ims_say_rate_limited() {
         "{outcome:?}"
     );
 }
+
+/// A media source whose first fetch fails (a transient error after the
+/// text was posted), then serves a small file.
+struct FailsOnce(std::sync::atomic::AtomicBool);
+
+#[async_trait]
+impl switchboard_model::MediaSource for FailsOnce {
+    async fn fetch(
+        &self,
+        _origin: &switchboard_model::BridgeId,
+        _attachment: &switchboard_model::Attachment,
+    ) -> Result<Vec<u8>, BridgeError> {
+        if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Ok(b"file body".to_vec())
+        } else {
+            Err(BridgeError::transient("the origin's file server is away"))
+        }
+    }
+}
+
+fn send_op(id: &str, channel: &str, text: &str) -> switchboard_model::OutboundOp {
+    switchboard_model::OutboundOp::new(
+        id.into(),
+        ChannelId::new(channel),
+        switchboard_model::OutboundKind::Send {
+            message: switchboard_model::Message::text(text),
+        },
+    )
+    .queued_at(switchboard_model::Timestamp::now())
+}
+
+/// After a restart, an op the previous process posted is found by its
+/// metadata however many messages people wrote since (the read goes back
+/// by time, not by a count), ops it never posted are posted once, and a
+/// retry inside one process finds the text its failed attempt posted even
+/// when the relay did not flag the op.
+#[tokio::test]
+async fn a_retried_op_is_found_behind_any_number_of_newer_messages() {
+    let sim = sim().await;
+    let general = sim.seeded().channels["general"].clone();
+    let before_crash = bridge(&sim);
+    let posted = before_crash
+        .deliver(
+            &send_op("op-crash", &general, "posted before the crash"),
+            &switchboard_model::testing::NoMedia,
+        )
+        .await
+        .expect("posted");
+    let alice = Person::new(&sim, "alice");
+    for n in 0..450 {
+        alice.post(&general, &format!("chatter {n}")).await;
+    }
+
+    let after_restart = bridge(&sim);
+    let again = after_restart
+        .deliver(
+            &send_op("op-crash", &general, "posted before the crash").maybe_delivered(true),
+            &switchboard_model::testing::NoMedia,
+        )
+        .await
+        .expect("delivered");
+    assert_eq!(again.ids, posted.ids, "found, not posted again");
+    for n in 0..5 {
+        after_restart
+            .deliver(
+                &send_op(
+                    &format!("op-new-{n}"),
+                    &general,
+                    &format!("never posted {n}"),
+                )
+                .maybe_delivered(true),
+                &switchboard_model::testing::NoMedia,
+            )
+            .await
+            .expect("posted");
+    }
+
+    // Text posted, then the file's fetch fails: the retry (not flagged by
+    // the relay, as after a rate limit) posts only what is missing.
+    let mut with_file = send_op("op-file", &general, "with a file");
+    if let switchboard_model::OutboundKind::Send { message } = &mut with_file.kind {
+        message.attachments.push(switchboard_model::Attachment::new(
+            "F1",
+            "notes.txt",
+            "text/plain",
+            "https://files.example/notes.txt",
+        ));
+    }
+    with_file.origin = Some(switchboard_model::Origin::new("memory:a", "c0"));
+    let media = FailsOnce(std::sync::atomic::AtomicBool::new(false));
+    after_restart
+        .deliver(&with_file, &media)
+        .await
+        .expect_err("the fetch fails the first attempt");
+    after_restart
+        .deliver(&with_file, &media)
+        .await
+        .expect("the retry completes");
+
+    let messages = sim.messages(&general);
+    let count = |text: &str| messages.iter().filter(|m| m["text"] == text).count();
+    assert_eq!(count("posted before the crash"), 1);
+    for n in 0..5 {
+        assert_eq!(count(&format!("never posted {n}")), 1, "op-new-{n}");
+    }
+    assert_eq!(count("with a file"), 1, "{messages:#?}");
+}

@@ -140,8 +140,36 @@ impl<'a> ParseContext<'a> {
 /// `<span itemid="{marker}:{op}"></span>`. It has no text, so
 /// [`crate::html::parse`] drops it.
 pub fn relay_marker_html(marker: &str, op: &str) -> String {
+    format!(
+        "<span itemid=\"{}\"></span>",
+        escape_attr(&format!("{marker}:{op}"))
+    )
+}
+
+/// The op markers our relay marker `marker` carries in `content` (a
+/// message's HTML, as Graph returns it): `{marker}:{op}` in an `itemid`.
+pub fn relay_markers_in(content: &str, marker: &str) -> Vec<String> {
+    let needle = format!("itemid=\"{}:", escape_attr(marker));
+    let mut out = Vec::new();
+    let mut rest = content;
+    while let Some(at) = rest.find(&needle) {
+        rest = &rest[at + needle.len()..];
+        let Some(end) = rest.find('"') else { break };
+        out.push(
+            rest[..end]
+                .replace("&quot;", "\"")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        );
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn escape_attr(text: &str) -> String {
     let mut attr = String::new();
-    for c in format!("{marker}:{op}").chars() {
+    for c in text.chars() {
         match c {
             '&' => attr.push_str("&amp;"),
             '"' => attr.push_str("&quot;"),
@@ -150,7 +178,28 @@ pub fn relay_marker_html(marker: &str, op: &str) -> String {
             c => attr.push(c),
         }
     }
-    format!("<span itemid=\"{attr}\"></span>")
+    attr
+}
+
+/// When a listed message last changed: `lastModifiedDateTime`, else
+/// `createdDateTime`, else its id (a channel message's id is its creation
+/// time in ms).
+pub fn last_changed(message: &Value) -> Option<Timestamp> {
+    ["lastModifiedDateTime", "createdDateTime"]
+        .iter()
+        .find_map(|k| {
+            message
+                .get(*k)
+                .and_then(Value::as_str)
+                .and_then(time::parse_datetime)
+        })
+        .or_else(|| {
+            message
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse().ok())
+        })
+        .map(Timestamp)
 }
 
 /// What a payload means for the daemon.

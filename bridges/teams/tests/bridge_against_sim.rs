@@ -751,3 +751,91 @@ async fn channels_and_chats_describe_themselves_for_mirrored_rooms() {
     );
     sim.shutdown().await;
 }
+
+/// After a restart, an op the previous process posted is found by its relay
+/// marker however many messages people wrote since (the channel is read
+/// back by time, page by page, not a fixed count); ops it never posted are
+/// posted once; and inside one process a retry the relay did not flag (as
+/// after a rate limit) still finds what its lost answer had posted.
+#[tokio::test]
+async fn a_retried_op_is_found_behind_any_number_of_newer_messages() {
+    let h = SimHarness::start(None).await;
+    let puppet = h.bridge.ensure_puppet(&person()).await.expect("puppet");
+    let op = |id: &str, text: &str| {
+        OutboundOp::on_behalf(
+            OpId::new(id),
+            h.channel.clone(),
+            Origin::new("slack:acme", "C1"),
+            person(),
+            Some(puppet.clone()),
+            OutboundKind::Send {
+                message: Message::text(text),
+            },
+        )
+        .queued_at(switchboard_model::Timestamp::now())
+    };
+    let crash = op("op-crash", "posted before the crash");
+    let sent = h.bridge.deliver(&crash, &NoMedia).await.expect("posted");
+    for n in 0..70 {
+        h.bob_posts(&format!("chatter {n}")).await;
+    }
+
+    let restarted = TeamsBridge::with_graph(h.config.clone(), graph(&h.sim)).expect("bridge");
+    let again = restarted
+        .deliver(&crash.clone().maybe_delivered(true), &NoMedia)
+        .await
+        .expect("found");
+    assert_eq!(
+        again, sent,
+        "found behind 70 newer messages (two pages), not posted again"
+    );
+    for n in 0..3 {
+        restarted
+            .deliver(
+                &op(&format!("op-new-{n}"), &format!("never posted {n}")).maybe_delivered(true),
+                &NoMedia,
+            )
+            .await
+            .expect("posted");
+    }
+
+    // The answer to the POST is lost after Graph carried it out.
+    let lost = op("op-lost", "answer lost");
+    h.sim
+        .set_faults(switchboard_teams_sim::limits::FaultConfig {
+            disconnect_rate: 1.0,
+            ..Default::default()
+        });
+    restarted
+        .deliver(&lost, &NoMedia)
+        .await
+        .expect_err("the answer never arrives");
+    h.sim
+        .set_faults(switchboard_teams_sim::limits::FaultConfig::default());
+    restarted
+        .deliver(&lost, &NoMedia)
+        .await
+        .expect("the retry finds it");
+
+    let posted: Vec<String> = graph(&h.sim)
+        .get_all(&h.messages_path(), Bearer::App(&h.app()), 10_000)
+        .await
+        .expect("list")
+        .iter()
+        .filter_map(|m| {
+            m.pointer("/body/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    let count = |text: &str| {
+        let needle = format!("{text}<");
+        posted.iter().filter(|c| c.contains(&needle)).count()
+    };
+    assert_eq!(count("posted before the crash"), 1);
+    for n in 0..3 {
+        assert_eq!(count(&format!("never posted {n}")), 1);
+    }
+    assert_eq!(count("answer lost"), 1);
+    h.sim.shutdown().await;
+}

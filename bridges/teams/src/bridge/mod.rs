@@ -11,8 +11,9 @@
 //!   account, one per emoji, held until the last of them takes theirs back
 //!   (`reactions`).
 //! - **Idempotency**: delivered ops are remembered in-process; an op that
-//!   `maybe_delivered` (and every multi-part send) is first looked for by its
-//!   relay marker among the channel's (or thread's) recent messages.
+//!   `maybe_delivered`, or that this process attempted before, is first
+//!   looked for by its relay marker, reading the channel (or thread, or
+//!   chat) back to the op's acceptance ([`EarlierPosts`]).
 //! - **Inbound** (`inbound`, `notifications`, `subscriptions`,
 //!   `runner`): change notifications on the daemon's listener when a public
 //!   URL is configured, and reconciliation (delta for channel roots, the
@@ -49,6 +50,7 @@ use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
+use switchboard_model::recovery::EarlierPosts;
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, ChannelInfo,
     Delivered, HttpEndpoint, LinkedAccounts, MediaSource, Meeting, MessageId, NoLinkedAccounts,
@@ -57,8 +59,11 @@ use switchboard_model::{
 
 /// How many delivered ops are remembered before the record is reset.
 const REMEMBERED_OPS: usize = 10_000;
-/// How many recent messages are searched for an op's relay marker.
-const FIND_POSTED_LIMIT: usize = 50;
+/// Messages per page when reading a conversation back for our relay
+/// markers (Graph's largest `$top` for message lists).
+const MARKER_PAGE: usize = 50;
+/// Pages read at most for one look-back (10,000 messages).
+const MARKER_PAGES: usize = 200;
 
 /// How a Teams bridge is configured.
 #[derive(Debug, Clone)]
@@ -225,6 +230,8 @@ pub struct TeamsBridge {
     accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
     /// Ops delivered by this process and what they produced.
     posted: Mutex<HashMap<OpId, Delivered>>,
+    /// Posts of earlier attempts found by reading conversations back.
+    earlier: EarlierPosts,
     /// Messages this process posted, by channel: echoes.
     ours: Mutex<HashSet<(ChannelId, MessageId)>>,
     /// The tenant (notifications for another are refused).
@@ -278,6 +285,7 @@ impl TeamsBridge {
             identities,
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             posted: Mutex::new(HashMap::new()),
+            earlier: EarlierPosts::new(),
             ours: Mutex::new(HashSet::new()),
             tenant,
             notifications: config.notifications,

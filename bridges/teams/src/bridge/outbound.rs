@@ -46,15 +46,17 @@
 use super::media::{self, InlineImage, Prepared};
 use super::reactions;
 use super::{
-    Actor, Conversation, FIND_POSTED_LIMIT, REMEMBERED_OPS, TeamsBridge, escape, platform_label,
+    Actor, Conversation, MARKER_PAGE, MARKER_PAGES, REMEMBERED_OPS, TeamsBridge, escape,
+    platform_label,
 };
 use crate::client::Bearer;
 use crate::graph;
 use crate::html;
 use serde_json::{Value, json};
+use switchboard_model::recovery::Lookup;
 use switchboard_model::{
     BridgeError, CallEvent, CallProvider, CallState, ChannelId, Delivered, MediaSource, Meeting,
-    Message, MessageId, MessageStyle, OpId, OutboundOp, Person,
+    Message, MessageId, MessageStyle, OpId, OutboundOp, Person, Timestamp,
 };
 
 /// One post of a message: its HTML (before the author line and marker), its
@@ -341,13 +343,13 @@ impl TeamsBridge {
     }
 
     /// After a possible earlier attempt: the message carrying `op`'s relay
-    /// marker among the recent messages of `list_path`, if any.
+    /// marker in `list_path`, if any.
     pub(super) async fn find_posted(
         &self,
         conv: &Conversation<'_>,
         list_path: &str,
         root: Option<&str>,
-        op: &OpId,
+        op: &OutboundOp,
         actor: &Actor,
     ) -> Result<Option<MessageId>, BridgeError> {
         Ok(self
@@ -358,40 +360,83 @@ impl TeamsBridge {
             .flatten())
     }
 
-    /// The messages carrying the markers of `op`'s first `count` parts among
-    /// the recent messages of `list_path` (one list request).
+    /// The messages carrying the markers of `op`'s first `count` parts in
+    /// `list_path`: the list is read back to the op's acceptance, once for
+    /// all the ops of a restart (see [`switchboard_model::recovery`]).
     async fn find_parts(
         &self,
         conv: &Conversation<'_>,
         list_path: &str,
         root: Option<&str>,
-        op: &OpId,
+        op: &OutboundOp,
         actor: &Actor,
         count: usize,
     ) -> Result<Vec<Option<MessageId>>, BridgeError> {
-        let path = format!("{list_path}?$top={FIND_POSTED_LIMIT}");
-        let items = self
-            .graph
-            .get_all(
-                &path,
-                Bearer::User(&actor.token, &actor.user),
-                FIND_POSTED_LIMIT,
-            )
-            .await?;
+        if let Lookup::Read { since } = self.earlier.plan(list_path, op) {
+            let read_at = Timestamp::now();
+            let found = self
+                .read_markers(conv, list_path, root, actor, since)
+                .await?;
+            self.earlier.record(list_path, since, read_at, found);
+        }
         Ok((0..count)
-            .map(|n| {
-                let needle = format!("{}:{}\"", self.relay_marker, part_marker(op, n));
-                items
-                    .iter()
-                    .find(|m| {
-                        m.pointer("/body/content")
-                            .and_then(Value::as_str)
-                            .is_some_and(|c| c.contains(&needle))
-                    })
-                    .and_then(|m| m.get("id").and_then(Value::as_str))
-                    .map(|id| graph::message_id(conv.is_channel(), root, id))
-            })
+            .map(|n| self.earlier.find(list_path, &part_marker(&op.id, n)))
             .collect())
+    }
+
+    /// Our relay markers in `list_path` and the messages carrying them, from
+    /// the newest back to `since`. Graph lists newest first (by last change),
+    /// so the read stops at the first message last changed before `since`:
+    /// nothing after it in the list was created later.
+    async fn read_markers(
+        &self,
+        conv: &Conversation<'_>,
+        list_path: &str,
+        root: Option<&str>,
+        actor: &Actor,
+        since: Timestamp,
+    ) -> Result<Vec<(String, MessageId)>, BridgeError> {
+        let bearer = Bearer::User(&actor.token, &actor.user);
+        let mut found = Vec::new();
+        let mut next = Some(format!("{list_path}?$top={MARKER_PAGE}"));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            if pages == MARKER_PAGES {
+                tracing::warn!(
+                    bridge = %self.id,
+                    pages,
+                    "Read back as far as allowed without reaching the op's acceptance; an older post of a retried op may be posted again."
+                );
+                break;
+            }
+            pages += 1;
+            let page = self.graph.get_json(&url, bearer).await?;
+            let mut reached = false;
+            for m in page
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(id), Some(content)) = (
+                    m.get("id").and_then(Value::as_str),
+                    m.pointer("/body/content").and_then(Value::as_str),
+                ) {
+                    let message = graph::message_id(conv.is_channel(), root, id);
+                    for marker in graph::relay_markers_in(content, &self.relay_marker) {
+                        found.push((marker, message.clone()));
+                    }
+                }
+                reached |= graph::last_changed(m).is_some_and(|t| t < since);
+            }
+            if !reached {
+                next = page
+                    .get("@odata.nextLink")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+            }
+        }
+        Ok(found)
     }
 
     // ------------------------------------------------------------ operations
@@ -434,19 +479,15 @@ impl TeamsBridge {
         };
         // A retry may follow a failure between parts even when the relay
         // does not flag it, so several parts are always looked for first.
-        let mut found = if op.maybe_delivered || posts.len() > 1 {
-            self.find_parts(
-                &conv,
-                &list_path,
-                root.as_deref(),
-                &op.id,
-                actor,
-                posts.len(),
-            )
-            .await?
+        // An earlier attempt, of this process or of one before it, may
+        // have posted some parts already.
+        let mut found = if self.earlier.must_look(op) {
+            self.find_parts(&conv, &list_path, root.as_deref(), op, actor, posts.len())
+                .await?
         } else {
             Vec::new()
         };
+        self.earlier.attempting(&op.id);
         found.resize(posts.len(), None);
         let mut ids = Vec::with_capacity(posts.len());
         for (n, (post, found)) in posts.iter().zip(found).enumerate() {
@@ -757,12 +798,15 @@ impl TeamsBridge {
         let ended = matches!(event.state, CallState::Ended { .. });
         // A retry of a start may find its card already posted.
         let posted = match invite.first() {
-            None if op.maybe_delivered => {
-                self.find_posted(&conv, &conv.messages(), None, &op.id, &actor)
+            None if self.earlier.must_look(op) => {
+                self.find_posted(&conv, &conv.messages(), None, op, &actor)
                     .await?
             }
             _ => None,
         };
+        if invite.is_empty() {
+            self.earlier.attempting(&op.id);
+        }
         // A Teams meeting already (e.g. one made on request): its own link
         // is the card's, and a second meeting would split the call.
         let is_teams_meeting =

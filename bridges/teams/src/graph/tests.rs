@@ -640,3 +640,37 @@ fn a_channel_meeting_links_to_its_message_and_a_chat_call_to_nothing() {
     };
     assert_eq!(call.join_url, None);
 }
+
+#[test]
+fn relay_markers_are_read_back_from_posted_html() {
+    let content = format!(
+        "<p>one</p>{}<p>two</p>{}{}",
+        relay_marker_html("switchboard", "sb1.2"),
+        relay_marker_html("switchboard", "sb1.2#2"),
+        relay_marker_html("other-relay", "x9"),
+    );
+    assert_eq!(
+        relay_markers_in(&content, "switchboard"),
+        vec!["sb1.2".to_owned(), "sb1.2#2".to_owned()]
+    );
+    let odd = relay_marker_html("a&b", "op\"<1>");
+    assert_eq!(relay_markers_in(&odd, "a&b"), vec!["op\"<1>".to_owned()]);
+    assert!(relay_markers_in("<p>itemid=\"switchboard:unterminated", "switchboard").is_empty());
+}
+
+#[test]
+fn a_listed_message_s_last_change_falls_back_to_creation_then_id() {
+    let t = |v: Value| last_changed(&v).map(|t| t.as_millis());
+    assert_eq!(
+        t(
+            json!({"lastModifiedDateTime": "2026-01-01T00:00:01Z", "createdDateTime": "2026-01-01T00:00:00Z"})
+        ),
+        Some(1_767_225_601_000)
+    );
+    assert_eq!(
+        t(json!({"createdDateTime": "2026-01-01T00:00:00.5Z"})),
+        Some(1_767_225_600_500)
+    );
+    assert_eq!(t(json!({"id": "1767225600000"})), Some(1_767_225_600_000));
+    assert_eq!(t(json!({"id": "not-a-time"})), None);
+}
