@@ -477,6 +477,16 @@ impl Hub {
             .collect()
     }
 
+    /// Closes the given connections: they get a close frame after what was
+    /// already sent to them, and no new event is routed to them.
+    pub fn close(&self, ids: &[u64]) {
+        let mut st = lock(&self.state);
+        for s in st.sockets.iter().filter(|s| ids.contains(&s.id)) {
+            let _ = s.tx.send(Outbound::Close);
+        }
+        st.sockets.retain(|s| !ids.contains(&s.id));
+    }
+
     /// Sends a frame to the given connections (those still open).
     pub fn send_to(&self, ids: &[u64], make: impl Fn() -> Outbound) {
         let st = lock(&self.state);

@@ -180,7 +180,7 @@ impl Sim {
         let close_ids = ids.clone();
         self.hub.spawn(async move {
             tokio::time::sleep(delay).await;
-            hub.send_to(&close_ids, || Outbound::Close);
+            hub.close(&close_ids);
         });
         ids.len()
     }

@@ -7,8 +7,11 @@
 //! acknowledge an envelope
 //! (`{"envelope_id": …}`) only after the relay has stored its events, so an
 //! envelope lost in a crash is redelivered by Slack. On `disconnect` the
-//! replacement socket is opened before the old one is dropped. After every
-//! connect, the connector catches up from its cursors; and while the relay
+//! replacement socket is opened while the old one is still read, and the old
+//! one is read until Slack closes it: Slack spreads events over every open
+//! connection, and an envelope left unread there would come back only after
+//! its ack deadline, behind newer messages. After every new connection (not
+//! a replacement), the connector catches up from its cursors; and while the relay
 //! refuses events (its disk is full), Slack gives up redelivering them after
 //! a few tries, so the connector stops moving its cursors and catches up
 //! again, every [`CATCH_UP_RETRY`], until a catch-up is stored.
@@ -17,8 +20,10 @@ use crate::bridge::SlackBridge;
 use crate::direct::AfterStored;
 use crate::events::{Payload, SocketFrame, parse_socket_frame};
 use crate::web::Token;
+use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -37,10 +42,46 @@ const CATCH_UP_RETRY: Duration = Duration::from_secs(2);
 enum Ended {
     /// The daemon is stopping.
     Shutdown,
-    /// Slack asked us to reconnect; the old socket is still open.
-    Disconnect(String, Box<Socket>),
-    /// The connection broke.
+    /// The connection broke (and no replacement was up).
     Lost(String),
+}
+
+/// A replacement socket being opened.
+type Connecting<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Socket, BridgeError>> + Send + 'a>>;
+
+type Writer = futures_util::stream::SplitSink<Socket, Frame>;
+type Reader = futures_util::stream::SplitStream<Socket>;
+
+/// One open socket; `generation` tells whose acks are whose.
+struct Conn {
+    generation: u64,
+    write: Writer,
+    read: Reader,
+}
+
+impl Conn {
+    fn new(socket: Socket, generation: u64) -> Self {
+        let (write, read) = socket.split();
+        Conn {
+            generation,
+            write,
+            read,
+        }
+    }
+}
+
+/// A frame from a replaced socket, by generation; `None` once it ended.
+type OldFrame = (
+    u64,
+    Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>,
+);
+
+/// What a frame from a socket asks for.
+enum Read {
+    Nothing,
+    Closed(String),
+    Disconnect(String),
 }
 
 /// Runs Socket Mode until shutdown, reconnecting by itself.
@@ -51,35 +92,29 @@ pub(crate) async fn run(
 ) -> Result<(), BridgeError> {
     let id = &bridge.config.id;
     let mut backoff = Duration::from_secs(1);
-    let mut replacement: Option<Socket> = None;
     loop {
         if ctx.shutdown.is_cancelled() {
             return Ok(());
         }
-        let socket = match replacement.take() {
-            Some(s) => s,
-            None => {
-                let connecting = tokio::select! {
+        let connecting = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            c = connect(bridge, app_token) => c,
+        };
+        let socket = match connecting {
+            Ok(s) => s,
+            Err(e @ BridgeError::Auth { .. }) => {
+                ctx.set_state(BridgeState::BadCredentials(e.to_string()));
+                return Err(e);
+            }
+            Err(e) => {
+                ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
+                tracing::warn!(bridge = %id, error = %e, retry_in_ms = backoff.as_millis(), "Socket Mode connection failed; retrying.");
+                tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Ok(()),
-                    c = connect(bridge, app_token) => c,
-                };
-                match connecting {
-                    Ok(s) => s,
-                    Err(e @ BridgeError::Auth { .. }) => {
-                        ctx.set_state(BridgeState::BadCredentials(e.to_string()));
-                        return Err(e);
-                    }
-                    Err(e) => {
-                        ctx.set_state(BridgeState::TransientDisconnect(e.to_string()));
-                        tracing::warn!(bridge = %id, error = %e, retry_in_ms = backoff.as_millis(), "Socket Mode connection failed; retrying.");
-                        tokio::select! {
-                            _ = ctx.shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(backoff.mul_f64(0.8 + fastrand::f64() * 0.4)) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                        continue;
-                    }
+                    _ = tokio::time::sleep(backoff.mul_f64(0.8 + fastrand::f64() * 0.4)) => {}
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
             }
         };
         backoff = Duration::from_secs(1);
@@ -87,19 +122,8 @@ pub(crate) async fn run(
         if let Err(e) = bridge.catch_up(ctx).await {
             tracing::warn!(bridge = %id, error = %e, "Catch-up failed; it is retried at the next connect.");
         }
-        match serve(bridge, ctx, socket).await {
+        match serve(bridge, ctx, app_token, socket).await {
             Ended::Shutdown => return Ok(()),
-            Ended::Disconnect(reason, old) => {
-                tracing::info!(bridge = %id, reason = %reason, "Slack asked for a new Socket Mode connection.");
-                // Open the new socket first; the old one keeps delivering until then.
-                match connect(bridge, app_token).await {
-                    Ok(s) => replacement = Some(s),
-                    Err(e) => {
-                        tracing::warn!(bridge = %id, error = %e, "Replacement socket failed; reconnecting.")
-                    }
-                }
-                drop(old);
-            }
             Ended::Lost(reason) => {
                 ctx.set_state(BridgeState::TransientDisconnect(reason.clone()));
                 tracing::warn!(bridge = %id, reason = %reason, "Socket Mode connection lost; reconnecting.");
@@ -156,11 +180,24 @@ async fn connect(bridge: &SlackBridge, app_token: &Token) -> Result<Socket, Brid
     hello.map(|()| socket)
 }
 
-/// Reads envelopes until the connection ends; acks each once stored.
-async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> Ended {
+/// Reads envelopes until the connection ends; acks each once stored. A
+/// `disconnect` from Slack opens a replacement while this socket is still
+/// read; the replaced socket is then read beside the new one until Slack
+/// closes it.
+async fn serve(
+    bridge: &SlackBridge,
+    ctx: &BridgeContext,
+    app_token: &Token,
+    socket: Socket,
+) -> Ended {
     let id = &bridge.config.id;
-    let (mut write, mut read) = socket.split();
-    let (acks_tx, mut acks) = mpsc::channel::<String>(1024);
+    let mut current = Conn::new(socket, 0);
+    // Replaced sockets still open, read until Slack closes them (several
+    // when Slack asks again before the first one closed).
+    let mut old_reads: SelectAll<BoxStream<'static, OldFrame>> = SelectAll::new();
+    let mut old_writes: HashMap<u64, Writer> = HashMap::new();
+    let mut replacing: Option<Connecting<'_>> = None;
+    let (acks_tx, mut acks) = mpsc::channel::<(u64, String)>(1024);
     let ping_every = bridge.config.ping_interval;
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
@@ -184,51 +221,156 @@ async fn serve(bridge: &SlackBridge, ctx: &BridgeContext, socket: Socket) -> End
                     }
                 }
             }
-            Some(ack) = acks.recv() => {
-                if let Err(e) = write.send(Frame::Text(ack.into())).await {
-                    break Ended::Lost(format!("ack not sent: {e}"));
+            Some((generation, ack)) = acks.recv() => {
+                // An ack goes back on the socket its envelope came by; a
+                // socket that is gone takes its acks with it (Slack
+                // redelivers, and the relay drops the repeat).
+                if generation == current.generation {
+                    if let Err(e) = current.write.send(Frame::Text(ack.into())).await {
+                        break Ended::Lost(format!("ack not sent: {e}"));
+                    }
+                } else if let Some(old) = old_writes.get_mut(&generation)
+                    && old.send(Frame::Text(ack.into())).await.is_err()
+                {
+                    old_writes.remove(&generation);
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > ping_every * 3 {
                     break Ended::Lost("no frame from Slack for too long".into());
                 }
-                if let Err(e) = write.send(Frame::Ping(Vec::new().into())).await {
+                if let Err(e) = current.write.send(Frame::Ping(Vec::new().into())).await {
                     break Ended::Lost(format!("ping not sent: {e}"));
                 }
             }
-            frame = read.next() => {
-                last_heard = tokio::time::Instant::now();
-                let text = match frame {
-                    Some(Ok(Frame::Text(text))) => text,
-                    Some(Ok(Frame::Close(_))) | None => break Ended::Lost("socket closed".into()),
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => break Ended::Lost(format!("socket failed: {e}")),
+            Some(replaced) = async { match replacing.as_mut() { Some(f) => Some(f.await), None => None } }, if replacing.is_some() => {
+                replacing = None;
+                match replaced {
+                    Ok(socket) => {
+                        let next = Conn::new(socket, current.generation + 1);
+                        let old = std::mem::replace(&mut current, next);
+                        let generation = old.generation;
+                        old_writes.insert(generation, old.write);
+                        old_reads.push(
+                            old.read
+                                .map(move |f| (generation, Some(f)))
+                                .chain(futures_util::stream::once(async move { (generation, None) }))
+                                .boxed(),
+                        );
+                        last_heard = tokio::time::Instant::now();
+                        ctx.set_state(BridgeState::Connected);
+                        tracing::debug!(bridge = %id, "Replacement socket up; reading the old one until Slack closes it.");
+                    }
+                    Err(e) => {
+                        tracing::warn!(bridge = %id, error = %e, "Replacement socket failed; the old one is read until it closes.");
+                    }
+                }
+            }
+            Some((generation, frame)) = old_reads.next(), if !old_reads.is_empty() => {
+                let Some(frame) = frame else {
+                    old_writes.remove(&generation);
+                    continue;
                 };
-                match parse_socket_frame(text.as_str()) {
-                    Ok(SocketFrame::Disconnect { reason }) => {
-                        // Keep the old socket open until its replacement is up.
-                        match write.reunite(read) {
-                            Ok(socket) => break Ended::Disconnect(reason, Box::new(socket)),
-                            Err(_) => break Ended::Lost(format!("disconnect ({reason})")),
+                if let Read::Closed(_) = on_frame(bridge, ctx, Some(frame), generation, &acks_tx, &mut pending_acks, &refused).await {
+                    old_writes.remove(&generation);
+                }
+            }
+            frame = current.read.next() => {
+                last_heard = tokio::time::Instant::now();
+                match on_frame(bridge, ctx, frame, current.generation, &acks_tx, &mut pending_acks, &refused).await {
+                    Read::Nothing => {}
+                    Read::Disconnect(reason) => {
+                        if replacing.is_none() {
+                            tracing::info!(bridge = %id, reason = %reason, "Slack asked for a new Socket Mode connection.");
+                            replacing = Some(Box::pin(connect(bridge, app_token)));
                         }
                     }
-                    Ok(SocketFrame::Envelope { envelope_id, kind, payload, accepts_response_payload, .. }) if kind == "slash_commands" => {
-                        handle_command(bridge, ctx, envelope_id, &payload, accepts_response_payload, &acks_tx, &mut pending_acks).await;
+                    Read::Closed(reason) => {
+                        // A replacement under way takes over; else reconnect.
+                        let Some(replacement) = replacing.take() else {
+                            break Ended::Lost(reason);
+                        };
+                        let replaced = tokio::select! {
+                            _ = ctx.shutdown.cancelled() => break Ended::Shutdown,
+                            r = replacement => r,
+                        };
+                        match replaced {
+                            Ok(socket) => {
+                                current = Conn::new(socket, current.generation + 1);
+                                last_heard = tokio::time::Instant::now();
+                            }
+                            Err(e) => break Ended::Lost(format!("{reason}; replacement failed: {e}")),
+                        }
                     }
-                    Ok(SocketFrame::Envelope { envelope_id, payload, .. }) => {
-                        handle_envelope(bridge, ctx, envelope_id, payload, &acks_tx, &mut pending_acks, &refused).await;
-                    }
-                    Ok(SocketFrame::Hello { .. }) => {}
-                    Ok(other) => tracing::debug!(bridge = %id, frame = ?other, "Ignoring a Socket Mode frame."),
-                    Err(e) => tracing::warn!(bridge = %id, reason = %e, "Ignoring a malformed Socket Mode frame."),
                 }
             }
         }
     };
-    // Acks still in flight are dropped with the socket: Slack redelivers them.
+    // Acks still in flight are dropped with the sockets: Slack redelivers them.
     pending_acks.abort_all();
     ended
+}
+
+/// Handles one frame read from the socket of `generation`.
+async fn on_frame(
+    bridge: &SlackBridge,
+    ctx: &BridgeContext,
+    frame: Option<Result<Frame, tokio_tungstenite::tungstenite::Error>>,
+    generation: u64,
+    acks: &mpsc::Sender<(u64, String)>,
+    pending: &mut tokio::task::JoinSet<()>,
+    refused: &Arc<AtomicBool>,
+) -> Read {
+    let id = &bridge.config.id;
+    let text = match frame {
+        Some(Ok(Frame::Text(text))) => text,
+        Some(Ok(Frame::Close(_))) | None => return Read::Closed("socket closed".into()),
+        Some(Ok(_)) => return Read::Nothing,
+        Some(Err(e)) => return Read::Closed(format!("socket failed: {e}")),
+    };
+    match parse_socket_frame(text.as_str()) {
+        Ok(SocketFrame::Disconnect { reason }) => return Read::Disconnect(reason),
+        Ok(SocketFrame::Envelope {
+            envelope_id,
+            kind,
+            payload,
+            accepts_response_payload,
+            ..
+        }) if kind == "slash_commands" => {
+            handle_command(
+                bridge,
+                ctx,
+                envelope_id,
+                &payload,
+                accepts_response_payload,
+                (generation, acks),
+                pending,
+            )
+            .await;
+        }
+        Ok(SocketFrame::Envelope {
+            envelope_id,
+            payload,
+            ..
+        }) => {
+            handle_envelope(
+                bridge,
+                ctx,
+                envelope_id,
+                payload,
+                (generation, acks),
+                pending,
+                refused,
+            )
+            .await;
+        }
+        Ok(SocketFrame::Hello { .. }) => {}
+        Ok(other) => tracing::debug!(bridge = %id, frame = ?other, "Ignoring a Socket Mode frame."),
+        Err(e) => {
+            tracing::warn!(bridge = %id, reason = %e, "Ignoring a malformed Socket Mode frame.")
+        }
+    }
+    Read::Nothing
 }
 
 /// Parses an envelope, hands its events to the relay and queues the ack for
@@ -238,12 +380,15 @@ async fn handle_envelope(
     ctx: &BridgeContext,
     envelope_id: String,
     payload: impl AsRef<[u8]>,
-    acks: &mpsc::Sender<String>,
+    (generation, acks): (u64, &mpsc::Sender<(u64, String)>),
     pending: &mut tokio::task::JoinSet<()>,
     refused: &Arc<AtomicBool>,
 ) {
     let id = &bridge.config.id;
-    let ack = json!({ "envelope_id": envelope_id }).to_string();
+    let ack = (
+        generation,
+        json!({ "envelope_id": envelope_id }).to_string(),
+    );
     let events = match bridge.parse(payload.as_ref()).await {
         Ok(Payload::Events(events)) => events,
         Ok(Payload::AppRateLimited { minute }) => {
@@ -308,7 +453,7 @@ async fn handle_command(
     envelope_id: String,
     payload: &[u8],
     accepts_response_payload: bool,
-    acks: &mpsc::Sender<String>,
+    (generation, acks): (u64, &mpsc::Sender<(u64, String)>),
     pending: &mut tokio::task::JoinSet<()>,
 ) {
     let command = match bridge
@@ -320,7 +465,10 @@ async fn handle_command(
             // Redelivery cannot fix it: ack and report (never the payload: it holds the token).
             tracing::warn!(bridge = %bridge.config.id, reason = %e, "Dropping a slash command that does not parse.");
             let _ = acks
-                .send(json!({ "envelope_id": envelope_id }).to_string())
+                .send((
+                    generation,
+                    json!({ "envelope_id": envelope_id }).to_string(),
+                ))
                 .await;
             return;
         }
@@ -337,6 +485,6 @@ async fn handle_command(
         } else {
             json!({ "envelope_id": envelope_id })
         };
-        let _ = acks.send(ack.to_string()).await;
+        let _ = acks.send((generation, ack.to_string())).await;
     });
 }

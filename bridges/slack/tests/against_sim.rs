@@ -1649,3 +1649,62 @@ async fn a_retried_op_is_found_behind_any_number_of_newer_messages() {
     }
     assert_eq!(count("with a file"), 1, "{messages:#?}");
 }
+
+/// After a `warning` disconnect Slack keeps the old socket open for a while
+/// and spreads events over both connections (round robin). The connector
+/// reads the old socket while its replacement opens and until Slack closes
+/// it, so every message arrives once, in order, without waiting for a
+/// redelivery after a missed ack.
+#[tokio::test]
+async fn a_replaced_socket_is_read_until_slack_closes_it() {
+    const N: usize = 60;
+    let sim = sim_with(SimConfig {
+        warning_close_after: Duration::from_millis(1500),
+        ack_timeout: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await;
+    let general = sim.seeded().channels["general"].clone();
+    let bridge = bridge(&sim);
+    let mut running = run(bridge.clone(), vec![]);
+    running.connected().await;
+    // People write while the relay takes the events (as the daemon does).
+    let writer = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let alice = Person::new(&sim, "alice");
+            let (mut sent, mut replaced) = (Vec::new(), 0);
+            for n in 0..N {
+                if n % 20 == 5 {
+                    replaced += sim.disconnect_sockets("warning");
+                }
+                sent.push(alice.post(&general, &format!("m{n}")).await);
+                // Spread over 2.4 s: old sockets close while people write.
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            (sent, replaced)
+        })
+    };
+    let mut got = Vec::new();
+    // The catch-up at the first connect may bring a message the socket
+    // brings too; the relay drops such repeats by event id, so the first
+    // sighting of each is what counts.
+    let mut seen = std::collections::HashSet::new();
+    while got.len() < N {
+        let ev = running.next().await;
+        if let InboundKind::Message { id, .. } = &ev.kind
+            && seen.insert(id.as_str().to_owned())
+        {
+            got.push(id.as_str().to_owned());
+        }
+    }
+    let (sent, replaced) = writer.await.expect("the writer ends");
+    assert!(replaced >= 3, "{replaced} sockets told to reconnect");
+    assert_eq!(got, sent, "every message, in order");
+    assert_eq!(
+        sim.counters().events_redelivered,
+        0,
+        "no envelope waited for its ack deadline"
+    );
+    running.stop().await;
+}
