@@ -113,6 +113,7 @@ pub async fn run(config: Config, controls: Controls) -> anyhow::Result<()> {
         secrets: secrets.clone(),
     })
     .context("cannot start the relay")?;
+    relay.set_linked_accounts(accounts.clone());
 
     let tasks = TaskTracker::new();
     let stop_bridges = CancellationToken::new();

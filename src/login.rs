@@ -65,11 +65,9 @@ pub async fn slack(
     Ok(account)
 }
 
-/// The delegated permissions a Teams login asks for: posting, editing,
-/// deleting and reacting in channels and chats, online meetings for call
-/// invites, and `/me` for the account's id. `offline_access` brings the
-/// refresh token that is stored.
-pub const TEAMS_SCOPES: &str = "offline_access ChannelMessage.Send ChatMessage.Send ChannelMessage.ReadWrite Chat.ReadWrite OnlineMeetings.ReadWrite User.Read";
+/// The delegated permissions a Teams login asks for (see
+/// [`switchboard_teams::auth::PERSON_SCOPES`]).
+pub const TEAMS_SCOPES: &str = switchboard_teams::auth::PERSON_SCOPES;
 
 /// What a Teams sign-in shows the person: where to go and what to type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -60,6 +60,7 @@ const MAX_LISTED: usize = 50;
 const HELP: &str = "Switchboard commands:\n\
 • dm <name> — a direct conversation with someone on another platform (or dm <bridge>/<user> when a name matches several people)\n\
 • call [title] — in a bridged conversation: a meeting for everyone in it\n\
+• login <platform> — post on another platform as your own account there (login teams, login slack)\n\
 • help — this list\n\
 Administrators also have:\n\
 • portal list — every bridged conversation and its channels\n\
@@ -118,6 +119,8 @@ pub(super) enum Command<'a> {
     /// `portal` with a word it does not know (or none it needs).
     PortalUsage,
     Logins,
+    /// `login <platform>`: link the requester's own account there.
+    Login(&'a str),
     Calls,
     Unknown(&'a str),
 }
@@ -181,9 +184,11 @@ pub(super) fn parse(text: &str) -> Command<'_> {
             Some(_) => Command::PortalUsage,
         },
         "logins" => Command::Logins,
-        "login" if matches!(words.next(), Some(w) if w.eq_ignore_ascii_case("list")) => {
-            Command::Logins
-        }
+        "login" => match words.next() {
+            Some(w) if w.eq_ignore_ascii_case("list") => Command::Logins,
+            Some(w) => Command::Login(w),
+            None => Command::Login(""),
+        },
         "calls" => Command::Calls,
         _ => Command::Unknown(word),
     }
@@ -247,6 +252,14 @@ pub(super) async fn run(
             },
             Command::PortalUsage => "Usage: portal list | portal link <name> <bridge>/<channel> <bridge>/<channel>… | portal unlink <name>".to_owned(),
             Command::Logins => logins(shared)?,
+            Command::Login(word) => match requester {
+                Some(requester) => match login(shared, key, requester, word).await? {
+                    Some(answer) => answer,
+                    // The sign-in's instructions were the answer.
+                    None => return Ok(()),
+                },
+                None => "Nobody to sign in.".to_owned(),
+            },
             Command::Calls => calls(shared)?,
             Command::Unknown(word) => format!("I don't know the command {word:?}. Send help for the list."),
         }
@@ -289,6 +302,7 @@ fn command_label(command: &Command<'_>) -> &'static str {
         Command::PortalUnlink(_) => "portal_unlink",
         Command::PortalUsage => "portal",
         Command::Logins => "logins",
+        Command::Login(_) => "login",
         Command::Calls => "calls",
         Command::Unknown(_) => "unknown",
     }
@@ -386,6 +400,139 @@ fn logins(shared: &Shared) -> Result<String, StoreError> {
         }
     }
     Ok(out)
+}
+
+/// How long a sign-in started from a chat may take before it is given up
+/// (the platform's own code expires sooner: Teams' after 15 minutes).
+const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// The bridge `word` names: its id (`teams:contoso`), or its platform
+/// (`teams`) when exactly one bridge is of that platform.
+fn named_bridge(shared: &Shared, word: &str) -> Option<BridgeId> {
+    if let Some(id) = shared
+        .bridges
+        .keys()
+        .find(|id| id.as_str().eq_ignore_ascii_case(word))
+    {
+        return Some(id.clone());
+    }
+    let mut of_kind = shared.bridges.keys().filter(|id| {
+        id.as_str()
+            .split(':')
+            .next()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case(word))
+    });
+    match (of_kind.next(), of_kind.next()) {
+        (Some(one), None) => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// `login <platform>`: starts the platform's sign-in for the requester and
+/// answers with its instructions; when they have signed in, their account
+/// is stored (as `switchboard login` would) and they are told so here.
+/// `None` when the instructions were queued already.
+async fn login(
+    shared: &Arc<Shared>,
+    key: &OutboxKey,
+    requester: &Person,
+    word: &str,
+) -> Result<Option<String>, Failed> {
+    let others: Vec<&str> = {
+        let mut ids: Vec<&str> = shared
+            .bridges
+            .keys()
+            .filter(|id| **id != requester.bridge)
+            .map(BridgeId::as_str)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let Some(target) = named_bridge(shared, word).filter(|t| *t != requester.bridge) else {
+        return Ok(Some(if word.is_empty() {
+            format!("Usage: login <platform>, one of: {}.", others.join(", "))
+        } else {
+            format!(
+                "No other platform {word:?} here. Send login followed by one of: {}.",
+                others.join(", ")
+            )
+        }));
+    };
+    let name = platform(&target);
+    let Some(secrets) = shared.secrets.clone() else {
+        return Ok(Some(
+            "Linking accounts needs the store key (store.key_file in Switchboard's configuration): ask an administrator.".to_owned(),
+        ));
+    };
+    let Some(entry) = shared.bridges.get(&target) else {
+        return Ok(None);
+    };
+    let flow = match entry.bridge.begin_login().await {
+        Ok(Some(flow)) => flow,
+        Ok(None) => {
+            return Ok(Some(format!(
+                "Signing in to {name} from a chat is not available: an administrator can link your account with switchboard login on the server."
+            )));
+        }
+        Err(e) if retryable(&e) => return Err(e.into()),
+        Err(e) => return Ok(Some(format!("The sign-in to {name} could not start: {e}."))),
+    };
+    tracing::info!(bridge = %target, person_bridge = %requester.bridge, "Sign-in started from a chat.");
+    // The instructions first, then (from the task) how it ended.
+    answer_in(shared, &key.portal, &key.bridge, &key.channel, &flow.prompt)?;
+    let done = flow.done;
+    let task_shared = shared.clone();
+    let key = key.clone();
+    let person = requester.clone();
+    let word = word.to_owned();
+    shared.tracker.spawn(async move {
+        let shared = task_shared;
+        let stop = shared.lanes_stop.clone();
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            outcome = tokio::time::timeout(LOGIN_WAIT, done) => outcome,
+        };
+        let text = match outcome {
+            Ok(Ok(account)) => match store_login(&shared, &secrets, &target, &person, &account) {
+                Ok(()) => {
+                    tracing::info!(bridge = %target, person_bridge = %person.bridge, "Account linked from a chat.");
+                    format!(
+                        "Linked: what you write now appears on {name} as your own account ({}).",
+                        account.user
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(bridge = %target, error = %e, "A signed-in account could not be stored.");
+                    format!("You signed in to {name}, but the account could not be stored ({e}). Send login {word} to try again.")
+                }
+            },
+            Ok(Err(e)) => format!("The sign-in to {name} did not complete: {e}. Send login {word} to start again."),
+            Err(_) => format!("The sign-in to {name} was not completed in time. Send login {word} to start again."),
+        };
+        if let Err(e) = answer_in(&shared, &key.portal, &key.bridge, &key.channel, &text) {
+            tracing::error!(error = %e, "Could not queue how a sign-in ended.");
+        }
+    });
+    Ok(None)
+}
+
+/// Stores a linked account as the admin API does: the login, the person's
+/// puppet forgotten (they now post as themselves), the bridge's cache
+/// reloaded.
+fn store_login(
+    shared: &Shared,
+    secrets: &crate::store::login::SecretBox,
+    target: &BridgeId,
+    person: &Person,
+    account: &switchboard_model::LinkedAccount,
+) -> Result<(), StoreError> {
+    let who = (&person.bridge, &person.user);
+    shared.db.put_login(secrets, target, who, account)?;
+    shared.db.forget_puppet(target, who)?;
+    if let Some(linked) = shared.linked_accounts(target) {
+        linked.reload()?;
+    }
+    Ok(())
 }
 
 fn calls(shared: &Shared) -> Result<String, StoreError> {
@@ -759,6 +906,12 @@ mod tests {
         assert_eq!(parse("portal frobnicate"), Command::PortalUsage);
         assert_eq!(parse("login list"), Command::Logins);
         assert_eq!(parse("logins"), Command::Logins);
+        assert_eq!(parse("login teams"), Command::Login("teams"));
+        assert_eq!(
+            parse("Login Teams:contoso"),
+            Command::Login("Teams:contoso")
+        );
+        assert_eq!(parse("login"), Command::Login(""));
         assert_eq!(parse("calls"), Command::Calls);
         assert_eq!(parse("call Standup"), Command::Call);
         assert_eq!(parse("dm"), Command::Dm(""));

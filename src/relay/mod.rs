@@ -32,7 +32,7 @@ pub mod translate;
 
 use crate::config::{PortalConfig, RelayConfig};
 use crate::daemon::metrics::Metrics;
-use crate::store::login::SecretBox;
+use crate::store::login::{DbLinkedAccounts, SecretBox};
 use crate::store::records::{OutboxEntry, PortalRecord, PortalSource};
 use crate::store::space::SpaceGuard;
 use crate::store::{Db, OutboxKey, PortalId, StoreError};
@@ -73,6 +73,9 @@ pub(crate) struct Shared {
     pub(crate) space: Option<Arc<SpaceGuard>>,
     /// The store key, for `logins` from a chat (none: logins are off).
     pub(crate) secrets: Option<SecretBox>,
+    /// Each bridge's linked accounts, reloaded when a sign-in from a chat
+    /// stores one (set by the daemon; empty without a store key).
+    linked: RwLock<HashMap<BridgeId, Arc<DbLinkedAccounts>>>,
     lanes: Mutex<HashMap<LaneKey, Arc<Lane>>>,
     tracker: TaskTracker,
     lanes_stop: CancellationToken,
@@ -83,6 +86,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `bridge`'s linked accounts, when the daemon gave them.
+    fn linked_accounts(&self, bridge: &BridgeId) -> Option<Arc<DbLinkedAccounts>> {
+        self.linked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(bridge)
+            .cloned()
+    }
+
     pub(crate) fn config(&self) -> RelayConfig {
         self.config
             .read()
@@ -334,6 +346,7 @@ impl Relay {
             metrics,
             space,
             secrets,
+            linked: RwLock::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             lanes_stop: CancellationToken::new(),
@@ -427,6 +440,16 @@ impl Relay {
                 source,
             })
             .collect()
+    }
+
+    /// Each bridge's linked accounts (the daemon's), so that an account
+    /// linked from a chat takes effect at once.
+    pub fn set_linked_accounts(&self, linked: HashMap<BridgeId, Arc<DbLinkedAccounts>>) {
+        *self
+            .shared
+            .linked
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = linked;
     }
 
     /// The channels of `bridge` that belong to portals, updated on reload,

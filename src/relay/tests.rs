@@ -1891,3 +1891,35 @@ async fn a_direct_chat_with_a_puppet_reaches_the_person_it_stands_for() {
     .await;
     h.stop().await;
 }
+
+/// `login <platform>`: the requester's own platform and unknown names get
+/// the list of choices; without a store key nothing starts and the answer
+/// says what is missing.
+#[tokio::test(start_paused = true)]
+async fn login_names_the_platforms_and_needs_a_store_key() {
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    let h = start_with(Options::default(), a.clone(), b.clone());
+    for (event, text) in [("l1", "login"), ("l2", "login mem:a"), ("l3", "login mem")] {
+        a.inject(command("dm-ann", "ann", "Ann Lee", event, text))
+            .expect("inject");
+    }
+    a.inject(command("dm-ann", "ann", "Ann Lee", "l4", "login mem:b"))
+        .expect("inject");
+    until("all answered", Duration::from_secs(10), || {
+        bot_texts(&a, "dm-ann").len() == 4
+    })
+    .await;
+    let answers = bot_texts(&a, "dm-ann");
+    assert_eq!(answers[0], "Usage: login <platform>, one of: mem:b.");
+    assert_eq!(
+        answers[1],
+        "No other platform \"mem:a\" here. Send login followed by one of: mem:b."
+    );
+    // "mem" names two bridges: not one of them.
+    assert!(
+        answers[2].starts_with("No other platform \"mem\""),
+        "{answers:?}"
+    );
+    assert!(answers[3].contains("needs the store key"), "{answers:?}");
+    h.stop().await;
+}

@@ -8,7 +8,7 @@
 //! older direct portal, whose Teams side is told.
 
 use crate::support::*;
-use crate::teams::{ANN, BOB, SERVICE, TeamsSetup, author, content};
+use crate::teams::{ANN, BOB, SERVICE, TeamsSetup, assert_no_token_in_clear, author, content};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -265,4 +265,75 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
     });
     assert_eq!(answer["sender"], ghost.as_str(), "posted by her ghost");
     daemon.kill9();
+}
+
+/// `login teams` from Slack: the answer in alice's IM tells her where to
+/// go and which code to enter; once she signed in there (as Ann), she is
+/// told so in the same IM and what she writes in Slack appears in Teams as
+/// Ann's own account, without the service account's author line. A
+/// platform that is not there, or her own, gets a clear answer.
+#[test]
+fn login_teams_from_a_slack_im_links_the_person_s_own_account() {
+    let (t, mut daemon) = start();
+    let room = t.room();
+    let command = |text: &str| {
+        let _runtime = t.slack.rt.enter();
+        t.slack
+            .sim
+            .run_slash_command(&room, "alice", "/switchboard", text)
+            .expect("alice runs the command");
+    };
+
+    command("login nowhere");
+    let (_, _, refused) = wait_value(&t, "the unknown platform answered", WAIT, || {
+        find_in_im(&t, "No other platform \"nowhere\"")
+    });
+    assert!(
+        refused.contains("teams:contoso"),
+        "names the choices: {refused}"
+    );
+    command("login slack");
+    wait_value(&t, "her own platform answered", WAIT, || {
+        find_in_im(&t, "No other platform \"slack\"")
+    });
+
+    command("login teams");
+    let (by_app, _, prompt) = wait_value(&t, "the sign-in instructions", WAIT, || {
+        find_in_im(&t, "enter the code ")
+    });
+    assert!(by_app, "{prompt}");
+    assert!(
+        prompt.contains(&format!("{}/devicelogin", t.sim.base_url())),
+        "{prompt}"
+    );
+    let code = prompt
+        .split_once("enter the code ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("a code");
+    t.sim
+        .complete_device_code(code, ANN)
+        .expect("alice signs in as Ann");
+    let ann = t.user_id(ANN);
+    let (_, _, linked) = wait_value(&t, "told it is done", WAIT, || {
+        find_in_im(&t, "Linked: what you write now appears on Teams")
+    });
+    assert!(linked.contains(&ann), "{linked}");
+    assert!(
+        alice_im(&t).iter().all(|(_, _, m)| !m.contains("refresh")),
+        "no token in the IM"
+    );
+
+    let alice = t.slack.alice();
+    t.slack.post(&alice, &room, "now as Ann herself");
+    let posted = wait_value(&t, "posted in Teams as Ann", WAIT, || {
+        t.teams_message("now as Ann herself")
+    });
+    assert_eq!(author(&posted), ann, "{posted}");
+    assert!(
+        !content(&posted).contains("<b>Alice Liddell</b>"),
+        "no author line: {posted}"
+    );
+    assert_no_token_in_clear(t.setup());
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(WAIT), Some(0));
 }

@@ -371,7 +371,7 @@ pub(crate) fn author(m: &Value) -> &str {
 }
 
 /// No refresh token of the simulator's (`0.sim.…`) in clear in the store.
-fn assert_no_token_in_clear(s: &Setup) {
+pub(crate) fn assert_no_token_in_clear(s: &Setup) {
     for entry in std::fs::read_dir(s.path("store")).expect("store dir") {
         let path = entry.expect("entry").path();
         if path.is_file() {

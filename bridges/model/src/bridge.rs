@@ -5,7 +5,7 @@ use crate::error::BridgeError;
 use crate::event::{Attachment, ChannelInfo, Inbound};
 use crate::ids::{BridgeId, ChannelId, UserId};
 use crate::outbound::{Delivered, OutboundOp};
-use crate::person::{Person, PuppetRef};
+use crate::person::{LinkedAccount, Person, PuppetRef};
 use async_trait::async_trait;
 use std::fmt;
 use std::future::Future;
@@ -205,6 +205,22 @@ pub trait MediaSource: Send + Sync {
     ) -> Result<Vec<u8>, BridgeError>;
 }
 
+/// A sign-in started from a chat ([`Bridge::begin_login`]).
+pub struct LoginFlow {
+    /// What the person is told: where to go and what to enter there.
+    pub prompt: String,
+    /// Ends with their account once they signed in, or with why not.
+    pub done: Pin<Box<dyn Future<Output = Result<LinkedAccount, BridgeError>> + Send>>,
+}
+
+impl fmt::Debug for LoginFlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginFlow")
+            .field("prompt", &self.prompt)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a bridge gets when it runs.
 #[derive(Debug, Clone)]
 pub struct BridgeContext {
@@ -380,6 +396,15 @@ pub trait Bridge: Send + Sync + fmt::Debug + 'static {
     async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
         let _ = (query, limit);
         Ok(Vec::new())
+    }
+
+    /// Starts linking a person's own account on this platform from a chat
+    /// (`login <platform>` to the bot): what to tell them, and a future
+    /// that ends when they have signed in (their account here, to post as
+    /// them) or when the sign-in failed or expired. `Ok(None)` (the
+    /// default) when this platform cannot be signed in to from a chat.
+    async fn begin_login(&self) -> Result<Option<LoginFlow>, BridgeError> {
+        Ok(None)
     }
 
     /// Downloads an attachment this bridge reported.

@@ -37,7 +37,7 @@ mod time;
 
 pub use bridge::{
     Bridge, BridgeContext, BridgeState, Capabilities, CursorStore, InboundSink, IntakeError,
-    MediaSource, MemoryCursors,
+    LoginFlow, MediaSource, MemoryCursors,
 };
 pub use call::{CallEvent, CallProvider, CallState, Meeting};
 pub use dialect::Dialect;

@@ -29,6 +29,12 @@ use tokio::time::Instant;
 /// The scope for application (client-credentials) tokens.
 pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 
+/// The delegated permissions a person's (or the service account's) sign-in
+/// asks for: posting, editing, deleting and reacting in channels and chats,
+/// online meetings for call invites, and `/me` for the account's id.
+/// `offline_access` brings the refresh token that is stored.
+pub const PERSON_SCOPES: &str = "offline_access ChannelMessage.Send ChatMessage.Send ChannelMessage.ReadWrite Chat.ReadWrite OnlineMeetings.ReadWrite User.Read";
+
 /// How long before expiry a token is replaced at most (the rest of the rule
 /// is "at 80 % of its lifetime", whichever comes first).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);

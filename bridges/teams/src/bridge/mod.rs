@@ -42,7 +42,7 @@
 //! (files become links or notes, images go inline up to 3 MB), avatars in
 //! the author line, and reactions changed while the daemon was stopped.
 
-use crate::auth::{AppTokens, DelegatedTokens, IdentityConfig, Secret};
+use crate::auth::{AppTokens, DelegatedTokens, DeviceCodeLogin, IdentityConfig, Secret};
 use crate::client::GraphClient;
 use crate::graph::{self, DEFAULT_RELAY_MARKER, ResourceRef};
 use crate::html;
@@ -53,8 +53,9 @@ use std::time::Duration;
 use switchboard_model::recovery::EarlierPosts;
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, ChannelInfo,
-    Delivered, HttpEndpoint, LinkedAccounts, MediaSource, Meeting, MessageId, NoLinkedAccounts,
-    OpId, OutboundKind, OutboundOp, Person, PuppetRef, RetryKind, UserId,
+    Delivered, HttpEndpoint, LinkedAccount, LinkedAccounts, LoginFlow, MediaSource, Meeting,
+    MessageId, NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RetryKind,
+    UserId,
 };
 
 /// How many delivered ops are remembered before the record is reset.
@@ -227,6 +228,8 @@ pub struct TeamsBridge {
     graph: GraphClient,
     app: AppTokens,
     identities: identity::Identities,
+    /// The app's identity-platform settings, for people's sign-ins.
+    sign_in: IdentityConfig,
     accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
     /// Ops delivered by this process and what they produced.
     posted: Mutex<HashMap<OpId, Delivered>>,
@@ -269,6 +272,7 @@ impl TeamsBridge {
             client_secret: Some(config.client_secret),
         };
         let app = AppTokens::new(graph.http().clone(), identity.clone());
+        let sign_in = identity.clone();
         let identities = identity::Identities::new(
             graph.http().clone(),
             identity.clone(),
@@ -283,6 +287,7 @@ impl TeamsBridge {
             graph,
             app,
             identities,
+            sign_in,
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             posted: Mutex::new(HashMap::new()),
             earlier: EarlierPosts::new(),
@@ -500,6 +505,36 @@ impl Bridge for TeamsBridge {
                 Err(e)
             }
         }
+    }
+
+    /// A device-code sign-in (the person opens the page and types the
+    /// code); the account is the refresh token of their own delegated
+    /// sign-in with [`PERSON_SCOPES`](crate::auth::PERSON_SCOPES).
+    async fn begin_login(&self) -> Result<Option<LoginFlow>, BridgeError> {
+        let login = DeviceCodeLogin::new(
+            self.graph.http().clone(),
+            self.sign_in.clone(),
+            self.graph.base(),
+            crate::auth::PERSON_SCOPES,
+        );
+        let code = login.start().await.map_err(BridgeError::from)?;
+        let prompt = format!(
+            "To post in Teams as yourself, open {} and enter the code {} (valid for {} minutes). I will tell you here when it is done.",
+            code.verification_uri,
+            code.user_code,
+            code.expires_in.as_secs().div_ceil(60)
+        );
+        let done = async move {
+            let tokens = login.poll(&code).await.map_err(BridgeError::from)?;
+            Ok(LinkedAccount {
+                user: UserId::new(tokens.user_id.clone()),
+                token: tokens.refresh_token.expose().to_owned(),
+            })
+        };
+        Ok(Some(LoginFlow {
+            prompt,
+            done: Box::pin(done),
+        }))
     }
 
     async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
