@@ -57,6 +57,16 @@ pub fn build(
             );
             settings.rate_limits = slack.rate_limits;
             settings.max_upload = slack.max_upload;
+            if let (Some(client_id), Some(client_secret), Some(public_url)) =
+                (&slack.client_id, &slack.client_secret, &slack.public_url)
+            {
+                settings.chat_login = Some(switchboard_slack::config::ChatLogin {
+                    client_id: client_id.clone(),
+                    client_secret: Token::new(client_secret.expose()),
+                    authorize_url: slack.oauth_url.clone(),
+                    public_url: public_url.clone(),
+                });
+            }
             let bridge = switchboard_slack::bridge::SlackBridge::new(settings)
                 .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
             if let Some(accounts) = accounts {

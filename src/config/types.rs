@@ -190,6 +190,9 @@ pub struct SlackBridgeConfig {
     pub client_secret: Option<Secret>,
     /// OAuth: the authorize page.
     pub oauth_url: String,
+    /// Where browsers reach the daemon's listener, for `login slack` from a
+    /// chat (with client_id and the client secret).
+    pub public_url: Option<String>,
 }
 
 /// `type = "matrix"` settings: Switchboard as an application service.

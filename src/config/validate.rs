@@ -171,6 +171,7 @@ fn slack(
             }
         })
         .or("https://slack.com/oauth/v2/authorize".to_owned());
+    let public_url = t.parsed("public_url", sink, public_url).optional();
     let mode = match (mode?.as_str(), app_token?, signing_secret?) {
         ("socket", Some(app_token), _) => SlackMode::Socket { app_token },
         ("socket", None, _) => {
@@ -201,6 +202,7 @@ fn slack(
         client_id: client_id?.map(str::to_owned),
         client_secret: client_secret?,
         oauth_url: oauth_url?,
+        public_url: public_url?,
     })
 }
 
@@ -1130,6 +1132,7 @@ mod tests {
                     client_id: None,
                     client_secret: None,
                     oauth_url: String::new(),
+                    public_url: None,
                 }),
                 BridgeType::Teams => BridgeKind::Teams(TeamsBridgeConfig {
                     graph_url: String::new(),

@@ -337,3 +337,78 @@ fn login_teams_from_a_slack_im_links_the_person_s_own_account() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(WAIT), Some(0));
 }
+
+/// `login slack` written to the service account in Teams: the answer holds
+/// the Slack authorize link; once the person approved it (as alice's Slack
+/// account), Slack sends the browser back to the daemon's own listener
+/// (`public_url`), the daemon exchanges the code, and the person is told in
+/// the same chat. What Ann writes in Teams then appears in Slack as
+/// alice's own account, not as a puppet.
+#[test]
+fn login_slack_from_a_teams_chat_links_through_the_daemon_s_listener() {
+    let mut t = TeamsSetup::new();
+    let seeded = t.slack.sim.seeded().clone();
+    std::fs::write(t.setup().path("slack-client-secret"), &seeded.client_secret).expect("secret");
+    t.slack.slack_extra = format!(
+        "client_id = \"{}\"\nclient_secret_file = \"slack-client-secret\"\n\
+         oauth_url = \"{}/oauth/v2/authorize\"\npublic_url = \"http://{}\"",
+        seeded.client_id,
+        t.slack.sim.base_url(),
+        t.setup().listen
+    );
+    t.write_config();
+    t.login(&["--service"], SERVICE);
+    let mut daemon = t.setup().spawn();
+    daemon.wait_ready(WAIT);
+
+    let ann_chat = t.sim.direct_chat(SERVICE, ANN).expect("Ann's chat");
+    t.sim
+        .post_chat_message_as(ANN, &ann_chat, "<p>login slack</p>")
+        .expect("Ann asks");
+    let prompt = wait_value(&t, "the authorize link", WAIT, || {
+        find_in_chat(&t, &ann_chat, "approve Switchboard")
+    });
+    let html = content(&prompt);
+    let start = html.find("http").expect("a link");
+    let url: String = html[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"')
+        .collect::<String>()
+        .replace("&amp;", "&");
+    assert!(url.contains("/oauth/v2/authorize?"), "{url}");
+    let redirect =
+        format!("http%3A%2F%2F{}%2Fslack%2Fsim%2Foauth", t.setup().listen).replace(':', "%3A");
+    assert!(url.contains(&redirect), "the daemon's own listener: {url}");
+
+    // A browser coming back with a state nobody started is turned away.
+    let (status, _) = crate::slack::get_location(&format!(
+        "http://{}/slack/sim/oauth?code=x&state=forged",
+        t.setup().listen
+    ))
+    .expect("the daemon answers");
+    assert_eq!(status, 400);
+
+    let alice_id = seeded.users["alice"].clone();
+    let approve = format!(
+        "{}&user={alice_id}",
+        url.replace("/oauth/v2/authorize?", "/oauth/v2/authorize/approve?")
+    );
+    let (status, location) = crate::slack::get_location(&approve).expect("the simulator");
+    assert_eq!(status, 302);
+    let (status, _) =
+        crate::slack::get_location(&location.expect("back to the daemon")).expect("the daemon");
+    assert_eq!(status, 200);
+    let linked = wait_value(&t, "Ann told it is done", WAIT, || {
+        find_in_chat(&t, &ann_chat, "Linked: what you write now appears on Slack")
+    });
+    assert!(content(&linked).contains(&alice_id), "{linked}");
+
+    t.as_person(ANN, None, "<p>now as alice herself</p>");
+    let posted = wait_value(&t, "posted in Slack as alice", WAIT, || {
+        t.slack_message("now as alice herself")
+    });
+    assert_eq!(posted["user"].as_str(), Some(alice_id.as_str()), "{posted}");
+    assert!(posted.get("username").is_none(), "not a puppet: {posted}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(WAIT), Some(0));
+}

@@ -579,7 +579,7 @@ fn files_travel_both_ways() {
 }
 
 /// A raw GET: (status, Location header), or what went wrong on the wire.
-fn get_location(url: &str) -> std::io::Result<(u16, Option<String>)> {
+pub(crate) fn get_location(url: &str) -> std::io::Result<(u16, Option<String>)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest

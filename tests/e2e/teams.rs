@@ -147,11 +147,12 @@ impl TeamsSetup {
         };
         format!(
             "[[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{slack}/api\"\n\
-             bot_token_file = \"bot-token\"\napp_token_file = \"app-token\"\nrate_limits = false\n\n\
+             bot_token_file = \"bot-token\"\napp_token_file = \"app-token\"\nrate_limits = false\n{slack_extra}\n\n\
              [[bridge]]\nid = \"{BRIDGE}\"\ntype = \"teams\"\ngraph_url = \"{graph}\"\nlogin_url = \"{login}\"\n\
              tenant = \"{tenant}\"\nclient_id = \"{client}\"\nclient_secret_file = \"teams-secret\"\n\
              poll_interval = \"300ms\"\nrate_limits = false\n{extra}\n{notifications}",
             extra = self.teams_extra,
+            slack_extra = self.slack.slack_extra,
             slack = self.slack.sim.base_url(),
             graph = self.sim.graph_url(),
             login = self.sim.login_url(),

@@ -36,7 +36,7 @@ use switchboard_model::recovery::{EarlierPosts, Lookup};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
     ChannelInfo, Delivered, EventId, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind,
-    InboundSink, Inline, LinkedAccounts, MediaSource, Message, MessageId, MessageStyle,
+    InboundSink, Inline, LinkedAccounts, LoginFlow, MediaSource, Message, MessageId, MessageStyle,
     NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, Timestamp,
     UserId,
 };
@@ -67,6 +67,8 @@ pub struct SlackBridge {
     posted: Mutex<HashMap<OpId, Delivered>>,
     /// Posts of earlier attempts found by reading conversations back.
     earlier: EarlierPosts,
+    /// Sign-ins started from a chat, waiting for the browser.
+    chat_logins: Arc<crate::login::ChatLogins>,
     /// Ourselves, for the HTTP endpoint.
     this: std::sync::Weak<SlackBridge>,
     /// People's own linked accounts.
@@ -113,6 +115,7 @@ impl SlackBridge {
             sink: Mutex::new(None),
             posted: Mutex::new(HashMap::new()),
             earlier: EarlierPosts::new(),
+            chat_logins: Arc::default(),
             this: this.clone(),
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             icon: Mutex::new(None),
@@ -1252,7 +1255,30 @@ impl Bridge for SlackBridge {
             .await
     }
 
+    /// OAuth v2 with the redirect on the daemon's listener (when
+    /// `public_url` and the app's client are configured).
+    async fn begin_login(&self) -> Result<Option<LoginFlow>, BridgeError> {
+        Ok(self.config.chat_login.as_ref().map(|settings| {
+            crate::login::begin_in_chat(&self.api, &self.config.id, settings, &self.chat_logins)
+        }))
+    }
+
     fn http_endpoints(&self) -> Vec<(String, Arc<dyn HttpEndpoint>)> {
+        let mut endpoints = self.events_endpoint();
+        if self.config.chat_login.is_some() {
+            endpoints.push((
+                crate::login::redirect_path(&self.config.id),
+                Arc::new(crate::login::OAuthEndpoint::new(self.chat_logins.clone()))
+                    as Arc<dyn HttpEndpoint>,
+            ));
+        }
+        endpoints
+    }
+}
+
+impl SlackBridge {
+    /// The Events API Request URL, in events mode.
+    fn events_endpoint(&self) -> Vec<(String, Arc<dyn HttpEndpoint>)> {
         match (&self.config.mode, self.this.upgrade()) {
             (
                 InboundMode::Events {

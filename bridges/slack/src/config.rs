@@ -47,6 +47,24 @@ pub struct SlackConfig {
     /// How long the workspace directory (`users.list`, searched by
     /// `find_people`) is reused before it is read again.
     pub directory_ttl: Duration,
+    /// Linking people's own accounts from a chat (`login slack`): the app's
+    /// OAuth settings and where Slack sends the browser back to.
+    pub chat_login: Option<ChatLogin>,
+}
+
+/// What `login slack` from a chat needs: the app's OAuth client and the
+/// daemon's public URL, under which the connector serves the redirect
+/// (`{public_url}/slack/{name}/oauth`).
+#[derive(Debug, Clone)]
+pub struct ChatLogin {
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret.
+    pub client_secret: Token,
+    /// The authorize page, `https://slack.com/oauth/v2/authorize`.
+    pub authorize_url: String,
+    /// Where browsers reach the daemon's listener (no trailing `/`).
+    pub public_url: String,
 }
 
 impl SlackConfig {
@@ -67,6 +85,7 @@ impl SlackConfig {
             relay_marker: crate::events::DEFAULT_RELAY_MARKER.to_owned(),
             ping_interval: Duration::from_secs(10),
             directory_ttl: Duration::from_secs(300),
+            chat_login: None,
         }
     }
 }

@@ -9,13 +9,21 @@
 //! answers the browser, checks the state and exchanges the code with
 //! `oauth.v2.access` for the person's user token.
 
+use crate::config::ChatLogin;
 use crate::web::{SlackApi, Token};
+use async_trait::async_trait;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchboard_model::{BridgeError, LinkedAccount, UserId};
+use switchboard_model::{
+    BridgeError, BridgeId, HttpEndpoint, HttpRequest, HttpResponse, LinkedAccount, LoginFlow,
+    UserId,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// The app's OAuth settings.
 #[derive(Debug, Clone)]
@@ -45,23 +53,68 @@ pub async fn begin(app: &OAuthApp, listen: SocketAddr) -> std::io::Result<Pendin
     let listener = TcpListener::bind(listen).await?;
     let port = listener.local_addr()?.port();
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let state: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+    let state = new_state();
+    Ok(PendingLogin {
+        url: authorize_url(&app.authorize_url, &app.client_id, &redirect_uri, &state),
+        listener,
+        state,
+        redirect_uri,
+    })
+}
+
+/// A random `state` for one login.
+fn new_state() -> String {
+    (0..32).map(|_| fastrand::alphanumeric()).collect()
+}
+
+/// The authorize page's URL asking for the user scopes.
+fn authorize_url(page: &str, client_id: &str, redirect_uri: &str, state: &str) -> String {
     let query = [
-        ("client_id", app.client_id.as_str()),
+        ("client_id", client_id),
         ("user_scope", &crate::manifest::USER_SCOPES.join(",")),
-        ("redirect_uri", redirect_uri.as_str()),
-        ("state", state.as_str()),
+        ("redirect_uri", redirect_uri),
+        ("state", state),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={}", encode(v)))
     .collect::<Vec<_>>()
     .join("&");
-    Ok(PendingLogin {
-        url: format!("{}?{query}", app.authorize_url),
-        listener,
-        state,
-        redirect_uri,
-    })
+    format!("{page}?{query}")
+}
+
+/// oauth.v2.access: the person's user token for `code`
+/// (https://docs.slack.dev/reference/methods/oauth.v2.access).
+async fn exchange(
+    api: &SlackApi,
+    client_id: &str,
+    client_secret: &Token,
+    code: &str,
+    redirect_uri: &str,
+) -> Result<LinkedAccount, BridgeError> {
+    let answer = api
+        .call_without_token(
+            "oauth.v2.access",
+            json!({
+                "client_id": client_id,
+                "client_secret": client_secret.expose(),
+                "code": code,
+                "redirect_uri": redirect_uri,
+            }),
+        )
+        .await?;
+    let user = answer.pointer("/authed_user/id").and_then(Value::as_str);
+    let token = answer
+        .pointer("/authed_user/access_token")
+        .and_then(Value::as_str);
+    match (user, token) {
+        (Some(user), Some(token)) => Ok(LinkedAccount {
+            user: UserId::new(user),
+            token: token.to_owned(),
+        }),
+        _ => Err(BridgeError::permanent(
+            "oauth.v2.access returned no user token (were user scopes granted?)",
+        )),
+    }
 }
 
 impl PendingLogin {
@@ -80,32 +133,14 @@ impl PendingLogin {
         let code = tokio::time::timeout(timeout, self.wait_for_code())
             .await
             .map_err(|_| BridgeError::permanent("nobody completed the login in time"))??;
-        // oauth.v2.access — https://docs.slack.dev/reference/methods/oauth.v2.access
-        let answer = app
-            .api
-            .call_without_token(
-                "oauth.v2.access",
-                json!({
-                    "client_id": app.client_id,
-                    "client_secret": app.client_secret.expose(),
-                    "code": code,
-                    "redirect_uri": self.redirect_uri,
-                }),
-            )
-            .await?;
-        let user = answer.pointer("/authed_user/id").and_then(Value::as_str);
-        let token = answer
-            .pointer("/authed_user/access_token")
-            .and_then(Value::as_str);
-        match (user, token) {
-            (Some(user), Some(token)) => Ok(LinkedAccount {
-                user: UserId::new(user),
-                token: token.to_owned(),
-            }),
-            _ => Err(BridgeError::permanent(
-                "oauth.v2.access returned no user token (were user scopes granted?)",
-            )),
-        }
+        exchange(
+            &app.api,
+            &app.client_id,
+            &app.client_secret,
+            &code,
+            &self.redirect_uri,
+        )
+        .await
     }
 
     /// Serves the loopback listener until the browser brings back a code or
@@ -194,6 +229,149 @@ async fn answer_redirect(
     );
     let _ = stream.write_all(response.as_bytes()).await;
     outcome
+}
+
+/// How long a sign-in started from a chat waits for the browser.
+const CHAT_LOGIN_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// Sign-ins started from a chat (`login slack`), waiting for Slack to send
+/// the browser back to the daemon's [`OAuthEndpoint`], by `state`.
+#[derive(Debug, Default)]
+pub(crate) struct ChatLogins {
+    pending: Mutex<HashMap<String, oneshot::Sender<Result<String, BridgeError>>>>,
+}
+
+impl ChatLogins {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Result<String, BridgeError>>>>
+    {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The redirect path of bridge `id` under the daemon's listener.
+pub(crate) fn redirect_path(id: &BridgeId) -> String {
+    let name = id.as_str().split_once(':').map_or(id.as_str(), |(_, n)| n);
+    format!("/slack/{name}/oauth")
+}
+
+/// Starts a sign-in from a chat: the authorize URL to show, and the
+/// future that exchanges the code once the browser is back.
+pub(crate) fn begin_in_chat(
+    api: &SlackApi,
+    id: &BridgeId,
+    settings: &ChatLogin,
+    logins: &Arc<ChatLogins>,
+) -> LoginFlow {
+    let state = new_state();
+    let redirect_uri = format!("{}{}", settings.public_url, redirect_path(id));
+    let url = authorize_url(
+        &settings.authorize_url,
+        &settings.client_id,
+        &redirect_uri,
+        &state,
+    );
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut pending = logins.lock();
+        pending.retain(|_, waiting| !waiting.is_closed());
+        pending.insert(state.clone(), tx);
+    }
+    let api = api.clone();
+    let settings = settings.clone();
+    let logins = logins.clone();
+    let done = async move {
+        let code = match tokio::time::timeout(CHAT_LOGIN_WAIT, rx).await {
+            Ok(Ok(code)) => code?,
+            Ok(Err(_)) => return Err(BridgeError::permanent("the sign-in was dropped")),
+            Err(_) => {
+                logins.lock().remove(&state);
+                return Err(BridgeError::permanent(
+                    "nobody approved it in Slack within 15 minutes",
+                ));
+            }
+        };
+        exchange(
+            &api,
+            &settings.client_id,
+            &settings.client_secret,
+            &code,
+            &redirect_uri,
+        )
+        .await
+    };
+    LoginFlow {
+        prompt: format!(
+            "To post in Slack as yourself, open this link and approve Switchboard (within 15 minutes): {url}\nI will tell you here when it is done."
+        ),
+        done: Box::pin(done),
+    }
+}
+
+/// Where Slack sends the browser back after a sign-in from a chat: hands
+/// the code (or Slack's refusal) to the sign-in waiting for its `state`.
+#[derive(Debug)]
+pub struct OAuthEndpoint {
+    logins: Arc<ChatLogins>,
+}
+
+impl OAuthEndpoint {
+    pub(crate) fn new(logins: Arc<ChatLogins>) -> Self {
+        OAuthEndpoint { logins }
+    }
+}
+
+fn page(status: u16, text: &str) -> HttpResponse {
+    let mut response = HttpResponse::text(
+        status,
+        format!("<!doctype html><title>Switchboard</title><p>{text}</p>"),
+    );
+    response.headers = vec![("content-type".into(), "text/html; charset=utf-8".into())];
+    response
+}
+
+#[async_trait]
+impl HttpEndpoint for OAuthEndpoint {
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        if request.method != "GET" {
+            return HttpResponse::text(405, "GET only");
+        }
+        let param = |name: &str| {
+            request.query.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == name).then(|| decode(v))
+            })
+        };
+        let waiting = param("state").and_then(|state| self.logins.lock().remove(&state));
+        let Some(waiting) = waiting else {
+            return page(
+                400,
+                "This link does not belong to a sign-in in progress. Send login slack to Switchboard to start one.",
+            );
+        };
+        match (param("code"), param("error")) {
+            (_, Some(error)) => {
+                let _ = waiting.send(Err(BridgeError::permanent(format!(
+                    "Slack refused it: {error}"
+                ))));
+                page(200, "Slack refused the sign-in. You can close this window.")
+            }
+            (Some(code), None) => {
+                let _ = waiting.send(Ok(code));
+                page(
+                    200,
+                    "Thank you. Switchboard is linking your Slack account and tells you in your chat when it is done. You can close this window.",
+                )
+            }
+            (None, None) => {
+                let _ = waiting.send(Err(BridgeError::permanent(
+                    "Slack sent the browser back without a code",
+                )));
+                page(400, "Slack sent no code. Send login slack to start again.")
+            }
+        }
+    }
 }
 
 /// Percent-encodes a query value.
