@@ -1549,3 +1549,39 @@ fn relay_admins_name_people_on_configured_bridges() {
     );
     assert_eq!(found, ["relay.admins[0]: unknown bridge \"memory:nope\""]);
 }
+
+#[test]
+fn a_slack_public_url_for_logins_from_a_chat_is_https_or_loopback() {
+    let env = env(&[("BOT", "xoxb-1"), ("APP", "xapp-1"), ("CS", "secret")]);
+    let base = format!(
+        "{SLACK}app_token_env = \"APP\"\nclient_id = \"1.2\"\nclient_secret_env = \"CS\"\n"
+    );
+    let config = parse_ok(
+        &format!("{base}public_url = \"https://switchboard.example.com/\"\n"),
+        &env,
+    );
+    let BridgeKind::Slack(slack) = &config.bridges[1].kind else {
+        panic!("a slack bridge")
+    };
+    assert_eq!(
+        slack.public_url.as_deref(),
+        Some("https://switchboard.example.com")
+    );
+    let loopback = parse_ok(
+        &format!("{base}public_url = \"http://127.0.0.1:8080\"\n"),
+        &env,
+    );
+    let BridgeKind::Slack(slack) = &loopback.bridges[1].kind else {
+        panic!("a slack bridge")
+    };
+    assert_eq!(slack.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+    assert_eq!(
+        problems(
+            &format!("{base}public_url = \"http://switchboard.example.com\"\n"),
+            &env
+        ),
+        vec![
+            "bridge[1].public_url: must be an https URL (http only for loopback hosts), got \"http://switchboard.example.com\""
+        ]
+    );
+}
