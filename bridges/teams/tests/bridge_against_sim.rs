@@ -66,6 +66,21 @@ impl SimHarness {
         format!("/teams/{}/channels/{}/messages", self.team, self.channel_id)
     }
 
+    /// The HTML of every root message in the channel.
+    async fn channel_contents(&self) -> Vec<String> {
+        graph(&self.sim)
+            .get_all(&self.messages_path(), Bearer::App(&self.app()), 10_000)
+            .await
+            .expect("list")
+            .iter()
+            .filter_map(|m| {
+                m.pointer("/body/content")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     fn app(&self) -> Secret {
         Secret::new(self.sim.app_token())
     }
@@ -676,17 +691,7 @@ async fn lost_answers_and_503s_neither_lose_nor_duplicate() {
         .set_faults(switchboard_teams_sim::limits::FaultConfig::default());
     println!("{POSTS} posts: {retries} retries, {lost} answers lost");
     assert_eq!(got, inbound, "every inbound message once, in order");
-    let posted: Vec<String> = graph(&h.sim)
-        .get_all(&h.messages_path(), Bearer::App(&h.app()), 10_000)
-        .await
-        .expect("list")
-        .iter()
-        .filter_map(|m| {
-            m.pointer("/body/content")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .collect();
+    let posted = h.channel_contents().await;
     for i in 0..POSTS {
         let needle = format!("lossy {i}<");
         let n = posted.iter().filter(|c| c.contains(&needle)).count();
@@ -817,17 +822,7 @@ async fn a_retried_op_is_found_behind_any_number_of_newer_messages() {
         .await
         .expect("the retry finds it");
 
-    let posted: Vec<String> = graph(&h.sim)
-        .get_all(&h.messages_path(), Bearer::App(&h.app()), 10_000)
-        .await
-        .expect("list")
-        .iter()
-        .filter_map(|m| {
-            m.pointer("/body/content")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .collect();
+    let posted = h.channel_contents().await;
     let count = |text: &str| {
         let needle = format!("{text}<");
         posted.iter().filter(|c| c.contains(&needle)).count()
