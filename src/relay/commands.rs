@@ -84,6 +84,18 @@ pub(super) fn queued(
         .portals
         .of(&origin.bridge, &origin.channel)
         .map_or_else(|| PortalId::new(COMMANDS), |(id, _)| id);
+    queued_on(shared, portal, origin, sender, action)
+}
+
+/// The outbox entry of `action` on the lane of (`portal`, the origin's
+/// channel).
+pub(super) fn queued_on(
+    shared: &Shared,
+    portal: PortalId,
+    origin: &Origin,
+    sender: &Person,
+    action: PendingAction,
+) -> Result<(OutboxKey, OutboxEntry), StoreError> {
     let key = OutboxKey {
         portal,
         seq: shared.db.next_id()?,
@@ -799,6 +811,9 @@ async fn open(
     }))
 }
 
+/// How the names of direct portals begin.
+pub(crate) const DIRECT_PORTAL_PREFIX: &str = "dm-";
+
 /// The name of the direct portal between two people, the same whoever asks.
 pub(crate) fn direct_portal_id(a: &Person, b: &Person) -> PortalId {
     let mut sides = [
@@ -807,7 +822,7 @@ pub(crate) fn direct_portal_id(a: &Person, b: &Person) -> PortalId {
     ];
     sides.sort();
     PortalId::new(format!(
-        "dm-{:016x}",
+        "{DIRECT_PORTAL_PREFIX}{:016x}",
         stable_hash(&format!("{}\u{1f}{}", sides[0], sides[1]))
     ))
 }

@@ -148,6 +148,55 @@ async fn commit(shared: &Arc<Shared>, writes: &[IntakeWrite]) -> Result<(), Stor
     shared.db.flush_async().await
 }
 
+/// Whether an op that may make `origin`'s channel a portal is queued for it:
+/// earlier in this batch, or still on the channel's commands lane.
+fn setup_pending(shared: &Shared, batch: &Batch, write: &IntakeWrite, origin: &Origin) -> bool {
+    let in_batch = batch
+        .writes
+        .iter()
+        .chain(std::iter::once(write))
+        .flat_map(|w| &w.outbox)
+        .any(|(key, entry)| {
+            key.bridge == origin.bridge
+                && key.channel == origin.channel
+                && key.portal.as_str() == commands::COMMANDS
+                && matches!(
+                    entry.action,
+                    PendingAction::Command { .. }
+                        | PendingAction::DirectChat { .. }
+                        | PendingAction::Held { .. }
+                )
+        });
+    in_batch || shared.portal_setup_pending(&origin.bridge, &origin.channel)
+}
+
+/// What the lane does with a [`PendingAction::Held`] event once the ops
+/// before it are done: relays it as the intake would now (its arrival was
+/// recorded when it was held), or drops it if its channel is still no
+/// portal.
+pub(super) async fn release(shared: &Arc<Shared>, event: &Inbound) -> Result<(), StoreError> {
+    let mut batch = Batch::default();
+    let mut write = IntakeWrite::default();
+    match plan_relay(shared, &mut batch, event, &mut write, false)? {
+        Ok(()) => {}
+        Err(dropped) => {
+            shared
+                .metrics
+                .dropped(event.origin.bridge.as_str(), dropped.label());
+            tracing::debug!(bridge = %event.origin.bridge, event = %event.event, reason = dropped.label(), "Held event not relayed.");
+            return Ok(());
+        }
+    }
+    batch.writes.push(write);
+    commit(shared, &batch.writes).await?;
+    let ops: Vec<(OutboxKey, OutboxEntry)> =
+        batch.writes.into_iter().flat_map(|w| w.outbox).collect();
+    if !ops.is_empty() {
+        shared.dispatch(ops);
+    }
+    Ok(())
+}
+
 /// Plans one event into the batch. The outer error is a store failure (the
 /// whole batch is refused); the inner one says why the event is not relayed.
 fn plan(
@@ -170,7 +219,7 @@ fn plan(
         ..IntakeWrite::default()
     };
 
-    let verdict = plan_relay(shared, batch, event, &mut write);
+    let verdict = plan_relay(shared, batch, event, &mut write, true);
     // Even events that are not relayed are remembered, so their redeliveries
     // are recognised as duplicates cheaply.
     batch.writes.push(write);
@@ -182,6 +231,7 @@ fn plan_relay(
     batch: &mut Batch,
     event: &Inbound,
     write: &mut IntakeWrite,
+    may_hold: bool,
 ) -> Result<Result<(), Dropped>, StoreError> {
     let origin = &event.origin;
     // Echo guard, layer 1: the connector knows it was us.
@@ -214,7 +264,43 @@ fn plan_relay(
         )?);
         return Ok(Ok(()));
     }
-    let Some((portal, members)) = shared.portals.of(&origin.bridge, &origin.channel) else {
+    let portal = shared.portals.of(&origin.bridge, &origin.channel);
+    // Events held while a direct portal was set up go first: a newer one
+    // waits behind them (direct portals only, so other channels pay nothing).
+    let behind_held = |portal: &PortalId| {
+        portal.as_str().starts_with(commands::DIRECT_PORTAL_PREFIX)
+            && setup_pending(shared, batch, write, origin)
+    };
+    if may_hold
+        && let Some((id, _)) = &portal
+        && behind_held(id)
+    {
+        write.outbox.push(commands::queued_on(
+            shared,
+            PortalId::new(commands::COMMANDS),
+            origin,
+            &event.sender.person,
+            PendingAction::Held {
+                event: Box::new(event.clone()),
+            },
+        )?);
+        return Ok(Ok(()));
+    }
+    let Some((portal, members)) = portal else {
+        // A direct conversation being set up (a direct chat or `dm` queued
+        // before, in this batch or on the channel's lane): the event waits
+        // behind it on that lane, in order, instead of being dropped.
+        if may_hold && setup_pending(shared, batch, write, origin) {
+            write.outbox.push(commands::queued(
+                shared,
+                origin,
+                &event.sender.person,
+                PendingAction::Held {
+                    event: Box::new(event.clone()),
+                },
+            )?);
+            return Ok(Ok(()));
+        }
         return Ok(Err(Dropped::NoPortal));
     };
     let lookup = |batch: &Batch, id: &MessageId| -> Result<Option<GroupId>, StoreError> {

@@ -59,6 +59,23 @@ impl Lane {
             .cloned()
     }
 
+    /// Whether an op that may make this lane's channel a portal (a command
+    /// or a direct chat), or an event held until those are done, is queued.
+    pub(super) fn sets_up_a_portal(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(_, e)| {
+                matches!(
+                    e.action,
+                    PendingAction::Command { .. }
+                        | PendingAction::DirectChat { .. }
+                        | PendingAction::Held { .. }
+                )
+            })
+    }
+
     /// Whether a message of `group` is still queued here.
     fn has_pending_send(&self, group: GroupId) -> bool {
         self.queue
@@ -267,6 +284,11 @@ async fn prepare_and_deliver(
         PendingAction::DirectChat { puppet } => {
             Some(super::commands::direct_chat(shared, key, entry.sender.as_ref(), puppet).await)
         }
+        PendingAction::Held { event } => Some(
+            super::intake::release(shared, event)
+                .await
+                .map_err(super::commands::Failed::Store),
+        ),
         _ => None,
     };
     if let Some(done) = command {

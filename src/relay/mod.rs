@@ -127,6 +127,21 @@ impl Shared {
         }
     }
 
+    /// Whether the commands lane of (`bridge`, `channel`) still holds an op
+    /// that may make the channel a portal (see [`Lane::sets_up_a_portal`]).
+    pub(crate) fn portal_setup_pending(&self, bridge: &BridgeId, channel: &ChannelId) -> bool {
+        let key = (
+            PortalId::new(commands::COMMANDS),
+            bridge.clone(),
+            channel.clone(),
+        );
+        self.lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|lane| lane.sets_up_a_portal())
+    }
+
     /// Records that one op is finished (delivered, skipped or dead-lettered).
     pub(crate) fn finished(&self) {
         self.metrics.outbox_depth_add(-1);

@@ -1923,3 +1923,72 @@ async fn login_names_the_platforms_and_needs_a_store_key() {
     assert!(answers[3].contains("needs the store key"), "{answers:?}");
     h.stop().await;
 }
+
+/// What is written in a new direct chat at once, before its portal is set
+/// up, is held behind the direct chat on its lane and relayed after it, in
+/// order, with what follows; in a chat that never becomes a portal it is
+/// dropped when its turn comes.
+#[tokio::test(start_paused = true)]
+async fn first_words_in_a_new_direct_chat_wait_for_its_portal() {
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    let h = start_with(Options::default(), a.clone(), b.clone());
+    b.post("general", "bob", "Bob Builder", "hello all")
+        .expect("post");
+    until("relayed", Duration::from_secs(10), || {
+        bot_texts(&a, "general").len() == 1
+    })
+    .await;
+    let bob = Person::new("mem:b".into(), "bob".into(), "Bob Builder");
+    let puppet =
+        h.db.puppet(&"mem:a".into(), &bob)
+            .expect("store")
+            .expect("Bob's puppet on mem:a")
+            .puppet
+            .user;
+    a.inject(Inbound::new(
+        Origin::new("mem:a", "room-carl-bob"),
+        EventId::new("invite-1"),
+        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
+        InboundKind::DirectChat { puppet },
+    ))
+    .expect("inject");
+    for text in ["first words", "second words", "third words"] {
+        a.post("room-carl-bob", "carl", "Carl", text).expect("post");
+    }
+    until("all relayed to Bob", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-bob").len() == 4
+    })
+    .await;
+    assert_eq!(
+        bot_texts(&b, "dm-bob")[1..],
+        ["first words", "second words", "third words"],
+        "after the notice, in order"
+    );
+    a.post("room-carl-bob", "carl", "Carl", "later words")
+        .expect("post");
+    until("the next one too", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-bob").len() == 5
+    })
+    .await;
+    assert_eq!(bot_texts(&b, "dm-bob")[4], "later words");
+
+    // A direct chat with somebody nobody knows becomes no portal: what was
+    // written there is dropped, once its turn comes.
+    a.inject(Inbound::new(
+        Origin::new("mem:a", "room-carl-ghost"),
+        EventId::new("invite-2"),
+        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
+        InboundKind::DirectChat {
+            puppet: switchboard_model::UserId::new("nobody-known"),
+        },
+    ))
+    .expect("inject");
+    a.post("room-carl-ghost", "carl", "Carl", "into the void")
+        .expect("post");
+    until("nothing left behind", Duration::from_secs(10), || {
+        h.relay.outbox_depth() == 0
+    })
+    .await;
+    assert_eq!(h.relay.portals().len(), 2, "{:?}", h.relay.portals());
+    h.stop().await;
+}

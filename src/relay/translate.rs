@@ -213,7 +213,8 @@ impl Translator {
             }
             PendingAction::StartCall { .. }
             | PendingAction::Command { .. }
-            | PendingAction::DirectChat { .. } => Ok(Prepared::Meeting),
+            | PendingAction::DirectChat { .. }
+            | PendingAction::Held { .. } => Ok(Prepared::Meeting),
             PendingAction::ChannelInfo { info } => {
                 if !caps.mirrors_channel_info {
                     return Ok(Prepared::Skip("target keeps its own channel names"));

@@ -304,6 +304,15 @@ pub enum PendingAction {
         /// The puppet addressed.
         puppet: switchboard_model::UserId,
     },
+    /// An event from the target channel that arrived while a command or
+    /// direct chat queued before it on the same lane may still make the
+    /// channel a portal (a first message typed at once into a new direct
+    /// conversation): relayed as if it arrived now once those are done,
+    /// dropped if no portal came of them.
+    Held {
+        /// The event as it arrived.
+        event: Box<switchboard_model::Inbound>,
+    },
 }
 
 impl PendingAction {
@@ -321,6 +330,7 @@ impl PendingAction {
             PendingAction::Notice { .. } => "notice",
             PendingAction::Command { .. } => "command",
             PendingAction::DirectChat { .. } => "direct_chat",
+            PendingAction::Held { .. } => "held",
         }
     }
 }

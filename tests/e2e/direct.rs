@@ -216,6 +216,11 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
             "invite": [ghost],
         })))
         .expect("create the DM");
+    // She writes at once, before the ghost has even joined.
+    t.slack
+        .rt
+        .block_on(hs.alice.send_text(&dm, "first words at once"))
+        .expect("send");
     let notice = |room: &str, text: &str| {
         read(room).into_iter().find(|e| {
             e["content"]["msgtype"] == "m.notice"
@@ -243,7 +248,7 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
             .then_some(())
     });
 
-    // Both ways.
+    // Both ways; the first words came through too, first.
     t.slack
         .rt
         .block_on(hs.alice.send_text(&dm, "hi from Matrix"))
@@ -251,6 +256,19 @@ fn a_matrix_dm_with_a_slack_ghost_reaches_the_slack_person() {
     wait_value(t, "the Matrix message in Slack's IM", WAIT, || {
         find_in_im(t, "hi from Matrix")
     });
+    let im: Vec<String> = alice_im(t).into_iter().map(|(_, _, text)| text).collect();
+    let first = im.iter().position(|m| m.contains("first words at once"));
+    let then = im.iter().position(|m| m.contains("hi from Matrix"));
+    assert!(
+        first.is_some() && first < then,
+        "the first words, once, before the next: {im:?}"
+    );
+    assert_eq!(
+        im.iter()
+            .filter(|m| m.contains("first words at once"))
+            .count(),
+        1
+    );
     {
         let _runtime = t.slack.rt.enter();
         t.slack

@@ -319,10 +319,14 @@ impl MatrixBridge {
                     continue;
                 }
                 Special::GhostInvited { ghost } => {
-                    self.ghost_accepts(&event.room_id, &ghost, ctx.cursors())
+                    let earlier = self
+                        .ghost_accepts(&event.room_id, &ghost, ctx.cursors())
                         .await;
                     let room = ChannelId::new(event.room_id.clone());
-                    wanted.push((event, room, Want::Direct(ghost)));
+                    wanted.push((event, room.clone(), Want::Direct(ghost)));
+                    // Written before the ghost joined: after the direct
+                    // chat, which the relay holds them behind.
+                    wanted.extend(earlier.into_iter().map(|e| (e, room.clone(), Want::Relay)));
                     continue;
                 }
                 Special::None => {}
@@ -337,15 +341,26 @@ impl MatrixBridge {
                     let as_channel = ChannelId::new(event.room_id.clone());
                     portals.contains(&as_channel).then_some(as_channel)
                 });
+            let is_call = crate::calls::is_call_event(&event.kind, event.state_key.is_some());
+            let relayable = is_call
+                || (event.state_key.is_none()
+                    && matches!(
+                        event.kind.as_str(),
+                        "m.room.message" | "m.sticker" | "m.reaction" | "m.room.redaction"
+                    ));
             let Some(channel) = channel else {
-                // Outside portals, only commands to the bot mean something.
+                // Outside portals, only commands to the bot mean something,
+                // and what is written in a direct chat with a ghost whose
+                // portal is still being set up (the relay holds it until then).
                 if let Some(text) = self.command_in(&event, ctx.cursors()).await {
                     let room = ChannelId::new(event.room_id.clone());
                     wanted.push((event, room, Want::Command(text)));
+                } else if relayable && self.is_direct(&event.room_id, ctx.cursors()) {
+                    let room = ChannelId::new(event.room_id.clone());
+                    wanted.push((event, room, Want::Relay));
                 }
                 continue;
             };
-            let is_call = crate::calls::is_call_event(&event.kind, event.state_key.is_some());
             if !is_call
                 && (event.state_key.is_some()
                     || !matches!(

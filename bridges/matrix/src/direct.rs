@@ -30,6 +30,10 @@ use switchboard_model::{
     Timestamp, UserId,
 };
 
+/// How many of the newest events of a new direct chat are read for what was
+/// written before the ghost joined.
+const EARLY_WORDS: usize = 50;
+
 /// The prefix that makes a message in a larger room a command.
 const PREFIX: &str = "!switchboard";
 
@@ -167,8 +171,16 @@ impl MatrixBridge {
     }
 
     /// A person invited `ghost` into the direct chat `room`: the ghost joins
-    /// and invites the bot, and the room is marked as a direct chat.
-    pub(crate) async fn ghost_accepts(&self, room: &str, ghost: &str, cursors: &dyn CursorStore) {
+    /// and invites the bot, and the room is marked as a direct chat. Returns
+    /// what people wrote there before the ghost joined (oldest first): the
+    /// homeserver sends an application service only the events of rooms
+    /// its users are in, so words typed at once would be lost otherwise.
+    pub(crate) async fn ghost_accepts(
+        &self,
+        room: &str,
+        ghost: &str,
+        cursors: &dyn CursorStore,
+    ) -> Vec<RoomEvent> {
         lock(&self.management.direct).insert(room.to_owned());
         cursors.put(&direct_key(room), ghost);
         if let Some(localpart) = ghost
@@ -178,7 +190,7 @@ impl MatrixBridge {
             && let Err(e) = self.ghosts.register(&self.client, localpart).await
         {
             tracing::warn!(bridge = %self.config.id, %room, error = %e, "Could not register a ghost invited to a direct chat.");
-            return;
+            return Vec::new();
         }
         let joined = self
             .client
@@ -191,8 +203,9 @@ impl MatrixBridge {
             .await;
         if let Err(e) = joined {
             tracing::warn!(bridge = %self.config.id, %room, error = %e, "A ghost could not join the direct chat it was invited to.");
-            return;
+            return Vec::new();
         }
+        let earlier = self.written_before_join(room, ghost).await;
         let invited = self
             .client
             .call(
@@ -208,10 +221,54 @@ impl MatrixBridge {
                 tracing::warn!(bridge = %self.config.id, %room, error = %e, "A ghost could not invite the bot into its direct chat.");
             }
         }
+        earlier
     }
 
-    /// True when `room` is (or was made) a direct chat with a ghost.
-    fn is_direct(&self, room: &str, cursors: &dyn CursorStore) -> bool {
+    /// The messages (and reactions, redactions) people wrote in `room`
+    /// before `ghost` joined it, oldest first, read as the ghost.
+    /// [`GET /_matrix/client/v3/rooms/{roomId}/messages`](https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidmessages)
+    async fn written_before_join(&self, room: &str, ghost: &str) -> Vec<RoomEvent> {
+        let page = self
+            .client
+            .call(
+                Method::Get,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={EARLY_WORDS}",
+                    enc(room)
+                ),
+                Some(ghost),
+                None,
+            )
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(bridge = %self.config.id, %room, error = %e, "Could not read what was written before a ghost joined its direct chat.");
+                return Vec::new();
+            }
+        };
+        let mut events: Vec<RoomEvent> = page
+            .get("chunk")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| RoomEvent::from_json(e).ok())
+            .filter(|e| {
+                e.state_key.is_none()
+                    && matches!(
+                        e.kind.as_str(),
+                        "m.room.message" | "m.sticker" | "m.reaction" | "m.room.redaction"
+                    )
+                    && !self.namer().is_ours(&e.sender)
+            })
+            .collect();
+        events.reverse();
+        events
+    }
+
+    /// True when `room` is (or was made) a direct chat with a ghost (opened
+    /// by a Matrix user, or by [`open_direct_room`](Self::open_direct_room)).
+    pub(crate) fn is_direct(&self, room: &str, cursors: &dyn CursorStore) -> bool {
         if lock(&self.management.direct).contains(room) {
             return true;
         }
