@@ -17,6 +17,7 @@
 //! Fails (never skips) when Synapse cannot be started.
 
 use crate::slack::{SlackPerson, slack_login};
+use crate::support::metric;
 use crate::teams::{ANN, BOB, SERVICE, author, content};
 use crate::three::{Three, ThreeConfig};
 use serde_json::{Value, json};
@@ -208,7 +209,35 @@ impl Sides<'_> {
         self.matrix_send(who, json!({"msgtype": "m.text", "body": text}))
     }
 
+    /// How many edits in the room set a body containing `text`.
+    fn matrix_edit_count(&self, text: &str) -> usize {
+        self.three
+            .matrix_events(&self.room)
+            .iter()
+            .filter(|e| {
+                e["content"]["m.relates_to"]["rel_type"] == "m.replace"
+                    && e["content"]["m.new_content"]["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains(text))
+            })
+            .count()
+    }
+
     // ----- everywhere -----
+
+    /// Edited to `text` once on each platform: Slack and Teams show the
+    /// message's new text, Matrix has one edit event.
+    fn assert_edited_once_everywhere(&self, texts: &[&str]) {
+        for text in texts {
+            assert_eq!(self.slack_count(text), 1, "{text} once in Slack");
+            assert_eq!(self.teams_count(text), 1, "{text} once in Teams");
+            assert_eq!(
+                self.matrix_edit_count(text),
+                1,
+                "{text} edited once in Matrix"
+            );
+        }
+    }
 
     /// `text` once on each platform, a second after everything arrived.
     fn assert_once_everywhere(&self, texts: &[&str]) {
@@ -411,6 +440,7 @@ fn group_dms_relay_between_people_on_three_platforms_through_a_restart() {
             .filter(|m| m["reactions"].as_array().is_some_and(|r| !r.is_empty()))
     });
     assert_eq!(reacted["reactions"][0]["name"], "+1", "{reacted}");
+    assert_eq!(reacted["reactions"][0]["count"], 1, "{reacted}");
     three.wait("Mira's reaction in Teams", || {
         sides
             .teams_find("[ga2]")
@@ -483,6 +513,11 @@ fn group_dms_relay_between_people_on_three_platforms_through_a_restart() {
         "[ga1]", "[ga2]", "[gb1]", "[gb2]", "[gc1]", "[gc2]", "[gt1]", "[gt2]", "[gd1]", "[gd2]",
         "[gd3]", "[gd4]", "[gd5]", "[gd6]",
     ]);
+    sides.assert_edited_once_everywhere(&[
+        "hello again from Slack's Alice",
+        "hello from Teams' Ann, edited",
+        "hello again from Matrix's alice",
+    ]);
     let bot = format!("@switchboard:{}", three.hs.synapse.server_name);
     assert!(
         sides
@@ -495,6 +530,12 @@ fn group_dms_relay_between_people_on_three_platforms_through_a_restart() {
         .teams_find("[ga2]")
         .and_then(|m| m["reactions"].as_array().map(Vec::len));
     assert_eq!(teams_reactions, Some(1), "one reaction in Teams");
+    let slack_reactions = sides.slack_find("[ga2]").map(|m| m["reactions"].clone());
+    assert_eq!(
+        slack_reactions,
+        Some(json!([{"name": "+1", "users": [seeded.bot_user_id], "count": 1}])),
+        "one reaction in Slack, by the app"
+    );
     eprintln!("group DMs on three platforms in {:?}", started.elapsed());
 }
 
@@ -654,7 +695,7 @@ fn linked_accounts_post_as_their_owners_across_three_platforms() {
             .filter(|m| m["id"] == l3_teams["id"])
     });
     std::thread::sleep(Duration::from_secs(1));
-    sides.assert_once_everywhere(&[
+    sides.assert_edited_once_everywhere(&[
         "Bob edits in Slack",
         "Bob edits in Teams",
         "alice edits in Matrix",
@@ -688,6 +729,21 @@ fn linked_accounts_post_as_their_owners_across_three_platforms() {
     assert_eq!(deleted, 2, "deleted in place in Teams");
     std::thread::sleep(Duration::from_secs(1));
     sides.assert_once_everywhere(&["[l4]", "[l5]", "[l6]", "[l7]"]);
+    // What the daemon delivered, per platform: each message, edit and
+    // deletion once to each other platform, no echo relayed back.
+    for (bridge, sends) in [
+        ("slack:sim", 5.0),
+        (crate::teams::BRIDGE, 4.0),
+        (crate::matrix::BRIDGE, 5.0),
+    ] {
+        for (kind, n) in [("send", sends), ("edit", 2.0), ("delete", 2.0)] {
+            let delivered = metric(
+                three.setup().listen,
+                &format!("switchboard_delivered_total{{bridge=\"{bridge}\",kind=\"{kind}\"}}"),
+            );
+            assert_eq!(delivered, Some(n), "{kind}s delivered to {bridge}");
+        }
+    }
     eprintln!(
         "linked accounts on three platforms in {:?}",
         started.elapsed()

@@ -47,7 +47,8 @@ pub(crate) struct ThreeConfig {
     /// Teams change notifications to the daemon's listener, with
     /// reconciliation every so often (`"10m"`, `"5s"`…).
     pub notifications: Option<String>,
-    /// More Slack people (handle, full name), each with a user token.
+    /// More Slack people (handle, full name), each with a user token and
+    /// in every portal channel.
     pub slack_people: Vec<(&'static str, &'static str)>,
     /// More Matrix people (localpart, display name), invited to every
     /// portal room with alice and joined once the daemon is ready.
@@ -143,7 +144,16 @@ impl Three {
         let slack_people: Vec<(String, SlackPerson)> = config
             .slack_people
             .iter()
-            .map(|(name, real_name)| t.slack.add_person(name, real_name))
+            .map(|(name, real_name)| {
+                let (id, person) = t.slack.add_person(name, real_name);
+                for channel in &t.slack.channels {
+                    t.slack
+                        .sim
+                        .join_channel(channel, &id, None)
+                        .expect("a Slack person joins the portal channel");
+                }
+                (id, person)
+            })
             .collect();
         let group = config.group.then(|| {
             let seeded = t.slack.sim.seeded();
