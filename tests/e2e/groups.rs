@@ -10,7 +10,8 @@
 //! - People who linked their own accounts (`switchboard login` through the
 //!   admin API while the daemon runs): what they write appears as
 //!   themselves where linked and as a puppet elsewhere, their linked posts'
-//!   echoes are not relayed back, and their edits and deletions follow.
+//!   echoes are not relayed back, and their edits and deletions follow,
+//!   across a SIGKILL with messages written while the daemon was down.
 //!   Matrix has no double puppets (the Matrix bridge always posts as a
 //!   ghost), so on Matrix everyone from elsewhere is a ghost.
 //!
@@ -446,6 +447,57 @@ fn group_dms_relay_between_people_on_three_platforms_through_a_restart() {
             .teams_find("[ga2]")
             .filter(|m| m["reactions"].as_array().is_some_and(|r| !r.is_empty()))
     });
+    // Bob reacts in the Teams chat to Mira's message; Carol in Slack to Bob's.
+    let gc2_teams = sides.teams_find("[gc2]").expect("gc2 in Teams")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    sides.teams_as(
+        BOB,
+        "POST",
+        &format!("/{gc2_teams}/setReaction"),
+        json!({"reactionType": "like"}),
+    );
+    sides.slack_call(
+        carol,
+        "reactions.add",
+        json!({"channel": group.slack, "timestamp": gb1_ts, "name": "tada"}),
+    );
+    let gc2_event = sides.matrix_find("[gc2]").expect("gc2 in Matrix")["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let reacted = three.wait("Bob's Teams reaction in Matrix", || {
+        three.matrix_events(&sides.room).into_iter().find(|e| {
+            e["type"] == "m.reaction"
+                && e["content"]["m.relates_to"]["event_id"] == gc2_event.as_str()
+        })
+    });
+    assert_eq!(
+        reacted["sender"],
+        three.ghost(crate::teams::BRIDGE, &bob_id).as_str()
+    );
+    three.wait("Bob's Teams reaction in Slack", || {
+        sides
+            .slack_find("[gc2]")
+            .filter(|m| m["reactions"].as_array().is_some_and(|r| !r.is_empty()))
+    });
+    let reacted = three.wait("Carol's Slack reaction in Matrix", || {
+        three.matrix_events(&sides.room).into_iter().find(|e| {
+            e["type"] == "m.reaction"
+                && e["content"]["m.relates_to"]["event_id"] == gb1_event.as_str()
+        })
+    });
+    assert_eq!(reacted["content"]["m.relates_to"]["key"], "🎉", "{reacted}");
+    assert_eq!(
+        reacted["sender"],
+        three.ghost("slack:sim", carol_id).as_str()
+    );
+    three.wait("Carol's Slack reaction in Teams", || {
+        sides
+            .teams_find("[gb1]")
+            .filter(|m| m["reactions"].as_array().is_some_and(|r| !r.is_empty()))
+    });
 
     // ----- a SIGKILL; everyone writes while the daemon is down -----
     daemon.take().expect("the daemon").kill9();
@@ -526,10 +578,23 @@ fn group_dms_relay_between_people_on_three_platforms_through_a_restart() {
             .all(|e| e["sender"] != bot.as_str()),
         "everyone shown as a ghost in Matrix"
     );
-    let teams_reactions = sides
-        .teams_find("[ga2]")
-        .and_then(|m| m["reactions"].as_array().map(Vec::len));
-    assert_eq!(teams_reactions, Some(1), "one reaction in Teams");
+    // Three reactions, each once on every platform.
+    for tag in ["[ga2]", "[gb1]", "[gc2]"] {
+        let in_teams = sides
+            .teams_find(tag)
+            .and_then(|m| m["reactions"].as_array().map(Vec::len));
+        assert_eq!(in_teams, Some(1), "one reaction on {tag} in Teams");
+        let in_slack = sides
+            .slack_find(tag)
+            .and_then(|m| m["reactions"].as_array().map(Vec::len));
+        assert_eq!(in_slack, Some(1), "one reaction on {tag} in Slack");
+    }
+    let in_matrix = three
+        .matrix_events(&sides.room)
+        .iter()
+        .filter(|e| e["type"] == "m.reaction")
+        .count();
+    assert_eq!(in_matrix, 3, "three reactions in Matrix");
     let slack_reactions = sides.slack_find("[ga2]").map(|m| m["reactions"].clone());
     assert_eq!(
         slack_reactions,
@@ -542,7 +607,7 @@ fn group_dms_relay_between_people_on_three_platforms_through_a_restart() {
 #[test]
 fn linked_accounts_post_as_their_owners_across_three_platforms() {
     let started = Instant::now();
-    let (three, _daemon) = Three::start(ThreeConfig {
+    let (three, mut daemon) = Three::start(ThreeConfig {
         logins: true,
         slack_people: vec![("bob", "Bob Builder")],
         matrix_people: vec![("mira", "Mira Matrix")],
@@ -643,6 +708,18 @@ fn linked_accounts_post_as_their_owners_across_three_platforms() {
     std::thread::sleep(Duration::from_secs(1));
     sides.assert_once_everywhere(&["[l1]", "[l2]", "[l3]", "[l4]", "[l5]", "[l6]", "[l7]"]);
 
+    // ----- a SIGKILL; Bob writes on both sides while the daemon is down -----
+    daemon.kill9();
+    sides.slack_post(bob_s, "[l8] Bob in Slack while it was down", None);
+    sides.teams_post(BOB, "<p>[l9] Bob in Teams while it was down</p>");
+    let _daemon = three.spawn_ready();
+    let l8 = three.wait("[l8] in Teams", || sides.teams_find("[l8]"));
+    assert_eq!(author(&l8), bob_t_id, "as Bob's Teams account: {l8}");
+    let l9 = three.wait("[l9] in Slack", || sides.slack_find("[l9]"));
+    assert_own_slack(&l9, bob_s_id);
+    three.wait("[l8] in Matrix", || sides.matrix_find("[l8]"));
+    three.wait("[l9] in Matrix", || sides.matrix_find("[l9]"));
+
     // ----- edits of linked posts -----
     let l1_teams_id = l1_teams["id"].as_str().expect("id").to_owned();
     sides.slack_call(
@@ -728,13 +805,13 @@ fn linked_accounts_post_as_their_owners_across_three_platforms() {
         .count();
     assert_eq!(deleted, 2, "deleted in place in Teams");
     std::thread::sleep(Duration::from_secs(1));
-    sides.assert_once_everywhere(&["[l4]", "[l5]", "[l6]", "[l7]"]);
-    // What the daemon delivered, per platform: each message, edit and
-    // deletion once to each other platform, no echo relayed back.
+    sides.assert_once_everywhere(&["[l4]", "[l5]", "[l6]", "[l7]", "[l8]", "[l9]"]);
+    // What the restarted daemon delivered, per platform: each message, edit
+    // and deletion once to each other platform, no echo relayed back.
     for (bridge, sends) in [
-        ("slack:sim", 5.0),
-        (crate::teams::BRIDGE, 4.0),
-        (crate::matrix::BRIDGE, 5.0),
+        ("slack:sim", 1.0),
+        (crate::teams::BRIDGE, 1.0),
+        (crate::matrix::BRIDGE, 2.0),
     ] {
         for (kind, n) in [("send", sends), ("edit", 2.0), ("delete", 2.0)] {
             let delivered = metric(
