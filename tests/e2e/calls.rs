@@ -44,7 +44,9 @@ impl Calls {
             portal_extra: portal.into(),
             ..ThreeConfig::default()
         });
-        let Three { t, hs, mut rooms } = three;
+        let Three {
+            t, hs, mut rooms, ..
+        } = three;
         let calls = Calls {
             t,
             hs,

@@ -366,12 +366,9 @@ fn login_teams_from_a_slack_im_links_the_person_s_own_account() {
 fn login_slack_from_a_teams_chat_links_through_the_daemon_s_listener() {
     let mut t = TeamsSetup::new();
     let seeded = t.slack.sim.seeded().clone();
-    std::fs::write(t.setup().path("slack-client-secret"), &seeded.client_secret).expect("secret");
-    t.slack.slack_extra = format!(
-        "client_id = \"{}\"\nclient_secret_file = \"slack-client-secret\"\n\
-         oauth_url = \"{}/oauth/v2/authorize\"\npublic_url = \"http://{}\"",
-        seeded.client_id,
-        t.slack.sim.base_url(),
+    t.slack_extra = format!(
+        "{}\npublic_url = \"http://{}\"",
+        crate::slack::oauth_lines(&t.slack.sim),
         t.setup().listen
     );
     t.write_config();

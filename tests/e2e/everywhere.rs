@@ -31,7 +31,9 @@ impl OnePortal {
     /// the portal room.
     pub(crate) fn start() -> (OnePortal, Daemon) {
         let (three, daemon) = Three::start(ThreeConfig::default());
-        let Three { t, hs, mut rooms } = three;
+        let Three {
+            t, hs, mut rooms, ..
+        } = three;
         let room = rooms.remove(0);
         (OnePortal { t, hs, room }, daemon)
     }

@@ -10,6 +10,7 @@ mod deploy;
 mod direct;
 mod everywhere;
 mod faults;
+mod groups;
 mod matrix;
 mod portals;
 mod slack;

@@ -141,7 +141,17 @@ impl Homeserver {
     /// The `[[bridge]]` block of `matrix:example`, inviting alice to the
     /// portal rooms it creates.
     pub(crate) fn bridge_block(&self) -> String {
-        format!("{}invite = [\"{}\"]\n\n", self.block, self.alice.user_id)
+        self.bridge_block_inviting(&[])
+    }
+
+    /// The `[[bridge]]` block of `matrix:example`, inviting alice and
+    /// `others` (user ids) to the portal rooms it creates.
+    pub(crate) fn bridge_block_inviting(&self, others: &[&str]) -> String {
+        let invite: Vec<String> = std::iter::once(self.alice.user_id.as_str())
+            .chain(others.iter().copied())
+            .map(|u| format!("\"{u}\""))
+            .collect();
+        format!("{}invite = [{}]\n\n", self.block, invite.join(", "))
     }
 
     /// The alias of the portal room of portal `portal`.
@@ -157,7 +167,12 @@ impl Homeserver {
 
 /// `user` joins the portal room `alias` (created by the bridge on demand,
 /// `user` invited); returns its room id.
-fn join_as(rt: &tokio::runtime::Runtime, user: &MatrixUser, setup: &Setup, alias: &str) -> String {
+pub(crate) fn join_as(
+    rt: &tokio::runtime::Runtime,
+    user: &MatrixUser,
+    setup: &Setup,
+    alias: &str,
+) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         match rt.block_on(user.join(alias)) {

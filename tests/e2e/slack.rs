@@ -113,6 +113,26 @@ impl SlackSetup {
 
     /// Alice, acting through the Web API with her own token.
     pub fn alice(&self) -> SlackPerson {
+        self.person(self.sim.seeded().user_tokens["alice"].clone())
+    }
+
+    /// A new person (handle `name`, full name `real_name`) with a user
+    /// token: their id, and them acting through the Web API.
+    pub fn add_person(&self, name: &str, real_name: &str) -> (String, SlackPerson) {
+        let id = self
+            .sim
+            .add_user(UserSeed {
+                name: name.into(),
+                real_name: Some(real_name.into()),
+                ..UserSeed::default()
+            })
+            .expect("add a Slack person");
+        let token = self.sim.issue_user_token(&id, None).expect("user token");
+        (id, self.person(token))
+    }
+
+    /// Someone acting through the Web API with `token`.
+    pub fn person(&self, token: String) -> SlackPerson {
         let api = SlackApi::new(
             format!("{}/api", self.sim.base_url()),
             Arc::new(RateLimiter::new(false)),
@@ -120,7 +140,7 @@ impl SlackSetup {
         .expect("api");
         SlackPerson {
             api,
-            token: Token::new(self.sim.seeded().user_tokens["alice"].clone()),
+            token: Token::new(token),
         }
     }
 
@@ -605,41 +625,28 @@ pub(crate) fn get_location(url: &str) -> std::io::Result<(u16, Option<String>)> 
     Ok((status, location))
 }
 
-/// `switchboard login slack` against the simulator's OAuth v2 flow, with the
-/// daemon running: afterwards the person's messages from elsewhere appear in
-/// Slack as their own account, and what they write in Slack still relays.
-#[test]
-fn a_linked_account_posts_as_the_person() {
-    use std::io::BufRead;
-    let mut s = SlackSetup::new(1, SimConfig::default());
-    let seeded = s.sim.seeded().clone();
-    std::fs::write(s.setup.path("admin-token"), "admin-s3cret").expect("token");
-    std::fs::write(s.setup.path("client-secret"), &seeded.client_secret).expect("secret");
-    s.store_extra = "key_file = \"store.key\"".into();
-    s.http_extra = "admin_token_file = \"admin-token\"".into();
-    s.slack_extra = format!(
+/// The Slack bridge's lines for `switchboard login slack` against the
+/// simulator's OAuth (the client secret is read from `client-secret`).
+pub(crate) fn oauth_lines(sim: &SlackSim) -> String {
+    format!(
         "client_id = \"{}\"\nclient_secret_file = \"client-secret\"\noauth_url = \"{}/oauth/v2/authorize\"",
-        seeded.client_id,
-        s.sim.base_url()
-    );
-    s.write_config();
-    let memory = s.memory();
-    let mut daemon = s.setup.spawn();
-    daemon.wait_ready(Duration::from_secs(30));
-    let room = s.channels[0].clone();
-    let alice_id = seeded.users["alice"].clone();
+        sim.seeded().client_id,
+        sim.base_url()
+    )
+}
 
+/// `switchboard login slack --bridge BRIDGE --for PERSON` against the
+/// simulator's OAuth v2 flow: the person approves in their browser as Slack
+/// user `user` (an id), the simulator redirects to the login's loopback
+/// listener, and the login stores the token (through the admin API when
+/// the daemon runs). Panics, with what the login printed, when it fails.
+pub(crate) fn slack_login(setup: &Setup, bridge: &str, person: &str, user: &str) {
+    use std::io::BufRead;
     let mut login = std::process::Command::new(binary())
         .args([
-            "login",
-            "slack",
-            "--bridge",
-            "slack:sim",
-            "--for",
-            "memory:a/ann",
-            "--config",
+            "login", "slack", "--bridge", bridge, "--for", person, "--config",
         ])
-        .arg(s.setup.config_path())
+        .arg(setup.config_path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -652,9 +659,8 @@ fn a_linked_account_posts_as_the_person() {
         .find(|l| l.starts_with("http"))
         .expect("the authorize URL");
     assert!(url.contains("user_scope=chat%3Awrite"), "{url}");
-    // Ann approves in her browser as Alice's Slack account.
     let approve = format!(
-        "{}&user={alice_id}",
+        "{}&user={user}",
         url.replace("/oauth/v2/authorize?", "/oauth/v2/authorize/approve?")
     );
     let (status, location) = get_location(&approve).expect("the simulator answers");
@@ -681,6 +687,28 @@ fn a_linked_account_posts_as_the_person() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
+}
+
+/// `switchboard login slack` against the simulator's OAuth v2 flow, with the
+/// daemon running: afterwards the person's messages from elsewhere appear in
+/// Slack as their own account, and what they write in Slack still relays.
+#[test]
+fn a_linked_account_posts_as_the_person() {
+    let mut s = SlackSetup::new(1, SimConfig::default());
+    let seeded = s.sim.seeded().clone();
+    std::fs::write(s.setup.path("admin-token"), "admin-s3cret").expect("token");
+    std::fs::write(s.setup.path("client-secret"), &seeded.client_secret).expect("secret");
+    s.store_extra = "key_file = \"store.key\"".into();
+    s.http_extra = "admin_token_file = \"admin-token\"".into();
+    s.slack_extra = oauth_lines(&s.sim);
+    s.write_config();
+    let memory = s.memory();
+    let mut daemon = s.setup.spawn();
+    daemon.wait_ready(Duration::from_secs(30));
+    let room = s.channels[0].clone();
+    let alice_id = seeded.users["alice"].clone();
+
+    slack_login(&s.setup, "slack:sim", "memory:a/ann", &alice_id);
 
     memory
         .post("c0", "ann", "Ann", "now as myself")

@@ -41,6 +41,8 @@ pub(crate) struct TeamsSetup {
     pub reconcile_interval: String,
     /// Lines added to the Teams bridge's block.
     pub teams_extra: String,
+    /// Lines added to the Slack bridge's block.
+    pub slack_extra: String,
 }
 
 impl TeamsSetup {
@@ -93,6 +95,7 @@ impl TeamsSetup {
             notifications: false,
             reconcile_interval: "10m".into(),
             teams_extra: String::new(),
+            slack_extra: String::new(),
         }
     }
 
@@ -135,6 +138,7 @@ impl TeamsSetup {
         std::fs::write(s.path("app-token"), &slack_seeded.app_token).expect("token");
         std::fs::write(s.path("teams-secret"), &teams_seeded.client_secret).expect("secret");
         std::fs::write(s.path("admin-token"), "admin-s3cret").expect("admin token");
+        std::fs::write(s.path("client-secret"), &slack_seeded.client_secret).expect("secret");
         std::fs::write(s.path("client-state"), "e2e-client-state-0123456789").expect("state");
         let notifications = if self.notifications {
             format!(
@@ -152,7 +156,7 @@ impl TeamsSetup {
              tenant = \"{tenant}\"\nclient_id = \"{client}\"\nclient_secret_file = \"teams-secret\"\n\
              poll_interval = \"300ms\"\nrate_limits = false\n{extra}\n{notifications}",
             extra = self.teams_extra,
-            slack_extra = self.slack.slack_extra,
+            slack_extra = self.slack_extra,
             slack = self.slack.sim.base_url(),
             graph = self.sim.graph_url(),
             login = self.sim.login_url(),

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{BOB, SERVICE, config, graph, seed, sign_in};
+use common::{BOB, OneLinked, SERVICE, config, graph, seed, sign_in};
 
 /// A simulator, a bridge on it and the General channel.
 struct SimHarness {
@@ -325,6 +325,59 @@ fn person() -> Person {
         UserId::new("U123"),
         "Alice Example",
     )
+}
+
+/// A person's own linked account posted a message (through an earlier run
+/// of the connector, which this one does not remember); this run deletes it
+/// for them. The deletion comes back without a body, so without the relay
+/// marker, and must still be recognised as ours, not relayed back as the
+/// person's own deletion.
+#[tokio::test]
+async fn a_deletion_made_through_a_linked_account_comes_back_as_ours() {
+    let h = SimHarness::start(None).await;
+    let bob = sign_in(&h.sim, BOB).await;
+    h.bridge
+        .set_accounts(Arc::new(OneLinked::new(person(), &bob)));
+    let (mut relay, shutdown, runner) = run_bridge(&h).await;
+    let id = h.bob_posts("posted for Alice before a restart").await;
+    let native = next_event(&mut relay, |e| {
+        matches!(e.kind, InboundKind::Message { .. })
+    })
+    .await;
+    assert!(!native.sender.is_ours, "this run did not post it");
+
+    let puppet = h.bridge.ensure_puppet(&person()).await.expect("puppet");
+    assert!(puppet.is_linked_account, "{puppet:?}");
+    let op = OutboundOp::on_behalf(
+        OpId::new("delete-linked-1"),
+        h.channel.clone(),
+        Origin::new("slack:acme", "C1"),
+        person(),
+        Some(puppet),
+        OutboundKind::Delete {
+            parts: vec![MessageId::new(id.clone())],
+        },
+    );
+    h.bridge.deliver(&op, &NoMedia).await.expect("deleted");
+    assert!(
+        h.get(&MessageId::new(id.clone()))
+            .await
+            .is_some_and(|m| !m["deletedDateTime"].is_null()),
+        "deleted in Teams"
+    );
+    let echo = next_event(&mut relay, |e| matches!(e.kind, InboundKind::Delete { .. })).await;
+    assert!(
+        echo.sender.is_ours,
+        "our own deletion is recognised: {echo:?}"
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("stops in time")
+        .expect("no panic")
+        .expect("Ok on shutdown");
+    h.sim.shutdown().await;
 }
 
 #[tokio::test]

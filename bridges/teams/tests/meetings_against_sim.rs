@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{BOB, SERVICE, config, graph, seed, sign_in};
+use common::{BOB, OneLinked, SERVICE, config, graph, seed, sign_in};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,36 +33,6 @@ fn channel(sim: &TeamsSim) -> ChannelId {
 /// Alice on Slack, who linked Bob's Teams account as her own.
 fn alice() -> Person {
     Person::new(BridgeId::new("slack:acme"), UserId::new("U1"), "Alice")
-}
-
-/// One linked account: `alice()` → Teams user `user` with refresh token
-/// `token` (rotations are kept).
-#[derive(Debug)]
-struct AliceLinked {
-    user: UserId,
-    token: Mutex<String>,
-}
-
-impl LinkedAccounts for AliceLinked {
-    fn account_for(&self, bridge: &BridgeId, user: &UserId) -> Option<LinkedAccount> {
-        let a = alice();
-        (*bridge == a.bridge && *user == a.user).then(|| LinkedAccount {
-            user: self.user.clone(),
-            token: self.token.lock().map(|t| t.clone()).unwrap_or_default(),
-        })
-    }
-
-    fn token_of(&self, user: &UserId) -> Option<String> {
-        (*user == self.user).then(|| self.token.lock().map(|t| t.clone()).unwrap_or_default())
-    }
-
-    fn update_token(&self, user: &UserId, token: &str) -> Result<(), String> {
-        if *user != self.user {
-            return Err("unknown account".into());
-        }
-        *self.token.lock().map_err(|e| e.to_string())? = token.to_owned();
-        Ok(())
-    }
 }
 
 /// The simulator's meeting with id `id`, as its Graph renders it.
@@ -128,10 +98,7 @@ async fn a_linked_organiser_organises_the_meeting_themselves() {
     let service = sign_in(&sim, SERVICE).await;
     let bob = sign_in(&sim, BOB).await;
     let bridge = TeamsBridge::with_graph(config(&sim, Some(service)), graph(&sim)).expect("bridge");
-    bridge.set_accounts(Arc::new(AliceLinked {
-        user: UserId::new(bob.user_id.clone()),
-        token: Mutex::new(bob.refresh_token.expose().to_owned()),
-    }));
+    bridge.set_accounts(Arc::new(OneLinked::new(alice(), &bob)));
     let ch = channel(&sim);
 
     let meeting = bridge
@@ -207,10 +174,7 @@ async fn concurrent_uses_of_a_linked_account_refresh_it_once() {
     let service = sign_in(&sim, SERVICE).await;
     let bob = sign_in(&sim, BOB).await;
     let bridge = TeamsBridge::with_graph(config(&sim, Some(service)), graph(&sim)).expect("bridge");
-    bridge.set_accounts(Arc::new(AliceLinked {
-        user: UserId::new(bob.user_id.clone()),
-        token: Mutex::new(bob.refresh_token.expose().to_owned()),
-    }));
+    bridge.set_accounts(Arc::new(OneLinked::new(alice(), &bob)));
     let ch = channel(&sim);
     let tasks: Vec<_> = (0..6)
         .map(|i| {

@@ -613,6 +613,11 @@ impl TeamsBridge {
         let conv = Conversation::of(&op.channel)?;
         let actor = self.actor(op).await?;
         for part in parts {
+            // The deletion comes back as an event without a body, so without
+            // the relay marker: only this record says it was ours (a linked
+            // person's own account deleting a message posted before a
+            // restart would otherwise be relayed back as their deletion).
+            self.remember_ours(&op.channel, part);
             let path = format!("{}/softDelete", conv.message(part));
             match self
                 .graph

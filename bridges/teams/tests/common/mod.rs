@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::sync::Mutex;
 use std::time::Duration;
-use switchboard_model::BridgeId;
+use switchboard_model::{BridgeId, LinkedAccount, LinkedAccounts, Person, UserId};
 use switchboard_teams::auth::{DelegatedTokens, DeviceCodeLogin, IdentityConfig, Secret};
 use switchboard_teams::bridge::TeamsConfig;
 use switchboard_teams::client::GraphClient;
@@ -72,5 +73,45 @@ pub fn config(sim: &TeamsSim, service: Option<DelegatedTokens>) -> TeamsConfig {
         watch: Vec::new(),
         notifications: None,
         reconcile_interval: Duration::from_secs(300),
+    }
+}
+
+/// One linked account: `person` → the Teams account of `tokens` (refresh
+/// token rotations are kept).
+#[derive(Debug)]
+pub struct OneLinked {
+    person: Person,
+    user: UserId,
+    token: Mutex<String>,
+}
+
+impl OneLinked {
+    pub fn new(person: Person, tokens: &DelegatedTokens) -> Self {
+        OneLinked {
+            person,
+            user: UserId::new(tokens.user_id.clone()),
+            token: Mutex::new(tokens.refresh_token.expose().to_owned()),
+        }
+    }
+}
+
+impl LinkedAccounts for OneLinked {
+    fn account_for(&self, bridge: &BridgeId, user: &UserId) -> Option<LinkedAccount> {
+        (*bridge == self.person.bridge && *user == self.person.user).then(|| LinkedAccount {
+            user: self.user.clone(),
+            token: self.token.lock().map(|t| t.clone()).unwrap_or_default(),
+        })
+    }
+
+    fn token_of(&self, user: &UserId) -> Option<String> {
+        (*user == self.user).then(|| self.token.lock().map(|t| t.clone()).unwrap_or_default())
+    }
+
+    fn update_token(&self, user: &UserId, token: &str) -> Result<(), String> {
+        if *user != self.user {
+            return Err("unknown account".into());
+        }
+        *self.token.lock().map_err(|e| e.to_string())? = token.to_owned();
+        Ok(())
     }
 }
