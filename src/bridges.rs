@@ -138,10 +138,17 @@ pub fn build(
                 check_registration(path, &settings, &url)
                     .map_err(|e| anyhow::anyhow!("bridge {}: {e}", config.id))?;
             }
-            // Linked Matrix accounts (people posting elsewhere as their own
-            // Matrix account) are not supported yet: the ghosts carry them.
-            let _ = accounts;
-            Ok(switchboard_matrix::bridge::MatrixBridge::new(settings, url))
+            let bridge = switchboard_matrix::bridge::MatrixBridge::new(settings, url);
+            // Double puppeting: people who linked their Matrix account
+            // appear as it (needs the second registration's token).
+            if let Some(token) = &matrix.double_puppet_token {
+                bridge
+                    .enable_double_puppets(switchboard_matrix::config::Token::new(token.expose()));
+            }
+            if let Some(accounts) = accounts {
+                bridge.set_accounts(accounts);
+            }
+            Ok(bridge)
         }
     }
 }

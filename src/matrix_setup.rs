@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use switchboard_matrix::config::{MatrixConfig, Token, default_ghost_templates};
-use switchboard_matrix::registration::Registration;
+use switchboard_matrix::registration::{Registration, double_puppet_yaml};
 use switchboard_model::BridgeId;
 
 /// What a new bridge's registration is made from.
@@ -100,6 +100,9 @@ pub fn new_bridge(new: &NewBridge) -> anyhow::Result<Written> {
     let as_file = new.dir.join(format!("{stem}.as-token"));
     let hs_file = new.dir.join(format!("{stem}.hs-token"));
     let registration_file = new.dir.join(format!("{stem}-registration.yaml"));
+    let puppet_file = new.dir.join(format!("{stem}.doublepuppet-token"));
+    let puppet_registration = new.dir.join(format!("{stem}-doublepuppet.yaml"));
+    let puppet_token = Token::new(random_token());
     let config = MatrixConfig {
         id: new.id.clone(),
         homeserver_url: new.homeserver_url.clone(),
@@ -118,10 +121,25 @@ pub fn new_bridge(new: &NewBridge) -> anyhow::Result<Written> {
     write_private(&as_file, config.as_token.expose(), new.force)?;
     write_private(&hs_file, config.hs_token.expose(), new.force)?;
     write_private(&registration_file, &registration.to_yaml(), new.force)?;
+    write_private(&puppet_file, puppet_token.expose(), new.force)?;
+    write_private(
+        &puppet_registration,
+        &double_puppet_yaml(
+            &config.appservice_id,
+            &config.server_name,
+            &puppet_token,
+            &Token::new(random_token()),
+        ),
+        new.force,
+    )?;
     let advice = format!(
-        "[[bridge]]\nid = \"{id}\"\ntype = \"matrix\"\nhomeserver_url = \"{hs}\"\nserver_name = \"{server}\"\n\
+        "# For double puppeting (people who link their Matrix account appear as it),\n\
+         # also add {puppet_reg} to app_service_config_files.\n\
+         [[bridge]]\nid = \"{id}\"\ntype = \"matrix\"\nhomeserver_url = \"{hs}\"\nserver_name = \"{server}\"\n\
          appservice_url = \"{url}\"\nas_token_file = \"{as_file}\"\nhs_token_file = \"{hs_file}\"\n\
-         registration_file = \"{reg}\"\n",
+         registration_file = \"{reg}\"\ndouble_puppet_token_file = \"{puppet_file}\"\n",
+        puppet_reg = puppet_registration.display(),
+        puppet_file = puppet_file.display(),
         id = new.id,
         hs = new.homeserver_url,
         server = new.server_name,

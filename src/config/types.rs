@@ -224,6 +224,10 @@ pub struct MatrixBridgeConfig {
     /// The registration file the homeserver loads; when set, the daemon
     /// refuses to start if it disagrees with this configuration.
     pub registration_file: Option<PathBuf>,
+    /// The `as_token` of the double-puppeting registration (see
+    /// `switchboard matrix registration`): people who linked their Matrix
+    /// account appear as it.
+    pub double_puppet_token: Option<Secret>,
     /// The base URL at which Slack and Teams reach the daemon's listener
     /// (no trailing `/`); when set, Matrix users' avatars are served
     /// through the bridge's signed media endpoint there.

@@ -212,6 +212,11 @@ const AS_TOKEN: SecretKeys = SecretKeys {
     file: "as_token_file",
     env: "as_token_env",
 };
+const DOUBLE_PUPPET_TOKEN: SecretKeys = SecretKeys {
+    literal: "double_puppet_token",
+    file: "double_puppet_token_file",
+    env: "double_puppet_token_env",
+};
 const HS_TOKEN: SecretKeys = SecretKeys {
     literal: "hs_token",
     file: "hs_token_file",
@@ -324,6 +329,7 @@ fn matrix(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<Matrix
         .integer("max_upload", 1, u64::MAX, sink)
         .or(DEFAULT_MATRIX_MAX_UPLOAD);
     let registration_file = t.path_value("registration_file", ctx, sink).optional();
+    let double_puppet_token = t.secret(DOUBLE_PUPPET_TOKEN, ctx, sink).optional();
     let public_url = t.parsed("public_url", sink, base_url).optional();
     Some(MatrixBridgeConfig {
         homeserver_url: homeserver_url?,
@@ -338,6 +344,7 @@ fn matrix(t: &mut Table<'_>, ctx: Context<'_>, sink: &mut Sink) -> Option<Matrix
         invite: invite??,
         max_upload: max_upload?,
         registration_file: registration_file?,
+        double_puppet_token: double_puppet_token?,
         public_url: public_url?,
     })
 }
@@ -1159,6 +1166,7 @@ mod tests {
                     invite: Vec::new(),
                     max_upload: 1,
                     registration_file: None,
+                    double_puppet_token: None,
                     public_url: None,
                 }),
             };

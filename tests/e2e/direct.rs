@@ -427,3 +427,113 @@ fn login_slack_from_a_teams_chat_links_through_the_daemon_s_listener() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(WAIT), Some(0));
 }
+
+/// Double puppeting: Slack's Alice runs `login matrix`, gets a code, and
+/// sends `link <code>` to the bot from the Matrix account she links; from
+/// then on what she writes in Slack appears in the Matrix portal room as
+/// that account (posted through the double-puppeting registration), not
+/// as her ghost, and its echo is neither relayed back nor doubled.
+#[test]
+fn login_matrix_from_slack_links_a_matrix_account_for_double_puppeting() {
+    use serde_json::json;
+    let (three, mut daemon) = crate::everywhere::OnePortal::start();
+    let (t, hs, portal_room) = (&three.t, &three.hs, three.room.clone());
+    let room = t.room();
+    {
+        let _runtime = t.slack.rt.enter();
+        t.slack
+            .sim
+            .run_slash_command(&room, "alice", "/switchboard", "login matrix")
+            .expect("alice runs the command");
+    }
+    let (_, _, prompt) = wait_value(t, "the link code", WAIT, || find_in_im(t, "send link "));
+    let code = prompt
+        .split_once("send link ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("a code")
+        .to_owned();
+    let bot = format!("@switchboard:{}", hs.synapse.server_name);
+    assert!(prompt.contains(&bot), "names the bot: {prompt}");
+
+    // From the Matrix account: a direct chat with the bot, then the code.
+    let manage = t
+        .slack
+        .rt
+        .block_on(hs.alice.create_room(json!({
+            "preset": "trusted_private_chat",
+            "is_direct": true,
+            "invite": [bot],
+        })))
+        .expect("a room with the bot");
+    let read =
+        |room: &str| -> Vec<Value> { t.slack.rt.block_on(hs.alice.messages(room)).expect("read") };
+    wait_value(t, "the bot in the room", WAIT, || {
+        read(&manage)
+            .into_iter()
+            .any(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == bot.as_str()
+                    && e["content"]["membership"] == "join"
+            })
+            .then_some(())
+    });
+    t.slack
+        .rt
+        .block_on(hs.alice.send_text(&manage, &format!("link {code}")))
+        .expect("send the code");
+    let answer = wait_value(t, "the bot's answer", WAIT, || {
+        read(&manage).into_iter().find(|e| {
+            e["content"]["msgtype"] == "m.notice"
+                && e["content"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("Linked"))
+        })
+    });
+    assert!(
+        answer["content"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains(hs.alice.user_id.as_str())),
+        "{answer}"
+    );
+    let (_, _, linked) = wait_value(t, "told in Slack", WAIT, || {
+        find_in_im(t, "Linked: what you write now appears on Matrix")
+    });
+    assert!(linked.contains(hs.alice.user_id.as_str()), "{linked}");
+
+    t.slack
+        .post(&t.slack.alice(), &room, "as my own Matrix account");
+    let shown = wait_value(t, "shown in Matrix as alice's account", WAIT, || {
+        read(&portal_room)
+            .into_iter()
+            .find(|e| e["content"]["body"] == "as my own Matrix account")
+    });
+    assert_eq!(shown["sender"], hs.alice.user_id.as_str(), "{shown}");
+    let teams = wait_value(t, "relayed to Teams once", WAIT, || {
+        t.teams_message("as my own Matrix account")
+    });
+    assert!(content(&teams).contains("Alice"), "{teams}");
+    // The echo of the double-puppeted post comes back from Synapse as
+    // alice's own event: it must not travel on as a new message.
+    std::thread::sleep(Duration::from_secs(2));
+    let in_slack = t
+        .slack
+        .sim
+        .messages(&room)
+        .into_iter()
+        .filter(|m| m["text"] == "as my own Matrix account")
+        .count();
+    assert_eq!(in_slack, 1, "no echo back into Slack");
+    let in_teams = t
+        .teams_messages()
+        .into_iter()
+        .filter(|m| content(m).contains("as my own Matrix account"))
+        .count();
+    assert_eq!(in_teams, 1, "not twice in Teams");
+    let in_matrix = read(&portal_room)
+        .into_iter()
+        .filter(|e| e["content"]["body"] == "as my own Matrix account")
+        .count();
+    assert_eq!(in_matrix, 1);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(WAIT), Some(0));
+}

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use switchboard_matrix::config::{MatrixConfig, Token, default_ghost_templates};
-use switchboard_matrix::registration::Registration;
+use switchboard_matrix::registration::{Registration, double_puppet_yaml};
 use switchboard_matrix::testing::{HarnessError, MatrixUser, SYNAPSE_VERSION, Synapse};
 use switchboard_model::testing::{DeliveryKind, DeliveryRecord, MemoryPlatform};
 use switchboard_model::{EventId, Inbound, InboundKind, Message, Origin, Person, Sender, UserId};
@@ -108,14 +108,28 @@ impl Homeserver {
             &url,
         );
         std::fs::write(&registration, stand_in.to_yaml()).expect("stand-in registration");
-        let mut synapse = Synapse::start(std::slice::from_ref(&registration)).unwrap_or_else(|e| {
-            panic!(
-                "the Matrix end-to-end tests need Synapse {SYNAPSE_VERSION} \
+        // And the double-puppeting registration the CLI writes beside it.
+        let puppets = dir.join("matrix-example-doublepuppet.yaml");
+        std::fs::write(
+            &puppets,
+            double_puppet_yaml(
+                "switchboard",
+                "stand-in.invalid",
+                &Token::new(format!("stand-in-dp-{:016x}", fastrand::u64(..))),
+                &Token::new(format!("stand-in-dp-hs-{:016x}", fastrand::u64(..))),
+            ),
+        )
+        .expect("stand-in double-puppeting registration");
+        let mut synapse =
+            Synapse::start(&[registration.clone(), puppets.clone()]).unwrap_or_else(|e| {
+                panic!(
+                    "the Matrix end-to-end tests need Synapse {SYNAPSE_VERSION} \
                  (scripts/synapse.sh install: python3 with venv; can run here: {}): {e}",
-                Synapse::available()
-            )
-        });
+                    Synapse::available()
+                )
+            });
         std::fs::remove_file(&registration).expect("remove the stand-in");
+        std::fs::remove_file(&puppets).expect("remove the stand-in");
         let output = cli_registration(&synapse.server_name, &synapse.base_url, &url, &dir);
         let block = advice(&output);
         assert!(registration.is_file(), "the CLI wrote the registration");

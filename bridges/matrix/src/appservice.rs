@@ -61,6 +61,10 @@ struct TxnOrder {
     last: Option<u64>,
     /// A transaction refused once for a gap before it.
     refused: Option<u64>,
+    /// Gaps are normal here: a refused transaction came back with its gap
+    /// still open. Synapse numbers the transactions of all its application
+    /// services (here also the double-puppeting one) in one sequence.
+    shared_sequence: bool,
 }
 
 impl TxnOrder {
@@ -68,7 +72,7 @@ impl TxnOrder {
     /// it before); remembers the refusal.
     fn skipped_before(&mut self, id: u64) -> Option<u64> {
         let last = self.last?;
-        if id > last.saturating_add(1) && self.refused != Some(id) {
+        if !self.shared_sequence && id > last.saturating_add(1) && self.refused != Some(id) {
             self.refused = Some(id);
             return Some(last);
         }
@@ -78,6 +82,16 @@ impl TxnOrder {
     /// Transaction `id` was stored. A lower id than the last is a
     /// homeserver that counts from 1 again (a restart) or a repeat.
     fn stored(&mut self, id: u64) {
+        if !self.shared_sequence
+            && self.refused == Some(id)
+            && self.last.is_some_and(|last| id > last.saturating_add(1))
+        {
+            self.shared_sequence = true;
+            tracing::info!(
+                txn = id,
+                "The homeserver's transaction ids skip numbers (it numbers the transactions of all its application services together); gaps are no longer asked about."
+            );
+        }
         if self.last.is_none_or(|last| id > last || id == 1) {
             self.last = Some(id);
         }
@@ -310,7 +324,11 @@ impl MatrixBridge {
                 }
             }
             let special = self.note_membership(&event);
-            if self.namer().is_ours(&event.sender) {
+            // Ours: from the bot or a ghost, or sent by us as a linked
+            // account (double puppeting), which every event we send says.
+            if self.namer().is_ours(&event.sender)
+                || event.content.get(crate::bridge::TXN_KEY).is_some()
+            {
                 continue;
             }
             match special {
@@ -353,6 +371,15 @@ impl MatrixBridge {
                 // and what is written in a direct chat with a ghost whose
                 // portal is still being set up (the relay holds it until then).
                 if let Some(text) = self.command_in(&event, ctx.cursors()).await {
+                    // `link <code>`: finishes a link started elsewhere.
+                    if let Some(answer) = self.pending_links.complete(
+                        &text,
+                        &event.sender,
+                        &self.config().server_name,
+                    ) {
+                        self.answer_link(&event, &answer).await;
+                        continue;
+                    }
                     let room = ChannelId::new(event.room_id.clone());
                     wanted.push((event, room, Want::Command(text)));
                 } else if relayable && self.is_direct(&event.room_id, ctx.cursors()) {
@@ -644,6 +671,32 @@ mod endpoint_tests {
         assert_eq!(send("1").await.status, 200, "a restarted homeserver");
         assert_eq!(send("2").await.status, 200);
         assert_eq!(send("txn-abc").await.status, 200);
+    }
+
+    /// Synapse numbers the transactions of all its application services in
+    /// one sequence: with another one registered, every transaction of ours
+    /// skips numbers. Once a refused transaction comes back with its gap
+    /// still open, gaps are taken as they come.
+    #[tokio::test]
+    async fn gaps_that_keep_coming_back_are_the_homeserver_s_shared_numbering() {
+        let bridge = bridge();
+        let rx = running(&bridge, 8);
+        let _collected = ack_all(rx);
+        let ep = endpoint(&bridge);
+        let body = json!({"events": []});
+        let send = |id: &str| {
+            ep.handle(put(
+                &format!("/_matrix/app/v1/transactions/{id}"),
+                Some("hs-secret-2"),
+                &body,
+            ))
+        };
+        assert_eq!(send("1").await.status, 200);
+        assert_eq!(send("3").await.status, 503, "the first gap is asked about");
+        assert_eq!(send("3").await.status, 200, "and came back unfilled");
+        for id in ["5", "7", "10", "12"] {
+            assert_eq!(send(id).await.status, 200, "{id}: no more refusals");
+        }
     }
 
     #[tokio::test]

@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, CallEvent, CallState,
-    Capabilities, ChannelId, CursorStore, Delivered, HttpEndpoint, MediaSource, Message, MessageId,
-    MessageStyle, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, UserId,
+    Capabilities, ChannelId, CursorStore, Delivered, HttpEndpoint, LinkedAccounts, LoginFlow,
+    MediaSource, Message, MessageId, MessageStyle, NoLinkedAccounts, OpId, OutboundKind,
+    OutboundOp, Person, PuppetRef, RichText, UserId,
 };
 
 /// How many finished ops are answered from memory before the oldest are forgotten.
@@ -68,6 +69,10 @@ pub struct MatrixBridge {
     media: Option<Arc<MediaEndpoint>>,
     /// Management rooms and direct chats (direct.rs).
     pub(crate) management: crate::direct::Management,
+    /// People's own linked Matrix accounts (double puppeting).
+    accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
+    /// Links waiting for `link <code>` from the account to link (direct.rs).
+    pub(crate) pending_links: crate::direct::PendingLinks,
     this: Weak<MatrixBridge>,
 }
 
@@ -105,6 +110,8 @@ impl MatrixBridge {
             avatars: Mutex::default(),
             media,
             management: crate::direct::Management::default(),
+            accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
+            pending_links: crate::direct::PendingLinks::default(),
             this: this.clone(),
         })
     }
@@ -319,11 +326,34 @@ impl MatrixBridge {
         }
     }
 
-    /// Who posts `op`: a ghost (no prefix) or the bot (with the author's name
-    /// as a prefix, when the op has an author).
+    /// Acts as the homeserver's own users who link their account, with the
+    /// double-puppeting registration's `token`.
+    pub fn enable_double_puppets(&self, token: crate::config::Token) {
+        self.client.enable_double_puppets(token);
+    }
+
+    /// People's linked Matrix accounts.
+    pub fn set_accounts(&self, accounts: Arc<dyn LinkedAccounts>) {
+        *self
+            .accounts_slot
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = accounts;
+    }
+
+    fn accounts(&self) -> Arc<dyn LinkedAccounts> {
+        self.accounts_slot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Who posts `op`: a ghost or a linked account (no prefix), or the bot
+    /// (with the author's name as a prefix, when the op has an author).
     fn poster(&self, op: &OutboundOp) -> (String, Option<String>) {
         if let Some(author) = &op.author
-            && self.ghosts.namer().is_ghost(author.user.as_str())
+            && (self.ghosts.namer().is_ghost(author.user.as_str())
+                || (author.is_linked_account
+                    && self.client.add_double_puppet(author.user.as_str())))
         {
             return (author.user.as_str().to_owned(), None);
         }
@@ -343,7 +373,11 @@ impl MatrixBridge {
                 .and_then(|rest| rest.split_once(':'))
                 .map(|(l, _)| l)
         {
-            self.ghosts.register(&self.client, localpart).await?;
+            // A linked account is a person's own: it exists, and is only
+            // invited and joined.
+            if self.ghosts.namer().is_ghost(user) {
+                self.ghosts.register(&self.client, localpart).await?;
+            }
             self.rooms.ensure_member(&self.client, room, user).await?;
         }
         Ok(())
@@ -352,7 +386,7 @@ impl MatrixBridge {
     /// Sends one event as `user`; retried once after re-joining when the
     /// homeserver says the ghost is not in the room.
     /// [`PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`](https://spec.matrix.org/v1.16/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid)
-    async fn send_event(
+    pub(crate) async fn send_event(
         &self,
         room: &str,
         user: &str,
@@ -448,9 +482,11 @@ impl MatrixBridge {
             enc(txn)
         );
         let as_user = (user != self.bot()).then_some(user);
+        // Marked like every event we send, so that its echo is known.
+        let body = json!({ TXN_KEY: txn });
         let mut answer = self
             .client
-            .call(Method::Put, &path, as_user, Some(&json!({})))
+            .call(Method::Put, &path, as_user, Some(&body))
             .await;
         if let Err(e) = &answer
             && e.errcode() == Some("M_FORBIDDEN")
@@ -458,7 +494,7 @@ impl MatrixBridge {
         {
             answer = self
                 .client
-                .call(Method::Put, &path, None, Some(&json!({})))
+                .call(Method::Put, &path, None, Some(&body))
                 .await;
         }
         match answer {
@@ -1172,6 +1208,15 @@ impl Bridge for MatrixBridge {
     }
 
     async fn ensure_puppet(&self, person: &Person) -> Result<PuppetRef, BridgeError> {
+        // Someone who linked their Matrix account appears as it, when the
+        // double-puppeting registration is configured.
+        if self.client.double_puppets_enabled()
+            && let Some(account) = self.accounts().account_for(&person.bridge, &person.user)
+            && self.client.add_double_puppet(account.user.as_str())
+        {
+            let name = self.display_name(account.user.as_str()).await;
+            return Ok(PuppetRef::new(account.user, name).linked());
+        }
         let ctx = self.context();
         self.ghosts
             .ensure(
@@ -1192,6 +1237,18 @@ impl Bridge for MatrixBridge {
 
     async fn find_people(&self, query: &str, limit: usize) -> Result<Vec<Person>, BridgeError> {
         self.search_people(query, limit).await
+    }
+
+    /// A code the person sends from the Matrix account to link
+    /// (`link <code>` to the bot), when double puppeting is configured.
+    async fn begin_login(&self) -> Result<Option<LoginFlow>, BridgeError> {
+        if !self.client.double_puppets_enabled() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.pending_links
+                .begin(&self.config.server_name, self.bot()),
+        ))
     }
 
     async fn fetch_media(&self, attachment: &Attachment) -> Result<Vec<u8>, BridgeError> {

@@ -220,6 +220,16 @@ pub struct MatrixClient {
     http: reqwest::Client,
     base: String,
     as_token: Token,
+    /// Double puppeting: the second registration's token, and the
+    /// homeserver's own users it is used for (those who linked their
+    /// account).
+    puppets: std::sync::Arc<std::sync::RwLock<Option<DoublePuppets>>>,
+}
+
+#[derive(Debug)]
+struct DoublePuppets {
+    token: Token,
+    users: std::collections::HashSet<String>,
 }
 
 impl fmt::Debug for MatrixClient {
@@ -244,12 +254,48 @@ impl MatrixClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
             as_token,
+            puppets: std::sync::Arc::default(),
         }
     }
 
     /// The homeserver's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Acts as the homeserver's own users registered with
+    /// [`add_double_puppet`](Self::add_double_puppet) with `token`, the
+    /// double-puppeting registration's.
+    pub fn enable_double_puppets(&self, token: Token) {
+        *self.puppets.write().unwrap_or_else(|p| p.into_inner()) = Some(DoublePuppets {
+            token,
+            users: std::collections::HashSet::new(),
+        });
+    }
+
+    /// Whether double puppeting is configured.
+    pub fn double_puppets_enabled(&self) -> bool {
+        self.puppets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// From now on, acts as `user` (one of the homeserver's own) with the
+    /// double-puppeting token. False when double puppeting is off.
+    pub fn add_double_puppet(&self, user: &str) -> bool {
+        match self
+            .puppets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            Some(p) => {
+                p.users.insert(user.to_owned());
+                true
+            }
+            None => false,
+        }
     }
 
     fn request(
@@ -264,9 +310,16 @@ impl MatrixClient {
             Method::Post => self.http.post(url),
             Method::Put => self.http.put(url),
         };
-        let builder = builder
-            .bearer_auth(self.as_token.expose())
-            .timeout(REQUEST_TIMEOUT);
+        let token = as_user
+            .and_then(|user| {
+                let puppets = self.puppets.read().unwrap_or_else(|p| p.into_inner());
+                puppets
+                    .as_ref()
+                    .filter(|p| p.users.contains(user))
+                    .map(|p| p.token.clone())
+            })
+            .unwrap_or_else(|| self.as_token.clone());
+        let builder = builder.bearer_auth(token.expose()).timeout(REQUEST_TIMEOUT);
         match as_user {
             Some(user) => builder.query(&[("user_id", user)]),
             None => builder,

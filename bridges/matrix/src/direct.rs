@@ -26,9 +26,83 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use switchboard_model::{
-    BridgeError, ChannelId, CursorStore, EventId, Inbound, InboundKind, Origin, Person, Sender,
-    Timestamp, UserId,
+    BridgeError, ChannelId, CursorStore, EventId, Inbound, InboundKind, LinkedAccount, LoginFlow,
+    Origin, Person, Sender, Timestamp, UserId,
 };
+
+/// How long a link started with `login matrix` waits for its code.
+const LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Links of Matrix accounts started elsewhere (`login matrix`), waiting for
+/// `link <code>` sent to the bot from the account to link, by code.
+#[derive(Debug, Default)]
+pub(crate) struct PendingLinks {
+    pending: Mutex<HashMap<String, tokio::sync::oneshot::Sender<String>>>,
+}
+
+impl PendingLinks {
+    /// Starts a link: a one-time code to send to `bot` from the account,
+    /// and the future that ends with that account.
+    pub(crate) fn begin(&self, server_name: &str, bot: &str) -> LoginFlow {
+        let code: String = (0..8)
+            .map(|_| {
+                let chars = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+                char::from(chars[fastrand::usize(..chars.len())])
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            pending.retain(|_, waiting| !waiting.is_closed());
+            pending.insert(code.clone(), tx);
+        }
+        let prompt = format!(
+            "To appear in Matrix as your own account, send link {code} to {bot} from that account (on {server_name}), in a direct chat with it, within 15 minutes. I will tell you here when it is done."
+        );
+        let done = async move {
+            match tokio::time::timeout(LINK_WAIT, rx).await {
+                Ok(Ok(user)) => Ok(LinkedAccount {
+                    user: UserId::new(user),
+                    token: String::new(),
+                }),
+                Ok(Err(_)) => Err(BridgeError::permanent("the link was dropped")),
+                Err(_) => Err(BridgeError::permanent(
+                    "nobody sent the code from Matrix within 15 minutes",
+                )),
+            }
+        };
+        LoginFlow {
+            prompt,
+            done: Box::pin(done),
+        }
+    }
+
+    /// `link <code>` from `sender`: completes the link waiting for the
+    /// code. `None` when `text` is another command; else the answer.
+    pub(crate) fn complete(&self, text: &str, sender: &str, server_name: &str) -> Option<String> {
+        let mut words = text.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("link")) {
+            return None;
+        }
+        let Some(code) = words.next().map(str::to_ascii_uppercase) else {
+            return Some("Usage: link <code>, with the code Switchboard gave you on the other platform (login matrix).".to_owned());
+        };
+        if sender.split_once(':').map(|(_, server)| server) != Some(server_name) {
+            return Some(format!(
+                "Only accounts on {server_name} can be linked: Switchboard posts as them through that homeserver."
+            ));
+        }
+        let waiting = lock(&self.pending).remove(&code);
+        match waiting.map(|w| w.send(sender.to_owned())) {
+            Some(Ok(())) => Some(format!(
+                "Linked: what you write on the other platform now appears here as {sender}."
+            )),
+            _ => Some(
+                "No link is waiting for this code. Send login matrix to Switchboard on the other platform for a new one.".to_owned(),
+            ),
+        }
+    }
+}
 
 /// How many of the newest events of a new direct chat are read for what was
 /// written before the ghost joined.
@@ -310,6 +384,18 @@ impl MatrixBridge {
         (self.joined_count(&event.room_id).await == Some(2)).then(|| body.to_owned())
     }
 
+    /// The bot's answer to `link <code>`, in the room it was sent in.
+    pub(crate) async fn answer_link(&self, event: &RoomEvent, answer: &str) {
+        let content = json!({ "msgtype": "m.notice", "body": answer });
+        let txn = format!("link-{}", event.event_id.trim_start_matches('$'));
+        if let Err(e) = self
+            .send_event(&event.room_id, self.bot(), "m.room.message", &txn, &content)
+            .await
+        {
+            tracing::warn!(bridge = %self.config.id, room = %event.room_id, error = %e, "Could not answer a link command.");
+        }
+    }
+
     /// How many have joined `room`.
     /// [`GET /_matrix/client/v3/rooms/{roomId}/joined_members`](https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidjoined_members)
     async fn joined_count(&self, room: &str) -> Option<usize> {
@@ -498,5 +584,71 @@ impl MatrixBridge {
             }
         }
         Ok(people)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_link_code_sent_from_a_local_account_links_that_account() {
+        let links = PendingLinks::default();
+        // A server name with a port.
+        let port_flow = links.begin("localhost:8448", "@switchboard:localhost:8448");
+        let port_code = port_flow
+            .prompt
+            .split_once("send link ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .expect("a code")
+            .to_owned();
+        assert!(
+            links
+                .complete(
+                    &format!("link {port_code}"),
+                    "@ann:localhost:8448",
+                    "localhost:8448"
+                )
+                .is_some_and(|a| a.starts_with("Linked")),
+        );
+        let flow = links.begin("example.org", "@switchboard:example.org");
+        let code = flow
+            .prompt
+            .split_once("send link ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .expect("a code")
+            .to_owned();
+        assert_eq!(code.len(), 8);
+        assert_eq!(
+            links.complete("help", "@ann:example.org", "example.org"),
+            None
+        );
+        assert!(
+            links
+                .complete(&format!("link {code}"), "@ann:elsewhere.org", "example.org")
+                .is_some_and(|a| a.starts_with("Only accounts on example.org")),
+            "a remote account cannot be linked"
+        );
+        assert!(
+            links
+                .complete("link WRONG123", "@ann:example.org", "example.org")
+                .is_some_and(|a| a.starts_with("No link is waiting")),
+        );
+        let answer = links
+            .complete(
+                &format!("LINK {}", code.to_ascii_lowercase()),
+                "@ann:example.org",
+                "example.org",
+            )
+            .expect("answered");
+        assert!(answer.starts_with("Linked"), "{answer}");
+        let account = flow.done.await.expect("linked");
+        assert_eq!(account.user.as_str(), "@ann:example.org");
+        assert!(
+            links
+                .complete(&format!("link {code}"), "@bob:example.org", "example.org")
+                .is_some_and(|a| a.starts_with("No link is waiting")),
+            "a code is used once"
+        );
     }
 }

@@ -240,6 +240,39 @@ pub fn differences(registration: &Registration, config: &MatrixConfig, url: &str
     out
 }
 
+/// The second registration, for double puppeting: it lets the bridge act
+/// as any user of `server_name` (non-exclusively: they stay theirs) with
+/// `as_token`, so that a person who linked their Matrix account is shown as
+/// that account. It has no URL, so the homeserver pushes nothing to it and
+/// its namespace does not widen what the bridge hears.
+pub fn double_puppet_yaml(
+    appservice_id: &str,
+    server_name: &str,
+    as_token: &Token,
+    hs_token: &Token,
+) -> String {
+    let mut out = String::new();
+    out.push_str("# Switchboard's double-puppeting registration: lets it post as the local\n");
+    out.push_str("# users who linked their account. Add it to app_service_config_files\n");
+    out.push_str("# beside the bridge's own registration. It holds a secret: keep it private.\n");
+    for (key, value) in [
+        ("id", format!("{appservice_id}-doublepuppet")),
+        ("as_token", as_token.expose().to_owned()),
+        ("hs_token", hs_token.expose().to_owned()),
+        ("sender_localpart", format!("{appservice_id}-doublepuppet")),
+    ] {
+        out.push_str(&format!("{key}: {}\n", quote(&value)));
+    }
+    out.push_str("url: null\nrate_limited: false\nnamespaces:\n  users:\n");
+    out.push_str("    - exclusive: false\n");
+    out.push_str(&format!(
+        "      regex: {}\n",
+        quote(&format!("@.*:{}", regex_escape(server_name)))
+    ));
+    out.push_str("  aliases: []\n  rooms: []\n");
+    out
+}
+
 /// A YAML double-quoted scalar.
 fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -563,6 +596,27 @@ impl fmt::Display for NamespaceEntry {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn the_double_puppeting_registration_covers_every_local_user_and_has_no_url() {
+        let yaml = double_puppet_yaml(
+            "switchboard",
+            "example.org",
+            &Token::new("dp-as"),
+            &Token::new("dp-hs"),
+        );
+        assert!(
+            yaml.contains("id: \"switchboard-doublepuppet\"\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("as_token: \"dp-as\"\n"), "{yaml}");
+        assert!(yaml.contains("url: null\n"), "{yaml}");
+        assert!(
+            yaml.contains("    - exclusive: false\n      regex: \"@.*:example\\\\.org\"\n"),
+            "{yaml}"
+        );
+    }
+
     use super::*;
     use crate::config::default_ghost_templates;
     use switchboard_model::BridgeId;
