@@ -178,9 +178,30 @@ pub fn existing_bridge(
     let settings = crate::bridges::matrix_config(id, matrix);
     let registration = Registration::for_config(&settings, &url);
     write_private(path, &registration.to_yaml(), force)?;
+    let mut advice = "Restart the homeserver so that it loads the new registration.".to_owned();
+    if let Some(token) = &matrix.double_puppet_token {
+        let puppets = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("{}-doublepuppet.yaml", stem(id)));
+        write_private(
+            &puppets,
+            &double_puppet_yaml(
+                &settings.appservice_id,
+                &settings.server_name,
+                &Token::new(token.expose()),
+                &Token::new(random_token()),
+            ),
+            force,
+        )?;
+        advice = format!(
+            "Also wrote {} (double puppeting; list it in app_service_config_files too). {advice}",
+            puppets.display()
+        );
+    }
     Ok(Written {
         registration: path.to_owned(),
-        advice: "Restart the homeserver so that it loads the new registration.".to_owned(),
+        advice,
     })
 }
 
@@ -225,6 +246,23 @@ mod tests {
         };
         assert!(differences(&registration, &config, &new.url).is_empty());
         assert!(written.advice.contains("registration_file = "));
+        // The double-puppeting registration and its token, named in the block.
+        let puppet_token =
+            std::fs::read_to_string(dir.path().join("matrix-example.doublepuppet-token"))
+                .expect("double-puppeting token");
+        assert_eq!(puppet_token.len(), 64);
+        let puppets = std::fs::read_to_string(dir.path().join("matrix-example-doublepuppet.yaml"))
+            .expect("double-puppeting registration");
+        assert!(
+            puppets.contains(&format!("as_token: \"{puppet_token}\"")),
+            "{puppets}"
+        );
+        assert!(puppets.contains("url: null"), "{puppets}");
+        assert!(written.advice.contains("double_puppet_token_file = "));
+        assert!(
+            !written.advice.contains(&puppet_token),
+            "no token in the advice"
+        );
         assert!(
             !written.advice.contains(config.as_token.expose()),
             "no token in the advice"
