@@ -43,7 +43,8 @@ use crate::store::{OutboxKey, PortalId, StoreError};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use switchboard_model::{
-    BridgeError, BridgeId, ChannelId, Origin, Person, RetryKind, Timestamp, UserId,
+    BridgeError, BridgeId, ChannelId, EventId, Inbound, InboundKind, Message, MessageId, Origin,
+    Person, RetryKind, Sender, Timestamp, UserId,
 };
 
 /// The lane of commands written outside any portal. Never a portal's name:
@@ -224,8 +225,31 @@ pub(super) async fn run(
     key: &OutboxKey,
     requester: Option<&Person>,
     text: &str,
+    message: Option<&(MessageId, Box<Message>)>,
 ) -> Result<(), Failed> {
     let command = parse(text);
+    // Written just after `dm`, before the connector knew its chat had
+    // become a direct portal: not a command but a message for the other
+    // person.
+    if let (Command::Unknown(_), Some((id, message)), Some(requester)) =
+        (&command, message, requester)
+        && shared
+            .portals
+            .of(&key.bridge, &key.channel)
+            .is_some_and(|(portal, _)| portal.as_str().starts_with(DIRECT_PORTAL_PREFIX))
+    {
+        let event = Inbound::new(
+            Origin::new(key.bridge.clone(), key.channel.clone()),
+            EventId::new(format!("{}:as-message", id.as_str())),
+            Sender::new(requester.clone()),
+            InboundKind::Message {
+                id: id.clone(),
+                message: (**message).clone(),
+            },
+        );
+        super::intake::release(shared, &event).await?;
+        return Ok(());
+    }
     let is_admin = requester.is_some_and(|p| {
         shared
             .config()

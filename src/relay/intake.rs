@@ -249,7 +249,10 @@ fn plan_relay(
     // Commands and direct chats need no portal: the lane of the channel
     // they came from carries them out (relay/commands.rs).
     let lane_action = match &event.kind {
-        InboundKind::Command { text } => Some(PendingAction::Command { text: text.clone() }),
+        InboundKind::Command { text, message } => Some(PendingAction::Command {
+            text: text.clone(),
+            message: message.clone(),
+        }),
         InboundKind::DirectChat { puppet } => Some(PendingAction::DirectChat {
             puppet: puppet.clone(),
         }),

@@ -278,9 +278,9 @@ async fn prepare_and_deliver(
         };
     }
     let command = match &entry.action {
-        PendingAction::Command { text } => {
-            Some(super::commands::run(shared, key, entry.sender.as_ref(), text).await)
-        }
+        PendingAction::Command { text, message } => Some(
+            super::commands::run(shared, key, entry.sender.as_ref(), text, message.as_ref()).await,
+        ),
         PendingAction::DirectChat { puppet } => {
             Some(super::commands::direct_chat(shared, key, entry.sender.as_ref(), puppet).await)
         }

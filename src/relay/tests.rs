@@ -1579,6 +1579,7 @@ fn command(channel: &str, user: &str, name: &str, event: &str, text: &str) -> In
         Sender::new(Person::new("mem:a".into(), user.into(), name)),
         InboundKind::Command {
             text: text.to_owned(),
+            message: None,
         },
     )
 }
@@ -1990,5 +1991,59 @@ async fn first_words_in_a_new_direct_chat_wait_for_its_portal() {
     })
     .await;
     assert_eq!(h.relay.portals().len(), 2, "{:?}", h.relay.portals());
+    h.stop().await;
+}
+
+/// Written to the bot just after `dm`, before the connector knew the chat
+/// had become a direct portal: the connector reports it as a command, and
+/// the relay, finding a direct portal there and no command in the text,
+/// relays the message instead of answering "I don't know the command".
+#[tokio::test(start_paused = true)]
+async fn a_message_written_just_after_dm_reaches_the_other_person() {
+    let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
+    b.add_person("u-bob", "Bob Builder");
+    let h = start_with(Options::default(), a.clone(), b.clone());
+    a.inject(command("dm-ann", "ann", "Ann Lee", "c1", "dm Bob Builder"))
+        .expect("inject");
+    let mut quick = command("dm-ann", "ann", "Ann Lee", "c2", "hello Bob, quickly");
+    quick.kind = InboundKind::Command {
+        text: "hello Bob, quickly".into(),
+        message: Some((
+            MessageId::new("m-quick"),
+            Box::new(Message::text("hello Bob, quickly")),
+        )),
+    };
+    a.inject(quick).expect("inject");
+    // A real command right after is still a command.
+    a.inject(command("dm-ann", "ann", "Ann Lee", "c3", "help"))
+        .expect("inject");
+    until("Bob has the message", Duration::from_secs(10), || {
+        bot_texts(&b, "dm-u-bob").len() == 2
+    })
+    .await;
+    assert_eq!(bot_texts(&b, "dm-u-bob")[1], "hello Bob, quickly");
+    until("help answered", Duration::from_secs(10), || {
+        bot_texts(&a, "dm-ann").len() == 2
+    })
+    .await;
+    // Both answers, in either order: the notice of the new portal goes on
+    // its lane, the answer to help on the commands lane.
+    let answers = bot_texts(&a, "dm-ann");
+    assert!(
+        answers
+            .iter()
+            .any(|t| t.starts_with("You are now connected")),
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|t| t.starts_with("Switchboard commands:")),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().all(|t| !t.contains("I don't know")),
+        "{answers:?}"
+    );
     h.stop().await;
 }

@@ -296,6 +296,13 @@ pub enum PendingAction {
     Command {
         /// What they wrote.
         text: String,
+        /// The message that carried it, relayed instead if the channel has
+        /// become a direct portal meanwhile and the text is no command.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<(
+            switchboard_model::MessageId,
+            Box<switchboard_model::Message>,
+        )>,
     },
     /// Someone opened a direct conversation (the target channel) with
     /// `puppet`, the target bridge's puppet of a person from elsewhere: join

@@ -424,7 +424,10 @@ impl MatrixBridge {
                 person.avatar = self.avatar_url(&event.sender);
                 let special = match want {
                     Want::Relay => None,
-                    Want::Command(text) => Some(InboundKind::Command { text: text.clone() }),
+                    Want::Command(text) => Some(InboundKind::Command {
+                        text: text.clone(),
+                        message: None,
+                    }),
                     Want::Direct(ghost) => Some(InboundKind::DirectChat {
                         puppet: UserId::new(ghost.clone()),
                     }),
@@ -909,7 +912,8 @@ mod endpoint_tests {
                     "$cmd",
                     "!ops:localhost",
                     &InboundKind::Command {
-                        text: "portal list".into()
+                        text: "portal list".into(),
+                        message: None,
                     }
                 ),
             ]

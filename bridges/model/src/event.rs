@@ -120,6 +120,12 @@ pub enum InboundKind {
     Command {
         /// What the person wrote, without the command's own name.
         text: String,
+        /// The message that carried it, when it was one (written to the bot
+        /// in a direct chat). If the chat has become a direct portal by the
+        /// time the command is carried out (it was written just after `dm`)
+        /// and the text is no command, the relay relays this message instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<(MessageId, Box<Message>)>,
     },
     /// Someone opened a direct conversation with a puppet of a person from
     /// another platform (a Matrix DM with a ghost user): the relay joins that

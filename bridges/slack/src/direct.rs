@@ -155,8 +155,12 @@ impl SlackBridge {
                 tracing::debug!(bridge = %self.config.id, event = %command, "Command in a direct message redelivered; already stored.");
                 continue;
             }
+            let written = Some((id.clone(), Box::new(message.clone())));
             event.event = command;
-            event.kind = InboundKind::Command { text };
+            event.kind = InboundKind::Command {
+                text,
+                message: written,
+            };
             out.push(event);
         }
         out
@@ -376,6 +380,7 @@ mod tests {
         c.event = EventId::new("im-command:D1:10.000002");
         c.kind = InboundKind::Command {
             text: "dm bob".into(),
+            message: None,
         };
         let after = AfterStored::of(&c);
         assert_eq!(

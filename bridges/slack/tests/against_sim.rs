@@ -976,7 +976,7 @@ fn bridge_with(sim: &SlackSim, f: impl FnOnce(&mut SlackConfig)) -> Arc<SlackBri
 
 fn command_text(ev: &Inbound) -> Option<&str> {
     match &ev.kind {
-        InboundKind::Command { text } => Some(text),
+        InboundKind::Command { text, .. } => Some(text),
         _ => None,
     }
 }

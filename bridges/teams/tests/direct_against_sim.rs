@@ -264,7 +264,7 @@ fn commands(events: &[Inbound]) -> Vec<(String, String)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            InboundKind::Command { text } => Some((e.event.as_str().to_owned(), text.clone())),
+            InboundKind::Command { text, .. } => Some((e.event.as_str().to_owned(), text.clone())),
             _ => None,
         })
         .collect()

@@ -150,7 +150,14 @@ fn parse_fields(
         (InboundKind::CallRequest { title }, CALL_REPLY, false)
     } else {
         let text = text.to_owned();
-        (InboundKind::Command { text }, COMMAND_REPLY, true)
+        (
+            InboundKind::Command {
+                text,
+                message: None,
+            },
+            COMMAND_REPLY,
+            true,
+        )
     };
     let event = Inbound::new(
         Origin::new(ctx.bridge.clone(), channel),
@@ -294,7 +301,7 @@ mod tests {
                 reply,
                 ..
             } => match &event.kind {
-                InboundKind::Command { text } => Some((text.clone(), *direct, reply.as_str())),
+                InboundKind::Command { text, .. } => Some((text.clone(), *direct, reply.as_str())),
                 _ => None,
             },
             Command::Reply(_) => None,

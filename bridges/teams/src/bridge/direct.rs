@@ -274,7 +274,10 @@ impl TeamsBridge {
                         e.origin.clone(),
                         event,
                         e.sender.clone(),
-                        InboundKind::Command { text },
+                        InboundKind::Command {
+                            text,
+                            message: Some((id.clone(), Box::new(message.clone()))),
+                        },
                     )
                     .at(e.at),
                 )
