@@ -417,6 +417,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let store_path = cfg.store.path.clone();
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let (reload_tx, reload) = mpsc::channel(4);
@@ -432,6 +433,11 @@ fn run(args: RunArgs) -> ExitCode {
         };
         switchboard::run(cfg, controls).await
     });
+    // Every task goes with the runtime, and with them the store's handles.
+    drop(runtime);
+    if result.is_ok() {
+        switchboard::store::sled_store::settle(&store_path);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

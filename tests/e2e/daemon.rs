@@ -135,6 +135,17 @@ fn sigterm_drains_the_outbox_before_exiting() {
         "{}",
         setup.log()
     );
+    // Once stopped, the store was opened and closed once more, so that the
+    // next start need not replay this run's log.
+    assert!(
+        setup.log().contains("Store settled for a quick next start"),
+        "{}",
+        setup.log()
+    );
+    let mut again = setup.spawn();
+    again.wait_ready(Duration::from_secs(20));
+    again.signal("TERM");
+    assert_eq!(again.wait_exit(Duration::from_secs(30)), Some(0));
 }
 
 /// SIGHUP with a new portal in the file: it relays at once, same process.
