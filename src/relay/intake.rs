@@ -268,16 +268,20 @@ fn plan_relay(
         return Ok(Ok(()));
     }
     let portal = shared.portals.of(&origin.bridge, &origin.channel);
-    // Events held while a direct portal was set up go first: a newer one
-    // waits behind them (direct portals only, so other channels pay nothing).
-    let behind_held = |portal: &PortalId| {
-        portal.as_str().starts_with(commands::DIRECT_PORTAL_PREFIX)
-            && setup_pending(shared, batch, write, origin)
-    };
-    if may_hold
-        && let Some((id, _)) = &portal
-        && behind_held(id)
-    {
+    // A direct conversation being set up (a direct chat or `dm` queued
+    // before it, in this batch or on the channel's commands lane): the event
+    // waits behind it on that lane, in order, instead of being dropped; and
+    // in a direct portal, newer events wait behind those held before them
+    // (direct portals only, so other channels pay nothing).
+    let hold = may_hold
+        && match &portal {
+            Some((id, _)) => {
+                id.as_str().starts_with(commands::DIRECT_PORTAL_PREFIX)
+                    && setup_pending(shared, batch, write, origin)
+            }
+            None => setup_pending(shared, batch, write, origin),
+        };
+    if hold {
         write.outbox.push(commands::queued_on(
             shared,
             PortalId::new(commands::COMMANDS),
@@ -290,20 +294,6 @@ fn plan_relay(
         return Ok(Ok(()));
     }
     let Some((portal, members)) = portal else {
-        // A direct conversation being set up (a direct chat or `dm` queued
-        // before, in this batch or on the channel's lane): the event waits
-        // behind it on that lane, in order, instead of being dropped.
-        if may_hold && setup_pending(shared, batch, write, origin) {
-            write.outbox.push(commands::queued(
-                shared,
-                origin,
-                &event.sender.person,
-                PendingAction::Held {
-                    event: Box::new(event.clone()),
-                },
-            )?);
-            return Ok(Ok(()));
-        }
         return Ok(Err(Dropped::NoPortal));
     };
     let lookup = |batch: &Batch, id: &MessageId| -> Result<Option<GroupId>, StoreError> {

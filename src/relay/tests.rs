@@ -1844,32 +1844,44 @@ async fn administration_from_a_chat_is_for_administrators_only() {
     h.stop().await;
 }
 
+/// Bob speaks in the shared portal, so he has a puppet on mem:a: its id.
+async fn bobs_puppet_on_a(
+    h: &Harness,
+    a: &MemoryPlatform,
+    b: &MemoryPlatform,
+) -> switchboard_model::UserId {
+    b.post("general", "bob", "Bob Builder", "hello all")
+        .expect("post");
+    until("relayed", Duration::from_secs(10), || {
+        bot_texts(a, "general").len() == 1
+    })
+    .await;
+    let bob = Person::new("mem:b".into(), "bob".into(), "Bob Builder");
+    h.db.puppet(&"mem:a".into(), &bob)
+        .expect("store")
+        .expect("Bob's puppet on mem:a")
+        .puppet
+        .user
+}
+
+/// Carl opens a direct chat (`room` on mem:a) with `puppet`.
+fn direct_chat(room: &str, event: &str, puppet: switchboard_model::UserId) -> Inbound {
+    Inbound::new(
+        Origin::new("mem:a", room),
+        EventId::new(event),
+        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
+        InboundKind::DirectChat { puppet },
+    )
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_direct_chat_with_a_puppet_reaches_the_person_it_stands_for() {
     let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
     let h = start_with(Options::default(), a.clone(), b.clone());
-    // Bob speaks in the shared portal, so he has a puppet on mem:a.
-    b.post("general", "bob", "Bob Builder", "hello all")
-        .expect("post");
-    until("relayed", Duration::from_secs(10), || {
-        bot_texts(&a, "general").len() == 1
-    })
-    .await;
-    let bob = Person::new("mem:b".into(), "bob".into(), "Bob Builder");
-    let puppet =
-        h.db.puppet(&"mem:a".into(), &bob)
-            .expect("store")
-            .expect("Bob's puppet on mem:a")
-            .puppet
-            .user;
+    let puppet = bobs_puppet_on_a(&h, &a, &b).await;
     // Carl opens a direct chat with that puppet on mem:a.
-    a.inject(Inbound::new(
-        Origin::new("mem:a", "room-carl-bob"),
-        EventId::new("invite-1"),
-        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
-        InboundKind::DirectChat { puppet },
-    ))
-    .expect("inject");
+    a.inject(direct_chat("room-carl-bob", "invite-1", puppet))
+        .expect("inject");
     until("Bob told", Duration::from_secs(10), || {
         bot_texts(&b, "dm-bob").len() == 1
     })
@@ -1933,26 +1945,9 @@ async fn login_names_the_platforms_and_needs_a_store_key() {
 async fn first_words_in_a_new_direct_chat_wait_for_its_portal() {
     let (a, b) = (MemoryPlatform::new("mem:a"), MemoryPlatform::new("mem:b"));
     let h = start_with(Options::default(), a.clone(), b.clone());
-    b.post("general", "bob", "Bob Builder", "hello all")
-        .expect("post");
-    until("relayed", Duration::from_secs(10), || {
-        bot_texts(&a, "general").len() == 1
-    })
-    .await;
-    let bob = Person::new("mem:b".into(), "bob".into(), "Bob Builder");
-    let puppet =
-        h.db.puppet(&"mem:a".into(), &bob)
-            .expect("store")
-            .expect("Bob's puppet on mem:a")
-            .puppet
-            .user;
-    a.inject(Inbound::new(
-        Origin::new("mem:a", "room-carl-bob"),
-        EventId::new("invite-1"),
-        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
-        InboundKind::DirectChat { puppet },
-    ))
-    .expect("inject");
+    let puppet = bobs_puppet_on_a(&h, &a, &b).await;
+    a.inject(direct_chat("room-carl-bob", "invite-1", puppet))
+        .expect("inject");
     for text in ["first words", "second words", "third words"] {
         a.post("room-carl-bob", "carl", "Carl", text).expect("post");
     }
@@ -1975,13 +1970,10 @@ async fn first_words_in_a_new_direct_chat_wait_for_its_portal() {
 
     // A direct chat with somebody nobody knows becomes no portal: what was
     // written there is dropped, once its turn comes.
-    a.inject(Inbound::new(
-        Origin::new("mem:a", "room-carl-ghost"),
-        EventId::new("invite-2"),
-        Sender::new(Person::new("mem:a".into(), "carl".into(), "Carl")),
-        InboundKind::DirectChat {
-            puppet: switchboard_model::UserId::new("nobody-known"),
-        },
+    a.inject(direct_chat(
+        "room-carl-ghost",
+        "invite-2",
+        switchboard_model::UserId::new("nobody-known"),
     ))
     .expect("inject");
     a.post("room-carl-ghost", "carl", "Carl", "into the void")

@@ -645,6 +645,16 @@ mod endpoint_tests {
         assert!(String::from_utf8_lossy(&r.body).contains("events"));
     }
 
+    /// PUTs an empty transaction `id` with the right token.
+    async fn empty_transaction(ep: &Arc<dyn HttpEndpoint>, id: &str) -> HttpResponse {
+        ep.handle(put(
+            &format!("/_matrix/app/v1/transactions/{id}"),
+            Some("hs-secret-2"),
+            &json!({"events": []}),
+        ))
+        .await
+    }
+
     /// Transaction 7 after 5: 6 was skipped. 7 is refused once (503), the
     /// homeserver sends 6 and then 7 again, both taken; a restarted
     /// homeserver's 1 is taken, and so is a non-numeric id.
@@ -654,14 +664,7 @@ mod endpoint_tests {
         let rx = running(&bridge, 8);
         let _collected = ack_all(rx);
         let ep = endpoint(&bridge);
-        let body = json!({"events": []});
-        let send = |id: &str| {
-            ep.handle(put(
-                &format!("/_matrix/app/v1/transactions/{id}"),
-                Some("hs-secret-2"),
-                &body,
-            ))
-        };
+        let send = |id: &'static str| empty_transaction(&ep, id);
         assert_eq!(send("5").await.status, 200);
         let r = send("7").await;
         assert_eq!((r.status, errcode(&r).as_str()), (503, "M_UNKNOWN"));
@@ -686,14 +689,7 @@ mod endpoint_tests {
         let rx = running(&bridge, 8);
         let _collected = ack_all(rx);
         let ep = endpoint(&bridge);
-        let body = json!({"events": []});
-        let send = |id: &str| {
-            ep.handle(put(
-                &format!("/_matrix/app/v1/transactions/{id}"),
-                Some("hs-secret-2"),
-                &body,
-            ))
-        };
+        let send = |id: &'static str| empty_transaction(&ep, id);
         assert_eq!(send("1").await.status, 200);
         assert_eq!(send("3").await.status, 503, "the first gap is asked about");
         assert_eq!(send("3").await.status, 200, "and came back unfilled");
