@@ -6,12 +6,9 @@ mod common;
 
 use common::{BOB, OneLinked, SERVICE, config, graph, seed, sign_in};
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use switchboard_model::{
-    Bridge, BridgeId, CallProvider, ChannelId, LinkedAccount, LinkedAccounts, Person, RetryKind,
-    UserId,
-};
+use switchboard_model::{Bridge, BridgeId, CallProvider, ChannelId, Person, RetryKind, UserId};
 use switchboard_teams::bridge::TeamsBridge;
 use switchboard_teams_sim::{SimConfig, TeamsSim};
 
