@@ -91,12 +91,13 @@ impl SlackSetup {
             "app_token_file = \"app-token\""
         };
         let mut text = format!(
-            "[store]\npath = \"store\"\n{}\n[http]\nlisten = \"{}\"\n{}\n[relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
+            "[store]\npath = \"store\"\n{}\n[http]\nlisten = \"{}\"\n{}\n[log]\nfilter = \"{}\"\n\n[relay]\ninitial_backoff = \"100ms\"\nmax_backoff = \"2s\"\nmax_attempts = 50\ndrain_grace = \"30s\"\n\n\
              [[bridge]]\nid = \"memory:a\"\ntype = \"memory\"\nstate_dir = \"platform-a\"\n\n\
              [[bridge]]\nid = \"slack:sim\"\ntype = \"slack\"\napi_url = \"{}/api\"\nbot_token_file = \"bot-token\"\n{inbound}\nrate_limits = {}\n{}\n\n",
             self.store_extra,
             s.listen,
             self.http_extra,
+            crate::support::log_filter(),
             self.sim.base_url(),
             self.rate_limits,
             self.slack_extra
@@ -250,6 +251,7 @@ fn socket_disconnects_and_a_killed_daemon_lose_and_double_nothing() {
         },
     );
     s.write_config();
+    let _log = crate::three::LogOnPanic(&s.setup);
     let memory = s.memory();
     let mut daemon = s.setup.spawn();
     daemon.wait_ready(Duration::from_secs(30));

@@ -48,8 +48,10 @@ impl Setup {
     /// Writes the config file (again), with `portals` portals.
     pub fn write_config(&self, portals: usize) {
         let mut text = format!(
-            "[store]\npath = \"store\"\n\n[http]\nlisten = \"{}\"\n\n[log]\nfilter = \"info\"\n\n[relay]\ninitial_backoff = \"50ms\"\nmax_backoff = \"1s\"\ndrain_grace = \"30s\"\n{}\n",
-            self.listen, self.extra
+            "[store]\npath = \"store\"\n\n[http]\nlisten = \"{}\"\n\n[log]\nfilter = \"{}\"\n\n[relay]\ninitial_backoff = \"50ms\"\nmax_backoff = \"1s\"\ndrain_grace = \"30s\"\n{}\n",
+            self.listen,
+            log_filter(),
+            self.extra
         );
         for side in ["a", "b"] {
             text.push_str(&format!(
@@ -98,6 +100,12 @@ impl Setup {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
     }
+}
+
+/// The daemon's log filter: `info`, or SWITCHBOARD_E2E_LOG_FILTER (e.g.
+/// `debug` to study a failure).
+pub fn log_filter() -> String {
+    std::env::var("SWITCHBOARD_E2E_LOG_FILTER").unwrap_or_else(|_| "info".into())
 }
 
 /// A running daemon.

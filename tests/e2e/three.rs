@@ -194,8 +194,9 @@ impl Three {
         let invited: Vec<&str> = matrix_people.iter().map(|u| u.user_id.as_str()).collect();
         let mut text = format!(
             "[store]\npath = \"{store}\"\nkey_file = \"store.key\"\n{store_extra}\n\
-             [http]\nlisten = \"{listen}\"\n{admin}\n[log]\nfilter = \"info\"\n\n\
+             [http]\nlisten = \"{listen}\"\n{admin}\n[log]\nfilter = \"{filter}\"\n\n\
              [relay]\n{relay}\n{bridges}{matrix}",
+            filter = crate::support::log_filter(),
             store = config.store_path.as_deref().unwrap_or("store"),
             store_extra = config.store_extra,
             listen = s.listen,
@@ -343,10 +344,31 @@ pub(crate) fn spawn_ready(setup: &Setup, limit: Duration) -> Daemon {
     }
 }
 
+/// Prints the end of the daemon's log when the test fails (on drop).
+pub(crate) struct LogOnPanic<'a>(pub &'a Setup);
+
+impl Drop for LogOnPanic<'_> {
+    fn drop(&mut self) {
+        show_log_if_panicking(self.0, 120);
+    }
+}
+
 /// When the thread is panicking, prints the last `lines` of the daemon's log.
 pub(crate) fn show_log_if_panicking(setup: &Setup, lines: usize) {
     if std::thread::panicking() {
         let log = setup.log();
+        // SWITCHBOARD_E2E_LOG_DIR keeps the whole log of a failed test.
+        if let Some(dir) = std::env::var_os("SWITCHBOARD_E2E_LOG_DIR") {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("test")
+                .replace("::", "-");
+            let path = std::path::Path::new(&dir).join(format!("{name}.log"));
+            match std::fs::write(&path, &log) {
+                Ok(()) => eprintln!("the whole log: {}", path.display()),
+                Err(e) => eprintln!("the log could not be kept at {}: {e}", path.display()),
+            }
+        }
         let tail: Vec<&str> = log.lines().rev().take(lines).collect();
         eprintln!("--- the daemon's log (last {lines} lines) ---");
         for line in tail.into_iter().rev() {

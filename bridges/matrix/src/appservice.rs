@@ -166,9 +166,15 @@ impl AppserviceEndpoint {
 
     async fn transaction(&self, txn: &str, body: &[u8]) -> HttpResponse {
         let numeric: Option<u64> = txn.parse().ok();
+        // With the double-puppeting registration, the homeserver numbers
+        // its transactions and ours in one sequence: gaps mean nothing.
+        if self.bridge.client.double_puppets_enabled() {
+            self.order().shared_sequence = true;
+        }
         if let Some(id) = numeric
             && let Some(last) = self.order().skipped_before(id)
         {
+            self.bridge.sweeps.schedule(crate::sweep::now_ms());
             tracing::warn!(bridge = %self.bridge.config().id, last, txn = id, "The homeserver skipped transactions; asking it to send them first.");
             return error(
                 503,
@@ -194,6 +200,7 @@ impl AppserviceEndpoint {
                 Ok(stored) => pending.push(stored),
                 Err(e) => {
                     tracing::warn!(bridge = %self.bridge.config().id, error = %e, "Transaction not stored; the homeserver will send it again.");
+                    self.bridge.sweeps.schedule(crate::sweep::now_ms());
                     return error(500, "M_UNKNOWN", "not stored");
                 }
             }
@@ -201,10 +208,11 @@ impl AppserviceEndpoint {
         for stored in pending {
             if let Err(e) = stored.await {
                 tracing::warn!(bridge = %self.bridge.config().id, error = %e, "Transaction not stored; the homeserver will send it again.");
+                self.bridge.sweeps.schedule(crate::sweep::now_ms());
                 return error(500, "M_UNKNOWN", "not stored");
             }
         }
-        tracing::debug!(bridge = %self.bridge.config().id, events = events.len(), relayed = count, "Transaction stored.");
+        tracing::debug!(bridge = %self.bridge.config().id, txn, events = events.len(), relayed = count, "Transaction stored.");
         if let Some(id) = numeric {
             self.order().stored(id);
         }
@@ -323,12 +331,14 @@ impl MatrixBridge {
                     self.remember_avatar(&event.sender, mxc);
                 }
             }
+            tracing::trace!(bridge = %self.config().id, event = %event.event_id, kind = %event.kind, sender = %event.sender, "Event in a transaction.");
             let special = self.note_membership(&event);
             // Ours: from the bot or a ghost, or sent by us as a linked
             // account (double puppeting), which every event we send says.
             if self.namer().is_ours(&event.sender)
                 || event.content.get(crate::bridge::TXN_KEY).is_some()
             {
+                tracing::trace!(bridge = %self.config().id, event = %event.event_id, kind = %event.kind, "Our own event.");
                 continue;
             }
             match special {
@@ -385,6 +395,8 @@ impl MatrixBridge {
                 } else if relayable && self.is_direct(&event.room_id, ctx.cursors()) {
                     let room = ChannelId::new(event.room_id.clone());
                     wanted.push((event, room, Want::Relay));
+                } else {
+                    tracing::debug!(bridge = %self.config().id, event = %event.event_id, kind = %event.kind, room = %event.room_id, "An event outside portals.");
                 }
                 continue;
             };
@@ -445,6 +457,7 @@ impl MatrixBridge {
                     calls: cursors,
                 };
                 let Some(inbound) = to_inbound(event, &s) else {
+                    tracing::debug!(bridge = %self.config().id, event = %event.event_id, kind = %event.kind, "An event that means nothing to relay.");
                     continue;
                 };
                 if let InboundKind::Reaction {

@@ -73,6 +73,8 @@ pub struct MatrixBridge {
     accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
     /// Links waiting for `link <code>` from the account to link (direct.rs).
     pub(crate) pending_links: crate::direct::PendingLinks,
+    /// Sweeps of the portal rooms for events never pushed (sweep.rs).
+    pub(crate) sweeps: crate::sweep::Sweeps,
     this: Weak<MatrixBridge>,
 }
 
@@ -112,6 +114,7 @@ impl MatrixBridge {
             management: crate::direct::Management::default(),
             accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
             pending_links: crate::direct::PendingLinks::default(),
+            sweeps: crate::sweep::Sweeps::default(),
             this: this.clone(),
         })
     }
@@ -1138,6 +1141,7 @@ impl Bridge for MatrixBridge {
     }
 
     async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
+        let started_ms = crate::sweep::now_ms();
         ctx.set_state(BridgeState::Connecting);
         // Known rooms first: a transaction accepted as soon as the context is
         // in place must find its portal, or its events are dropped as foreign.
@@ -1177,7 +1181,18 @@ impl Bridge for MatrixBridge {
         loop {
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
-                () = &mut ping, if !pinged => pinged = true,
+                () = &mut ping, if !pinged => {
+                    pinged = true;
+                    // The homeserver sends what it kept while we were away
+                    // now: then look for what its recovery left behind.
+                    self.sweeps.schedule(started_ms);
+                }
+                () = self.sweeps.wait() => {
+                    tokio::select! {
+                        () = self.sweep_if_due(&ctx) => {}
+                        () = ctx.shutdown.cancelled() => break,
+                    }
+                }
                 changed = channels.changed() => {
                     if changed.is_err() {
                         ctx.shutdown.cancelled().await;

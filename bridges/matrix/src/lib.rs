@@ -16,6 +16,7 @@ pub mod registration;
 pub mod room_info;
 pub mod rooms;
 pub mod split;
+mod sweep;
 #[cfg(feature = "testing")]
 pub mod testing;
 

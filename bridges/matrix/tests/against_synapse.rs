@@ -142,10 +142,20 @@ impl Setup {
         Setup::start_with(None).await
     }
 
+    /// As [`Setup::start`], but nothing answers at the registration's URL:
+    /// the homeserver can push no transaction at all.
+    async fn start_unreachable() -> Setup {
+        Setup::start_serving(None, false).await
+    }
+
     /// As [`Setup::start`], with the bridge's `public_url` set to
     /// `public_url`; only the application-service endpoint is served over
     /// HTTP (tests call the others directly).
     async fn start_with(public_url: Option<String>) -> Setup {
+        Setup::start_serving(public_url, true).await
+    }
+
+    async fn start_serving(public_url: Option<String>, serve_endpoint: bool) -> Setup {
         let dir = tempfile::tempdir().expect("temporary directory");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
@@ -190,7 +200,11 @@ impl Setup {
         let bridge = MatrixBridge::new(config, url);
         let endpoints = bridge.http_endpoints();
         assert_eq!(endpoints.len(), 1 + usize::from(public_url.is_some()));
-        tokio::spawn(serve(listener, endpoints[0].1.clone()));
+        if serve_endpoint {
+            tokio::spawn(serve(listener, endpoints[0].1.clone()));
+        } else {
+            drop(listener);
+        }
         Setup {
             synapse,
             bridge,
@@ -698,6 +712,66 @@ fn call_of(inbound: &Inbound) -> &CallEvent {
         InboundKind::Call(call) => call,
         other => panic!("expected a call, got {other:?}"),
     }
+}
+
+/// Events the homeserver never pushes (here: it cannot reach the bridge at
+/// all; with Synapse, also a transaction stranded when its recovery ends)
+/// are found by the sweep of the portal rooms after the start, oldest
+/// first; the bridge's own events are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_never_pushed_are_swept_from_the_portal_rooms() {
+    let setup = Setup::start_unreachable().await;
+    let server = setup.synapse.server_name.clone();
+    let channel = ChannelId::new(format!("#switchboard_general:{server}"));
+    let started = tokio::time::Instant::now();
+    let (shutdown, mut rx) = setup.run(vec![channel.clone()]).await;
+    let room = setup.room(&channel).await;
+    let alice = &setup.alice;
+    alice.join(&room).await.expect("alice joins the portal");
+    let first = alice
+        .send_text(&room, "never pushed 1")
+        .await
+        .expect("send");
+    let second = alice
+        .send_text(&room, "never pushed 2")
+        .await
+        .expect("send");
+    let reaction = alice
+        .send_event(
+            &room,
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": first, "key": "👍"}}),
+        )
+        .await
+        .expect("react");
+    // Nothing can arrive before the first sweep.
+    let got = next(&mut rx).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "only the sweep brings it"
+    );
+    assert_eq!(got.event.as_str(), first);
+    assert!(
+        matches!(&got.kind, InboundKind::Message { message, .. } if message.body.to_plain() == "never pushed 1"),
+        "{got:?}"
+    );
+    assert_eq!(next(&mut rx).await.event.as_str(), second);
+    let got = next(&mut rx).await;
+    assert_eq!(got.event.as_str(), reaction);
+    assert!(
+        matches!(got.kind, InboundKind::Reaction { added: true, .. }),
+        "{got:?}"
+    );
+    // The portal's other events (its creation, the bridge's own) are not
+    // handed over; nothing more comes until the second sweep, which finds
+    // the same three (the relay drops them as repeats).
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .is_err(),
+        "nothing else"
+    );
+    shutdown.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ pub mod mrkdwn;
 pub mod names;
 pub mod names_cache;
 pub mod ratelimit;
+mod reorder;
 pub mod signature;
 pub mod socket;
 pub mod web;

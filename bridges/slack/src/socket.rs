@@ -10,7 +10,9 @@
 //! replacement socket is opened while the old one is still read, and the old
 //! one is read until Slack closes it: Slack spreads events over every open
 //! connection, and an envelope left unread there would come back only after
-//! its ack deadline, behind newer messages. After every new connection (not
+//! its ack deadline, behind newer messages. While both are open, event
+//! envelopes pass through [`crate::reorder`] to leave in the order they were
+//! posted in. After every new connection (not
 //! a replacement), the connector catches up from its cursors; and while the relay
 //! refuses events (its disk is full), Slack gives up redelivering them after
 //! a few tries, so the connector stops moving its cursors and catches up
@@ -19,11 +21,12 @@
 use crate::bridge::SlackBridge;
 use crate::direct::AfterStored;
 use crate::events::{Payload, SocketFrame, parse_socket_frame};
+use crate::reorder::{self, Reorder};
 use crate::web::Token;
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,6 +34,7 @@ use switchboard_model::{BridgeContext, BridgeError, BridgeState};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -196,6 +200,13 @@ async fn serve(
     // when Slack asks again before the first one closed).
     let mut old_reads: SelectAll<BoxStream<'static, OldFrame>> = SelectAll::new();
     let mut old_writes: HashMap<u64, Writer> = HashMap::new();
+    // Generations of replaced sockets not yet closed; while any is, event
+    // envelopes wait in `order` to be put back in order.
+    let mut old_open: HashSet<u64> = HashSet::new();
+    let mut order: Reorder<(u64, Utf8Bytes)> = Reorder::default();
+    // Until when envelopes of the remaining socket are still sorted after
+    // the last replaced one closed.
+    let mut sorting_until = tokio::time::Instant::now();
     let mut replacing: Option<Connecting<'_>> = None;
     let (acks_tx, mut acks) = mpsc::channel::<(u64, String)>(1024);
     let ping_every = bridge.config.ping_interval;
@@ -243,6 +254,16 @@ async fn serve(
                     break Ended::Lost(format!("ping not sent: {e}"));
                 }
             }
+            () = async {
+                match order.next_due() {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if !order.is_empty() => {
+                for (generation, text) in order.due(tokio::time::Instant::now()) {
+                    on_frame(bridge, ctx, Some(Ok(Frame::Text(text))), generation, &acks_tx, &mut pending_acks, &refused).await;
+                }
+            }
             Some(replaced) = async { match replacing.as_mut() { Some(f) => Some(f.await), None => None } }, if replacing.is_some() => {
                 replacing = None;
                 match replaced {
@@ -251,6 +272,7 @@ async fn serve(
                         let old = std::mem::replace(&mut current, next);
                         let generation = old.generation;
                         old_writes.insert(generation, old.write);
+                        old_open.insert(generation);
                         old_reads.push(
                             old.read
                                 .map(move |f| (generation, Some(f)))
@@ -267,16 +289,44 @@ async fn serve(
                 }
             }
             Some((generation, frame)) = old_reads.next(), if !old_reads.is_empty() => {
-                let Some(frame) = frame else {
-                    old_writes.remove(&generation);
-                    continue;
+                let closed = match frame {
+                    None => true,
+                    Some(Ok(Frame::Text(text))) if reorder::is_event_envelope(&text) => {
+                        tracing::trace!(bridge = %id, generation, "Envelope held from a replaced socket.");
+                        order.hold(&text, (generation, text.clone()), tokio::time::Instant::now());
+                        false
+                    }
+                    Some(frame) => matches!(
+                        on_frame(bridge, ctx, Some(frame), generation, &acks_tx, &mut pending_acks, &refused).await,
+                        Read::Closed(_)
+                    ),
                 };
-                if let Read::Closed(_) = on_frame(bridge, ctx, Some(frame), generation, &acks_tx, &mut pending_acks, &refused).await {
+                if closed && old_open.remove(&generation) {
+                    tracing::trace!(bridge = %id, generation, held = order.len(), "Replaced socket closed.");
                     old_writes.remove(&generation);
+                    // What the new socket carries may still be older than
+                    // what the closed one gave last: keep sorting a while.
+                    sorting_until = tokio::time::Instant::now() + reorder::WINDOW;
                 }
             }
             frame = current.read.next() => {
                 last_heard = tokio::time::Instant::now();
+                let sorting = !old_open.is_empty() || last_heard < sorting_until;
+                let frame = match frame {
+                    Some(Ok(Frame::Text(text))) if sorting && reorder::is_event_envelope(&text) => {
+                        tracing::trace!(bridge = %id, generation = current.generation, "Envelope held from the new socket.");
+                        order.hold(&text, (current.generation, text.clone()), last_heard);
+                        continue;
+                    }
+                    frame => frame,
+                };
+                if !sorting {
+                    // One socket, and the others long closed: what waits
+                    // goes first, then this socket's frames as they come.
+                    for (generation, text) in order.drain() {
+                        on_frame(bridge, ctx, Some(Ok(Frame::Text(text))), generation, &acks_tx, &mut pending_acks, &refused).await;
+                    }
+                }
                 match on_frame(bridge, ctx, frame, current.generation, &acks_tx, &mut pending_acks, &refused).await {
                     Read::Nothing => {}
                     Read::Disconnect(reason) => {
@@ -389,6 +439,7 @@ async fn handle_envelope(
         generation,
         json!({ "envelope_id": envelope_id }).to_string(),
     );
+    tracing::trace!(bridge = %id, generation, envelope = %envelope_id, ts = ?reorder::payload_ts(payload.as_ref()), "Envelope read.");
     let events = match bridge.parse(payload.as_ref()).await {
         Ok(Payload::Events(events)) => events,
         Ok(Payload::AppRateLimited { minute }) => {
