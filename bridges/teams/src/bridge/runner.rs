@@ -73,13 +73,21 @@ impl TeamsBridge {
 
     async fn handle(&self, ctx: &BridgeContext, work: Work) {
         match work {
-            Work::Change { resource, deleted } => {
-                if let Err(e) = self.fetch_notified(ctx, &resource, deleted).await {
+            Work::Change {
+                resource,
+                deleted,
+                received,
+            } => {
+                if let Err(e) = self.fetch_notified(ctx, &resource, deleted, received).await {
                     Counters::bump(&self.inbound.counters.fetch_failures);
                     tracing::warn!(bridge = %self.id, error = %e, "A notified Teams message could not be read; reconciliation will.");
                 }
             }
-            Work::Rich { resource, content } => {
+            Work::Rich {
+                resource,
+                content,
+                received,
+            } => {
                 let decrypted = self
                     .notifications
                     .as_ref()
@@ -91,7 +99,7 @@ impl TeamsBridge {
                         if let Some(Err(e)) = other {
                             tracing::warn!(bridge = %self.id, error = %e, "Could not decrypt a Teams notification; reading the message instead.");
                         }
-                        self.fetch_notified(ctx, &resource, false).await
+                        self.fetch_notified(ctx, &resource, false, received).await
                     }
                 };
                 if let Err(e) = result {
@@ -163,7 +171,10 @@ impl TeamsBridge {
     /// Starts reading the message a change notification names; anything
     /// else is handled in its turn as it is.
     fn read_ahead(&self, ctx: &BridgeContext, work: Work) -> Ahead {
-        let Work::Change { resource, deleted } = &work else {
+        let Work::Change {
+            resource, deleted, ..
+        } = &work
+        else {
             return Ahead::Work(work);
         };
         let (Some(bridge), Ok(Some(read))) = (
