@@ -687,13 +687,15 @@ async fn list_messages(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, q
     let mut all: Vec<&crate::state::Message> = st
         .messages
         .values()
+        // The cheap tests first: most messages fail them, and the scope's
+        // strings need not be compared then.
         .filter(|m| {
-            m.scope == scope
-                && match (&scope, &parent) {
-                    (Scope::Chat { .. }, _) => true,
-                    (_, None) => m.reply_to.is_none(),
-                    (_, Some(root)) => m.reply_to.as_deref() == Some(root.as_str()),
-                }
+            let placed = match (&scope, &parent) {
+                (Scope::Chat { .. }, _) => true,
+                (_, None) => m.reply_to.is_none(),
+                (_, Some(root)) => m.reply_to.as_deref() == Some(root.as_str()),
+            };
+            placed && m.scope == scope
         })
         .collect();
     all.reverse();
@@ -788,7 +790,8 @@ async fn delta(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, q: Q) -> 
     let mut changed: Vec<&crate::state::Message> = st
         .messages
         .values()
-        .filter(|m| m.scope == scope && m.reply_to.is_none() && m.seq > since && m.seq <= upto)
+        // The cheap tests first (most messages are older than the link).
+        .filter(|m| m.seq > since && m.seq <= upto && m.reply_to.is_none() && m.scope == scope)
         .collect();
     changed.sort_by_key(|m| m.seq);
     let total = changed.len();

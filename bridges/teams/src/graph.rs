@@ -86,7 +86,7 @@ use switchboard_model::{
 
 pub use notify::{
     ChangeType, DeltaPage, EncryptedContent, LifecycleEvent, Notification, NotificationBatch,
-    ResourceRef, client_state_matches, parse_delta_page, parse_notification_batch,
+    ResourceRef, client_state_matches, delta_page_of, parse_delta_page, parse_notification_batch,
     parse_notifications, parse_resource, validation_token,
 };
 

@@ -10,7 +10,8 @@
 //!   root again, so the replies of every root in the round are listed too.
 //!   Chats (Graph has no per-chat delta): the newest page of
 //!   `GET /chats/{id}/messages`.
-//! - **Exactly once** when both paths see a message: the gate is serialised;
+//! - **Exactly once** when both paths see a message: the gate is serialised
+//!   per conversation;
 //!   a version older than or equal to the one seen is skipped; event ids are
 //!   derived from (channel, message, version, kind), so a repeat that slips
 //!   through (a restart, two processes) is dropped by the relay's dedup; and
@@ -216,7 +217,9 @@ pub(super) struct InboundState {
     seen: Mutex<Seen>,
     /// Messages that were `call` commands (bounded like `seen`).
     commands: Mutex<HashSet<(ChannelId, String)>>,
-    gate: tokio::sync::Mutex<()>,
+    /// The gate of each conversation: versions of one conversation pass
+    /// one round at a time; conversations do not wait for each other.
+    gates: Mutex<HashMap<ChannelId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// Per channel, when the last delta round that stored everything it
     /// read began: a notification received before that is covered by it.
     covered: Mutex<HashMap<ChannelId, Instant>>,
@@ -229,7 +232,7 @@ impl InboundState {
         InboundState {
             seen: Mutex::new(Seen::default()),
             commands: Mutex::new(HashSet::new()),
-            gate: tokio::sync::Mutex::new(()),
+            gates: Mutex::new(HashMap::new()),
             covered: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             started_ms: now_ms(),
@@ -240,11 +243,18 @@ impl InboundState {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the gate for a [`Round`].
-    pub(super) async fn round(&self) -> Round<'_> {
+    /// Takes the gate of `channel` for a [`Round`].
+    pub(super) async fn round(&self, channel: &ChannelId) -> Round<'_> {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(channel.clone())
+            .or_default()
+            .clone();
         Round {
             state: self,
-            _gate: self.gate.lock().await,
+            _gate: gate.lock_owned().await,
             in_flight: VecDeque::new(),
         }
     }
@@ -293,9 +303,9 @@ impl InboundState {
 }
 
 /// Message versions passed through the gate together: a reconciliation
-/// round, or one notified message. The round holds the gate from start to
-/// [`Round::finish`], so no other path compares a version with one whose
-/// events are not stored yet.
+/// round, or one notified message, of one conversation. The round holds the
+/// conversation's gate from start to [`Round::finish`], so no other path
+/// compares a version with one whose events are not stored yet.
 ///
 /// Each version's events are submitted to the relay in order without
 /// waiting for them to be stored ([`InboundSink::submit`]), up to
@@ -314,7 +324,7 @@ impl InboundState {
 #[must_use = "a round's versions are only kept once it is finished"]
 pub(super) struct Round<'a> {
     state: &'a InboundState,
-    _gate: tokio::sync::MutexGuard<'a, ()>,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
     in_flight: VecDeque<Passed>,
 }
 
@@ -458,7 +468,7 @@ impl TeamsBridge {
         message: &Value,
         source: Source,
     ) -> Result<bool, BridgeError> {
-        let mut round = self.inbound.round().await;
+        let mut round = self.inbound.round(channel).await;
         if !self
             .pass(ctx, &mut round, channel, message, source, Gate::Portal)
             .await?
@@ -477,7 +487,7 @@ impl TeamsBridge {
         message: &Value,
         source: Source,
     ) -> Result<bool, BridgeError> {
-        let mut round = self.inbound.round().await;
+        let mut round = self.inbound.round(channel).await;
         if !self
             .pass(ctx, &mut round, channel, message, source, Gate::Direct)
             .await?
@@ -650,9 +660,7 @@ impl TeamsBridge {
         let mut next = start.to_owned();
         loop {
             let page = patiently(|| self.graph.get_json(&next, Bearer::App(app))).await?;
-            let bytes = serde_json::to_vec(&page)
-                .map_err(|e| BridgeError::transient(format!("delta page: {e}")))?;
-            let page = graph::parse_delta_page(&bytes)
+            let page = graph::delta_page_of(page)
                 .map_err(|e| BridgeError::transient(format!("delta page: {e:?}")))?;
             messages.extend(page.messages);
             match (page.next_link, page.delta_link) {
@@ -736,7 +744,7 @@ impl TeamsBridge {
             .filter_map(|m| m.get("id").and_then(Value::as_str))
             .map(|root| format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages()));
         let mut replies = RepliesAhead::new(self.this.upgrade(), app, roots);
-        let mut round = self.inbound.round().await;
+        let mut round = self.inbound.round(channel).await;
         let passed = self
             .pass_delta(ctx, &mut round, channel, &messages, &mut replies, source)
             .await;
@@ -810,7 +818,7 @@ impl TeamsBridge {
             .graph
             .get_all(&path, Bearer::App(app), CHAT_TOP)
             .await?;
-        let mut round = self.inbound.round().await;
+        let mut round = self.inbound.round(channel).await;
         for message in messages.iter().rev() {
             if !self
                 .pass(
@@ -929,20 +937,45 @@ impl TeamsBridge {
             return self.fetch_direct_notified(ctx, resource, deleted).await;
         }
         if self.reads_by_delta(ctx, &channel, deleted) {
-            if self.inbound.covers(&channel, received) {
-                Counters::bump(&self.inbound.counters.covered);
-                return Ok(true);
-            }
-            let app = self.app.token().await?;
-            return self
-                .reconcile_for(ctx, &channel, &app, Source::Notification)
-                .await;
+            return self.notified_round(ctx, &channel, received).await;
         }
         let Some(read) = self.notified_read(ctx, resource, deleted)? else {
             return Ok(true);
         };
         let message = self.read_notified(&read.path).await;
         self.apply_notified(ctx, &read, deleted, message).await
+    }
+
+    /// The channel whose delta round answers a change notification for
+    /// `resource` (a new or changed message of a watched channel with a
+    /// delta link), if any.
+    pub(super) fn delta_channel(
+        &self,
+        ctx: &BridgeContext,
+        resource: &ResourceRef,
+        deleted: bool,
+    ) -> Option<ChannelId> {
+        resource
+            .channel_id()
+            .filter(|c| self.watched(ctx).contains(c) && self.reads_by_delta(ctx, c, deleted))
+    }
+
+    /// The delta round of `channel` for a notification received at
+    /// `received`, unless a round that began later has covered it.
+    /// `Ok(false)` on shutdown.
+    pub(super) async fn notified_round(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        received: Instant,
+    ) -> Result<bool, BridgeError> {
+        if self.inbound.covers(channel, received) {
+            Counters::bump(&self.inbound.counters.covered);
+            return Ok(true);
+        }
+        let app = self.app.token().await?;
+        self.reconcile_for(ctx, channel, &app, Source::Notification)
+            .await
     }
 
     /// In a channel, a new or changed message is read by a delta round from

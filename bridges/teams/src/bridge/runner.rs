@@ -12,8 +12,9 @@
 use super::TeamsBridge;
 use super::inbound::{Counters, NotifiedRead};
 use super::notifications::Work;
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use switchboard_model::{BridgeContext, BridgeError, BridgeState, ChannelId, RetryKind};
 
 /// The longest pause between two subscription upkeeps.
@@ -35,7 +36,68 @@ enum Ahead {
     },
 }
 
+/// The delta rounds notifications ask for: one task per channel at a time,
+/// so channels do not wait for each other's rounds (a round waits for its
+/// events to be stored before it moves the delta link).
+#[derive(Default)]
+struct ChannelRounds {
+    /// Channels with a round running, and whether a notification asked for
+    /// another one meanwhile.
+    running: Arc<Mutex<HashMap<ChannelId, bool>>>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
 impl TeamsBridge {
+    /// Has `channel`'s delta round run for a notification received at
+    /// `received`: now in a task of its own, or once more after the one
+    /// running (which may have begun before the notification came).
+    fn round_for(
+        &self,
+        ctx: &BridgeContext,
+        rounds: &mut ChannelRounds,
+        channel: ChannelId,
+        received: Instant,
+    ) {
+        while rounds.tasks.try_join_next().is_some() {}
+        if self.inbound.covers(&channel, received) {
+            Counters::bump(&self.inbound.counters.covered);
+            return;
+        }
+        {
+            let mut running = rounds.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = running.get_mut(&channel) {
+                *again = true;
+                return;
+            }
+            running.insert(channel.clone(), false);
+        }
+        let Some(bridge) = self.this.upgrade() else {
+            return;
+        };
+        let running = rounds.running.clone();
+        let ctx = ctx.clone();
+        rounds.tasks.spawn(async move {
+            loop {
+                let now = Instant::now();
+                match bridge.notified_round(&ctx, &channel, now).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        Counters::bump(&bridge.inbound.counters.fetch_failures);
+                        tracing::warn!(bridge = %bridge.id, %channel, error = %e, "A delta round for notified Teams messages failed; reconciliation will read them.");
+                    }
+                }
+                let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+                match running.get_mut(&channel) {
+                    Some(again) if *again && !ctx.shutdown.is_cancelled() => *again = false,
+                    _ => {
+                        running.remove(&channel);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     fn upkeep_every(&self) -> Duration {
         self.notifications
             .as_ref()
@@ -128,6 +190,7 @@ impl TeamsBridge {
     async fn worker(&self, ctx: &BridgeContext) {
         let mut rx = self.queue_rx.lock().await;
         let mut ahead: VecDeque<Ahead> = VecDeque::new();
+        let mut rounds = ChannelRounds::default();
         loop {
             // Take what is queued (waiting only when nothing is in hand).
             while ahead.len() < READ_AHEAD {
@@ -148,6 +211,21 @@ impl TeamsBridge {
                 continue;
             };
             match next {
+                Ahead::Work(Work::Change {
+                    resource,
+                    deleted,
+                    received,
+                }) => match self.delta_channel(ctx, &resource, deleted) {
+                    Some(channel) => self.round_for(ctx, &mut rounds, channel, received),
+                    None => {
+                        let work = Work::Change {
+                            resource,
+                            deleted,
+                            received,
+                        };
+                        self.handle(ctx, work).await;
+                    }
+                },
                 Ahead::Work(work) => self.handle(ctx, work).await,
                 Ahead::Read {
                     read,
