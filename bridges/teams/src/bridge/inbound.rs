@@ -60,7 +60,8 @@ const CHAT_TOP: usize = 50;
 /// Message versions whose events may be submitted to the relay and not yet
 /// stored, in one [`Round`].
 pub(super) const IN_FLIGHT: usize = 128;
-/// Replies of roots read ahead of the gate in a delta round.
+/// Replies of roots read ahead of the gate in a delta round, and at most
+/// this many reads of replies at once over all rounds.
 const REPLIES_AHEAD: usize = 16;
 
 /// Which gate a message version passes.
@@ -220,6 +221,8 @@ pub(super) struct InboundState {
     /// The gate of each conversation: versions of one conversation pass
     /// one round at a time; conversations do not wait for each other.
     gates: Mutex<HashMap<ChannelId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Reads of replies running at once, all rounds together.
+    reply_reads: tokio::sync::Semaphore,
     /// Per channel, when the last delta round that stored everything it
     /// read began: a notification received before that is covered by it.
     covered: Mutex<HashMap<ChannelId, Instant>>,
@@ -233,6 +236,7 @@ impl InboundState {
             seen: Mutex::new(Seen::default()),
             commands: Mutex::new(HashSet::new()),
             gates: Mutex::new(HashMap::new()),
+            reply_reads: tokio::sync::Semaphore::new(REPLIES_AHEAD),
             covered: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             started_ms: now_ms(),
@@ -1149,6 +1153,8 @@ impl<I: Iterator<Item = String>> RepliesAhead<I> {
             };
             let (bridge, app) = (bridge.clone(), self.app.clone());
             self.reading.push_back(tokio::spawn(async move {
+                // Rounds of several channels at once share the budget.
+                let _permit = bridge.inbound.reply_reads.acquire().await;
                 bridge.read_replies(&path, &app).await
             }));
         }
