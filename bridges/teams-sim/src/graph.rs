@@ -684,9 +684,18 @@ async fn list_messages(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, q
         },
         None => (0, top_of(&q, 20)?),
     };
-    let mut all: Vec<&crate::state::Message> = st
-        .messages
-        .values()
+    // A reply is stored after its root, under a greater id: a root's replies
+    // are among the messages after it.
+    let after = parent.as_deref().and_then(|r| r.parse::<u64>().ok());
+    let candidates: Box<dyn Iterator<Item = &crate::state::Message>> = match after {
+        Some(root) => Box::new(
+            st.messages
+                .range((std::ops::Bound::Excluded(root), std::ops::Bound::Unbounded))
+                .map(|(_, m)| m),
+        ),
+        None => Box::new(st.messages.values()),
+    };
+    let mut all: Vec<&crate::state::Message> = candidates
         // The cheap tests first: most messages fail them, and the scope's
         // strings need not be compared then.
         .filter(|m| {

@@ -26,6 +26,14 @@
 //!   while down are not recovered.
 //! - The versions seen are bounded ([`SEEN_CAP`]); the oldest half is
 //!   forgotten when full, which at worst repeats the restart case above.
+//!   What is kept of a version is a [`Known`] (its time and etag, hashes of
+//!   what a diff compares, its reactions), a few hundred bytes, not the
+//!   message.
+//! - **Rounds**: the versions of one reconciliation round (or one notified
+//!   message) pass the gate as a [`Round`], their events handed to the relay
+//!   without waiting for each to be stored; a delta link is stored only once
+//!   all of them are, and a version whose events were refused is forgotten
+//!   with those after it.
 //! - **Direct chats**: a one-on-one chat of the service account that is not
 //!   a portal passes the gate as a command chat (`direct`): a new message of
 //!   someone else becomes one [`InboundKind::Command`], reconciled by

@@ -3,7 +3,8 @@
 //! things at once until shutdown:
 //!
 //! - the notification worker, draining what the endpoint queued (reading
-//!   notified messages a few at a time ahead of the gate);
+//!   notified messages a few at a time ahead of the gate; a channel's delta
+//!   rounds in a task of their own, one at a time per channel);
 //! - reconciliation, every `reconcile_interval` while every watched
 //!   conversation has a live subscription, else every `poll_interval`;
 //! - subscription upkeep (create, renew, recreate, drop), about every
