@@ -684,16 +684,27 @@ async fn list_messages(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, q
         },
         None => (0, top_of(&q, 20)?),
     };
-    let mut all: Vec<&crate::state::Message> = st
-        .messages
-        .values()
+    // A reply is stored after its root, under a greater id: a root's replies
+    // are among the messages after it.
+    let after = parent.as_deref().and_then(|r| r.parse::<u64>().ok());
+    let candidates: Box<dyn Iterator<Item = &crate::state::Message>> = match after {
+        Some(root) => Box::new(
+            st.messages
+                .range((std::ops::Bound::Excluded(root), std::ops::Bound::Unbounded))
+                .map(|(_, m)| m),
+        ),
+        None => Box::new(st.messages.values()),
+    };
+    let mut all: Vec<&crate::state::Message> = candidates
+        // The cheap tests first: most messages fail them, and the scope's
+        // strings need not be compared then.
         .filter(|m| {
-            m.scope == scope
-                && match (&scope, &parent) {
-                    (Scope::Chat { .. }, _) => true,
-                    (_, None) => m.reply_to.is_none(),
-                    (_, Some(root)) => m.reply_to.as_deref() == Some(root.as_str()),
-                }
+            let placed = match (&scope, &parent) {
+                (Scope::Chat { .. }, _) => true,
+                (_, None) => m.reply_to.is_none(),
+                (_, Some(root)) => m.reply_to.as_deref() == Some(root.as_str()),
+            };
+            placed && m.scope == scope
         })
         .collect();
     all.reverse();
@@ -788,7 +799,8 @@ async fn delta(State(sim): State<Arc<Sim>>, h: HeaderMap, Ids(p): Ids, q: Q) -> 
     let mut changed: Vec<&crate::state::Message> = st
         .messages
         .values()
-        .filter(|m| m.scope == scope && m.reply_to.is_none() && m.seq > since && m.seq <= upto)
+        // The cheap tests first (most messages are older than the link).
+        .filter(|m| m.seq > since && m.seq <= upto && m.reply_to.is_none() && m.scope == scope)
         .collect();
     changed.sort_by_key(|m| m.seq);
     let total = changed.len();

@@ -66,6 +66,7 @@
 //! the marker is the first guard, the id record the authoritative one.
 
 pub mod crypto;
+mod known;
 mod notify;
 mod system;
 mod time;
@@ -85,10 +86,11 @@ use switchboard_model::{
 
 pub use notify::{
     ChangeType, DeltaPage, EncryptedContent, LifecycleEvent, Notification, NotificationBatch,
-    ResourceRef, client_state_matches, parse_delta_page, parse_notification_batch,
+    ResourceRef, client_state_matches, delta_page_of, parse_delta_page, parse_notification_batch,
     parse_notifications, parse_resource, validation_token,
 };
 
+pub use known::{Known, VERSION_FIELDS, version_of};
 pub(crate) use time::parse_datetime;
 
 /// The relay marker used unless configured otherwise.
@@ -744,12 +746,23 @@ pub fn diff(
     current: &Value,
     ctx: &ParseContext<'_>,
 ) -> Result<Parsed, Rejected> {
-    let Some(previous) = previous else {
-        return parse_message(current, ctx);
-    };
+    match previous {
+        None => parse_message(current, ctx),
+        Some(previous) => {
+            previous.as_object().ok_or(Rejected::NotAnObject)?;
+            diff_known(&Known::of(previous, ctx.relay_marker), current, ctx)
+        }
+    }
+}
+
+/// [`diff`] against what was kept of the previous version ([`Known`]).
+pub fn diff_known(
+    previous: &Known,
+    current: &Value,
+    ctx: &ParseContext<'_>,
+) -> Result<Parsed, Rejected> {
     let h = header(current, None, ctx)?;
-    let prev = previous.as_object().ok_or(Rejected::NotAnObject)?;
-    let was_deleted = opt_str(prev, "deletedDateTime").is_some();
+    let was_deleted = previous.deleted;
     let is_deleted = opt_str(h.obj, "deletedDateTime").is_some();
     match (was_deleted, is_deleted) {
         (false, true) => return parse_message(current, ctx),
@@ -761,22 +774,14 @@ pub fn diff(
         return Ok(Parsed::Ignored(IgnoreReason::Unchanged));
     }
     let mut events = Vec::new();
-    let body_of = |o: &Obj| {
-        opt_obj(o, "body")
-            .and_then(|b| opt_str(b, "content"))
-            .unwrap_or("")
-            .to_owned()
-    };
-    let edited = opt_str(prev, "lastEditedDateTime") != opt_str(h.obj, "lastEditedDateTime")
-        || body_of(prev) != body_of(h.obj)
-        || opt_array(prev, "attachments") != opt_array(h.obj, "attachments");
+    let edited = previous.edited_in(h.obj);
     if edited {
         match parse_content(&h, ctx, Mode::Edit)? {
             Parsed::Events(list) => events.extend(list),
             Parsed::Ignored(_) => {}
         }
     }
-    let before = reactions(prev);
+    let before = previous.reactions.to_vec();
     let after = reactions(h.obj);
     for (added, set, other) in [(true, &after, &before), (false, &before, &after)] {
         for r in set.iter().filter(|r| !other.contains(r)) {

@@ -831,3 +831,105 @@ async fn rich_notifications_are_decrypted_without_a_read() {
     shutdown.cancel();
     runner.await.expect("joins").expect("stops cleanly");
 }
+
+/// The next event the bridge hands to the relay, not yet acknowledged.
+async fn next_envelope(relay: &mut mpsc::Receiver<InboundEnvelope>) -> InboundEnvelope {
+    tokio::time::timeout(Duration::from_secs(10), relay.recv())
+        .await
+        .expect("an event in time")
+        .expect("the bridge runs")
+}
+
+/// Bob posts `n` roots while the relay holds back the acknowledgement of the
+/// first one, so that the others come in one delta round. Returns their ids
+/// and that first envelope, not acknowledged.
+async fn burst_behind_a_held_event(
+    h: &Harness,
+    relay: &mut mpsc::Receiver<InboundEnvelope>,
+    n: usize,
+) -> (Vec<String>, InboundEnvelope) {
+    let mut posted = vec![h.bob_posts("", "burst 0").await];
+    let held = next_envelope(relay).await;
+    for i in 1..n {
+        posted.push(h.bob_posts("", &format!("burst {i}")).await);
+    }
+    (posted, held)
+}
+
+#[tokio::test]
+async fn a_burst_is_handed_over_several_at_once_and_arrives_in_order() {
+    const N: usize = 20;
+    let h = Harness::start(Settings::default()).await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let (posted, (first, ack)) = burst_behind_a_held_event(&h, &mut relay, N).await;
+    let mut got = message_ids(&[first]);
+    let _ = ack.send(Ok(()));
+    // The rest come in one round: handed over without waiting for each to
+    // be stored.
+    let mut unacknowledged = Vec::new();
+    while unacknowledged.len() < N - 1 {
+        let (event, ack) = next_envelope(&mut relay).await;
+        got.extend(message_ids(&[event]));
+        unacknowledged.push(ack);
+    }
+    for ack in unacknowledged {
+        let _ = ack.send(Ok(()));
+    }
+    assert_eq!(got, posted, "every message once, in the order posted");
+    let counts = counts_when(&h.bridge, |c| c.events_by_notification >= N as u64).await;
+    assert_eq!(counts.events_by_notification, N as u64, "{counts:?}");
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_refused_event_and_those_after_it_are_read_again_and_nothing_is_lost() {
+    const N: usize = 5;
+    const REFUSED: usize = 2;
+    let h = Harness::start(Settings::default()).await;
+    let (mut relay, shutdown, runner) = h.run().await;
+    let (posted, (first, ack)) = burst_behind_a_held_event(&h, &mut relay, N).await;
+    let mut first_ids = vec![first.event.clone()];
+    let _ = ack.send(Ok(()));
+    // The round of the others: the third message is refused, those around
+    // it are stored.
+    for (i, id) in posted.iter().enumerate().skip(1) {
+        let (event, ack) = next_envelope(&mut relay).await;
+        assert_eq!(message_ids(std::slice::from_ref(&event)), vec![id.clone()]);
+        first_ids.push(event.event.clone());
+        let answer = if i == REFUSED {
+            Err(switchboard_model::IntakeError::NotStored(
+                "disk full".into(),
+            ))
+        } else {
+            Ok(())
+        };
+        let _ = ack.send(answer);
+    }
+    // A later message: its round starts from the delta link before the
+    // refused one, and brings it again, with what came after it.
+    let later = h.bob_posts("", "after the refusal").await;
+    let again = collect_until(
+        &mut relay,
+        |e| message_ids(e).contains(&later),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut expected: Vec<String> = posted[REFUSED..].to_vec();
+    expected.push(later);
+    assert_eq!(
+        message_ids(&again),
+        expected,
+        "from the refused message on, in order; nothing stored before it again"
+    );
+    assert_eq!(
+        again[..N - REFUSED]
+            .iter()
+            .map(|e| e.event.clone())
+            .collect::<Vec<_>>(),
+        first_ids[REFUSED..].to_vec(),
+        "the same event ids, so that the relay drops what it stored already"
+    );
+    shutdown.cancel();
+    runner.await.expect("joins").expect("stops cleanly");
+}

@@ -10,7 +10,8 @@
 //!   root again, so the replies of every root in the round are listed too.
 //!   Chats (Graph has no per-chat delta): the newest page of
 //!   `GET /chats/{id}/messages`.
-//! - **Exactly once** when both paths see a message: the gate is serialised;
+//! - **Exactly once** when both paths see a message: the gate is serialised
+//!   per conversation;
 //!   a version older than or equal to the one seen is skipped; event ids are
 //!   derived from (channel, message, version, kind), so a repeat that slips
 //!   through (a restart, two processes) is dropped by the relay's dedup; and
@@ -25,6 +26,14 @@
 //!   while down are not recovered.
 //! - The versions seen are bounded ([`SEEN_CAP`]); the oldest half is
 //!   forgotten when full, which at worst repeats the restart case above.
+//!   What is kept of a version is a [`Known`] (its time and etag, hashes of
+//!   what a diff compares, its reactions), a few hundred bytes, not the
+//!   message.
+//! - **Rounds**: the versions of one reconciliation round (or one notified
+//!   message) pass the gate as a [`Round`], their events handed to the relay
+//!   without waiting for each to be stored; a delta link is stored only once
+//!   all of them are, and a version whose events were refused is forgotten
+//!   with those after it.
 //! - **Direct chats**: a one-on-one chat of the service account that is not
 //!   a portal passes the gate as a command chat (`direct`): a new message of
 //!   someone else becomes one [`InboundKind::Command`], reconciled by
@@ -39,11 +48,13 @@
 use super::{Conversation, TeamsBridge};
 use crate::auth::Secret;
 use crate::client::Bearer;
-use crate::graph::{self, ParseContext, Parsed, ResourceRef};
+use crate::graph::{self, Known, ParseContext, Parsed, ResourceRef};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use switchboard_model::bridge::Stored;
 use switchboard_model::{
     BridgeContext, BridgeError, ChannelId, Inbound, InboundKind, IntakeError, RetryKind,
 };
@@ -54,24 +65,12 @@ pub const SEEN_CAP: usize = 20_000;
 const REPLIES_TOP: usize = 50;
 /// Chat messages read per chat during reconciliation.
 const CHAT_TOP: usize = 50;
-/// Fields of a message kept in the version cache (what the diff reads).
-const KEPT_FIELDS: &[&str] = &[
-    "id",
-    "replyToId",
-    "etag",
-    "messageType",
-    "createdDateTime",
-    "lastModifiedDateTime",
-    "lastEditedDateTime",
-    "deletedDateTime",
-    "subject",
-    "from",
-    "body",
-    "attachments",
-    "reactions",
-    "channelIdentity",
-    "chatId",
-];
+/// Message versions whose events may be submitted to the relay and not yet
+/// stored, in one [`Round`].
+pub(super) const IN_FLIGHT: usize = 128;
+/// Replies of roots read ahead of the gate in a delta round, and at most
+/// this many reads of replies at once over all rounds.
+const REPLIES_AHEAD: usize = 16;
 
 /// Which gate a message version passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +105,7 @@ pub(super) struct Counters {
     pub(super) resyncs: AtomicU64,
     pub(super) fetch_failures: AtomicU64,
     pub(super) rich: AtomicU64,
+    pub(super) covered: AtomicU64,
 }
 
 /// A snapshot of the inbound counters ([`TeamsBridge::inbound_counts`]).
@@ -134,6 +134,9 @@ pub struct InboundCounts {
     pub fetch_failures: u64,
     /// Notifications whose message came decrypted, without a GET.
     pub rich: u64,
+    /// Notifications of a channel change that a delta round begun after
+    /// them had brought already (no read of their own).
+    pub covered: u64,
 }
 
 impl Counters {
@@ -155,25 +158,27 @@ impl Counters {
             resyncs: g(&self.resyncs),
             fetch_failures: g(&self.fetch_failures),
             rich: g(&self.rich),
+            covered: g(&self.covered),
         }
     }
 }
 
-/// The last version seen of each message, bounded.
+/// The last version seen of each message ([`Known`]: its version and what
+/// a diff compares, not the message), bounded.
 #[derive(Debug, Default)]
 struct Seen {
-    map: HashMap<(ChannelId, String), (Value, u64)>,
+    map: HashMap<(ChannelId, String), (Known, u64)>,
     tick: u64,
 }
 
 impl Seen {
-    fn get(&self, key: &(ChannelId, String)) -> Option<&Value> {
+    fn get(&self, key: &(ChannelId, String)) -> Option<&Known> {
         self.map.get(key).map(|(v, _)| v)
     }
 
-    fn insert(&mut self, key: (ChannelId, String), message: &Value) {
+    fn insert(&mut self, key: (ChannelId, String), known: Known) {
         self.tick += 1;
-        self.map.insert(key, (trim(message), self.tick));
+        self.map.insert(key, (known, self.tick));
         if self.map.len() > SEEN_CAP {
             let mut ticks: Vec<u64> = self.map.values().map(|(_, t)| *t).collect();
             ticks.sort_unstable();
@@ -182,51 +187,18 @@ impl Seen {
         }
     }
 
+    /// Puts back what was there before a version that was not stored.
+    fn restore(&mut self, key: (ChannelId, String), before: Option<Known>) {
+        match before {
+            Some(known) => self.insert(key, known),
+            None => {
+                self.map.remove(&key);
+            }
+        }
+    }
+
     fn len(&self) -> usize {
         self.map.len()
-    }
-}
-
-/// The fields of `message` the diff needs.
-fn trim(message: &Value) -> Value {
-    match message.as_object() {
-        Some(obj) => Value::Object(
-            obj.iter()
-                .filter(|(k, _)| KEPT_FIELDS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        None => message.clone(),
-    }
-}
-
-/// `(lastModifiedDateTime in ms, etag)` of a message version.
-fn version(message: &Value) -> (u64, Option<u64>) {
-    let modified = message
-        .get("lastModifiedDateTime")
-        .and_then(Value::as_str)
-        .and_then(graph::parse_datetime)
-        .unwrap_or(0);
-    let etag = message
-        .get("etag")
-        .and_then(Value::as_str)
-        .and_then(|e| e.trim_matches('"').parse().ok());
-    (modified, etag)
-}
-
-/// Whether `current` is a later version than `previous`.
-fn is_newer(previous: &Value, current: &Value) -> bool {
-    let (pm, pe) = version(previous);
-    let (cm, ce) = version(current);
-    if cm != pm {
-        return cm > pm;
-    }
-    match (pe, ce) {
-        (Some(p), Some(c)) => c > p,
-        _ => {
-            // Same time and no comparable etag: newer only if it differs.
-            trim(previous) != trim(current)
-        }
     }
 }
 
@@ -254,7 +226,14 @@ pub(super) struct InboundState {
     seen: Mutex<Seen>,
     /// Messages that were `call` commands (bounded like `seen`).
     commands: Mutex<HashSet<(ChannelId, String)>>,
-    gate: tokio::sync::Mutex<()>,
+    /// The gate of each conversation: versions of one conversation pass
+    /// one round at a time; conversations do not wait for each other.
+    gates: Mutex<HashMap<ChannelId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Reads of replies running at once, all rounds together.
+    reply_reads: tokio::sync::Semaphore,
+    /// Per channel, when the last delta round that stored everything it
+    /// read began: a notification received before that is covered by it.
+    covered: Mutex<HashMap<ChannelId, Instant>>,
     pub(super) counters: Counters,
     started_ms: u64,
 }
@@ -264,7 +243,9 @@ impl InboundState {
         InboundState {
             seen: Mutex::new(Seen::default()),
             commands: Mutex::new(HashSet::new()),
-            gate: tokio::sync::Mutex::new(()),
+            gates: Mutex::new(HashMap::new()),
+            reply_reads: tokio::sync::Semaphore::new(REPLIES_AHEAD),
+            covered: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             started_ms: now_ms(),
         }
@@ -272,6 +253,40 @@ impl InboundState {
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the gate of `channel` for a [`Round`].
+    pub(super) async fn round(&self, channel: &ChannelId) -> Round<'_> {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(channel.clone())
+            .or_default()
+            .clone();
+        Round {
+            state: self,
+            _gate: gate.lock_owned().await,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Whether a delta round of `channel` that began after `received` has
+    /// stored everything it read.
+    pub(super) fn covers(&self, channel: &ChannelId, received: Instant) -> bool {
+        self.covered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .is_some_and(|began| *began > received)
+    }
+
+    fn cover(&self, channel: &ChannelId, began: Instant) {
+        let mut covered = self.covered.lock().unwrap_or_else(|p| p.into_inner());
+        let at = covered.entry(channel.clone()).or_insert(began);
+        if *at < began {
+            *at = began;
+        }
     }
 
     /// Keeps only the call requests and commands among `events` when message
@@ -296,6 +311,128 @@ impl InboundState {
             return;
         }
         events.retain(is_request);
+    }
+}
+
+/// Message versions passed through the gate together: a reconciliation
+/// round, or one notified message, of one conversation. The round holds the
+/// conversation's gate from start to [`Round::finish`], so no other path
+/// compares a version with one whose events are not stored yet.
+///
+/// Each version's events are submitted to the relay in order without
+/// waiting for them to be stored ([`InboundSink::submit`]), up to
+/// [`IN_FLIGHT`] versions at once, and the version is remembered at once, so
+/// that a later version of the same message in the round diffs against it.
+/// The relay stores what it is handed in order. Versions are settled oldest
+/// first: when one is not stored, it and every version after it are
+/// forgotten again (the cache goes back to what it held before them), and
+/// the round fails, so its caller does not move a delta link past them; the
+/// next round reads them again, and what was stored meanwhile comes back
+/// with the same event ids, which the relay drops. A round dropped before
+/// it is finished (shutdown, an error on the way) forgets what it has not
+/// settled the same way.
+///
+/// [`InboundSink::submit`]: switchboard_model::InboundSink::submit
+#[must_use = "a round's versions are only kept once it is finished"]
+pub(super) struct Round<'a> {
+    state: &'a InboundState,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
+    in_flight: VecDeque<Passed>,
+}
+
+/// A version in a [`Round`] whose events may not be stored yet.
+struct Passed {
+    key: (ChannelId, String),
+    /// What the cache held before this version.
+    before: Option<Known>,
+    stored: Vec<Stored>,
+    source: Source,
+}
+
+impl Round<'_> {
+    /// Remembers `known` for `key` once `stored` resolve.
+    fn pass(
+        &mut self,
+        key: (ChannelId, String),
+        known: Known,
+        stored: Vec<Stored>,
+        source: Source,
+    ) {
+        let before = {
+            let mut seen = self.state.seen();
+            let before = seen.get(&key).cloned();
+            seen.insert(key.clone(), known);
+            before
+        };
+        self.in_flight.push_back(Passed {
+            key,
+            before,
+            stored,
+            source,
+        });
+    }
+
+    /// Waits until the oldest version's events are stored. `Ok(false)` when
+    /// the relay is shutting down.
+    async fn settle_one(&mut self) -> Result<bool, BridgeError> {
+        let Some(mut next) = self.in_flight.pop_front() else {
+            return Ok(true);
+        };
+        let n = next.stored.len() as u64;
+        while !next.stored.is_empty() {
+            let stored = next.stored.remove(0);
+            let refused = match stored.await {
+                Ok(()) => continue,
+                Err(IntakeError::ShuttingDown) => Ok(false),
+                Err(IntakeError::NotStored(why)) => {
+                    // Not remembered: the next round reads it again.
+                    Err(BridgeError::transient(format!("event not stored: {why}")))
+                }
+            };
+            self.in_flight.push_front(next);
+            self.forget_unsettled();
+            return refused;
+        }
+        let counter = match next.source {
+            Source::Notification => &self.state.counters.events_by_notification,
+            Source::Reconcile => &self.state.counters.events_by_reconcile,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Settles versions until at most `limit` are in flight.
+    async fn settle_to(&mut self, limit: usize) -> Result<bool, BridgeError> {
+        while self.in_flight.len() > limit {
+            if !self.settle_one().await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits until every version's events are stored. `Ok(false)` when the
+    /// relay is shutting down; an error when one was not stored (that one
+    /// and those after it are forgotten).
+    pub(super) async fn finish(mut self) -> Result<bool, BridgeError> {
+        self.settle_to(0).await
+    }
+
+    /// Forgets every version not settled, newest first.
+    fn forget_unsettled(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let mut seen = self.state.seen();
+        while let Some(p) = self.in_flight.pop_back() {
+            seen.restore(p.key, p.before);
+        }
+    }
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        self.forget_unsettled();
     }
 }
 
@@ -334,8 +471,8 @@ impl TeamsBridge {
         now
     }
 
-    /// The gate every message version of a watched conversation passes.
-    /// `Ok(false)` when the relay is shutting down.
+    /// The gate every message version of a watched conversation passes, on
+    /// its own (a round of one). `Ok(false)` when the relay is shutting down.
     pub(super) async fn process(
         &self,
         ctx: &BridgeContext,
@@ -343,8 +480,14 @@ impl TeamsBridge {
         message: &Value,
         source: Source,
     ) -> Result<bool, BridgeError> {
-        self.process_as(ctx, channel, message, source, Gate::Portal)
-            .await
+        let mut round = self.inbound.round(channel).await;
+        if !self
+            .pass(ctx, &mut round, channel, message, source, Gate::Portal)
+            .await?
+        {
+            return Ok(false);
+        }
+        round.finish().await
     }
 
     /// The gate for a one-on-one chat of the service account that is not a
@@ -356,13 +499,24 @@ impl TeamsBridge {
         message: &Value,
         source: Source,
     ) -> Result<bool, BridgeError> {
-        self.process_as(ctx, channel, message, source, Gate::Direct)
-            .await
+        let mut round = self.inbound.round(channel).await;
+        if !self
+            .pass(ctx, &mut round, channel, message, source, Gate::Direct)
+            .await?
+        {
+            return Ok(false);
+        }
+        round.finish().await
     }
 
-    async fn process_as(
+    /// Passes one version through the gate in `round`: compares it with the
+    /// last version seen, submits the events of the difference and
+    /// remembers it (until the round finds its events not stored).
+    /// `Ok(false)` when the relay is shutting down.
+    async fn pass(
         &self,
         ctx: &BridgeContext,
+        round: &mut Round<'_>,
         channel: &ChannelId,
         message: &Value,
         source: Source,
@@ -373,10 +527,9 @@ impl TeamsBridge {
             return Ok(true);
         };
         let key = (channel.clone(), mid.to_owned());
-        let _gate = self.inbound.gate.lock().await;
         let previous = self.inbound.seen().get(&key).cloned();
         if let Some(prev) = &previous
-            && !is_newer(prev, message)
+            && !prev.is_older_than(message)
         {
             Counters::bump(&self.inbound.counters.stale_skipped);
             return Ok(true);
@@ -386,9 +539,10 @@ impl TeamsBridge {
             Gate::Direct => self.direct_floor(ctx),
         };
         let created = created_ms(message).unwrap_or(u64::MAX);
+        let known = Known::of(message, &self.relay_marker);
         if previous.is_none() && created < floor {
             // History from before this channel was watched.
-            self.inbound.seen().insert(key, message);
+            round.pass(key, known, Vec::new(), source);
             return Ok(true);
         }
         let mut events = self.events_for(channel, previous.as_ref(), message, created, gate);
@@ -401,32 +555,23 @@ impl TeamsBridge {
         }
         self.inbound.filter_commands(&key, &mut events);
         self.name_people(&mut events).await;
-        let n = events.len() as u64;
+        let mut stored = Vec::with_capacity(events.len());
         for event in events {
             let event = self.mark_ours(channel, event);
-            match ctx.inbound.push(event).await {
-                Ok(()) => {}
-                Err(IntakeError::ShuttingDown) => return Ok(false),
-                Err(IntakeError::NotStored(why)) => {
-                    // Not remembered: the next round reads it again.
-                    return Err(BridgeError::transient(format!("event not stored: {why}")));
-                }
+            match ctx.inbound.submit(event).await {
+                Ok(s) => stored.push(s),
+                Err(_) => return Ok(false),
             }
         }
-        let counter = match source {
-            Source::Notification => &self.inbound.counters.events_by_notification,
-            Source::Reconcile => &self.inbound.counters.events_by_reconcile,
-        };
-        counter.fetch_add(n, Ordering::Relaxed);
-        self.inbound.seen().insert(key, message);
-        Ok(true)
+        round.pass(key, known, stored, source);
+        round.settle_to(IN_FLIGHT).await
     }
 
     /// The events between `previous` (if seen) and `message`.
     fn events_for(
         &self,
         channel: &ChannelId,
-        previous: Option<&Value>,
+        previous: Option<&Known>,
         message: &Value,
         created: u64,
         gate: Gate,
@@ -445,7 +590,7 @@ impl TeamsBridge {
         };
         let mut parsed = Vec::new();
         match previous {
-            Some(prev) => parsed.push(graph::diff(Some(prev), message, &pctx)),
+            Some(prev) => parsed.push(graph::diff_known(prev, message, &pctx)),
             None => {
                 let deleted = message.get("deletedDateTime").is_some_and(|d| !d.is_null());
                 let edited = message
@@ -527,9 +672,7 @@ impl TeamsBridge {
         let mut next = start.to_owned();
         loop {
             let page = patiently(|| self.graph.get_json(&next, Bearer::App(app))).await?;
-            let bytes = serde_json::to_vec(&page)
-                .map_err(|e| BridgeError::transient(format!("delta page: {e}")))?;
-            let page = graph::parse_delta_page(&bytes)
+            let page = graph::delta_page_of(page)
                 .map_err(|e| BridgeError::transient(format!("delta page: {e:?}")))?;
             messages.extend(page.messages);
             match (page.next_link, page.delta_link) {
@@ -549,7 +692,10 @@ impl TeamsBridge {
         let mut seen = self.inbound.seen();
         for m in messages {
             if let Some(id) = m.get("id").and_then(Value::as_str) {
-                seen.insert((channel.clone(), id.to_owned()), m);
+                seen.insert(
+                    (channel.clone(), id.to_owned()),
+                    Known::of(m, &self.relay_marker),
+                );
             }
         }
     }
@@ -578,6 +724,7 @@ impl TeamsBridge {
         if !conv.is_channel() {
             return self.reconcile_chat(ctx, channel, &conv, app).await;
         }
+        let began = Instant::now();
         let stored = ctx.cursors().get(channel);
         let start = stored
             .clone()
@@ -602,47 +749,71 @@ impl TeamsBridge {
             ctx.cursors().put(channel, &link);
             return Ok(true);
         }
-        for message in &messages {
-            if !self.process(ctx, channel, message, source).await? {
-                return Ok(false);
-            }
-            // A root in the round may have new or changed replies.
-            if let Some(root) = message.get("id").and_then(Value::as_str)
-                && !self
-                    .reconcile_replies(ctx, channel, &conv, root, app, source)
-                    .await?
-            {
-                return Ok(false);
-            }
+        // A root in the round may have new or changed replies: they are
+        // read a few roots ahead, and pass the gate after their root.
+        let roots = messages
+            .iter()
+            .filter_map(|m| m.get("id").and_then(Value::as_str))
+            .map(|root| format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages()));
+        let mut replies = RepliesAhead::new(self.this.upgrade(), app, roots);
+        let mut round = self.inbound.round(channel).await;
+        let passed = self
+            .pass_delta(ctx, &mut round, channel, &messages, &mut replies, source)
+            .await;
+        // What was handed to the relay is settled even when the round
+        // stopped on the way (a failed read of replies), so that it is not
+        // reported again by the next round.
+        let settled = round.finish().await;
+        if !passed? || !settled? {
+            return Ok(false);
         }
         ctx.cursors().put(channel, &link);
+        self.inbound.cover(channel, began);
         Ok(true)
     }
 
-    /// The newest replies of `root`, through the gate.
-    async fn reconcile_replies(
+    /// Passes a delta round's messages, each root followed by its replies,
+    /// through the gate in `round`. `Ok(false)` on shutdown.
+    async fn pass_delta<I: Iterator<Item = String>>(
         &self,
         ctx: &BridgeContext,
+        round: &mut Round<'_>,
         channel: &ChannelId,
-        conv: &Conversation<'_>,
-        root: &str,
-        app: &Secret,
+        messages: &[Value],
+        replies: &mut RepliesAhead<I>,
         source: Source,
     ) -> Result<bool, BridgeError> {
-        let path = format!("{}/{root}/replies?$top={REPLIES_TOP}", conv.messages());
-        let replies =
-            match patiently(|| self.graph.get_all(&path, Bearer::App(app), REPLIES_TOP)).await {
-                Ok(r) => r,
-                Err(BridgeError::NotFound { .. }) => return Ok(true),
-                Err(e) => return Err(e),
-            };
-        // Graph lists newest first; relay oldest first.
-        for reply in replies.iter().rev() {
-            if !self.process(ctx, channel, reply, source).await? {
+        for message in messages {
+            if !self
+                .pass(ctx, round, channel, message, source, Gate::Portal)
+                .await?
+            {
                 return Ok(false);
+            }
+            if message.get("id").and_then(Value::as_str).is_none() {
+                continue;
+            }
+            // Graph lists newest first; relay oldest first.
+            for reply in replies.next().await?.iter().rev() {
+                if !self
+                    .pass(ctx, round, channel, reply, source, Gate::Portal)
+                    .await?
+                {
+                    return Ok(false);
+                }
             }
         }
         Ok(true)
+    }
+
+    /// The newest replies at `path` (a root's replies), waiting out 429s;
+    /// none when the root is gone.
+    async fn read_replies(&self, path: &str, app: &Secret) -> Result<Vec<Value>, BridgeError> {
+        match patiently(|| self.graph.get_all(path, Bearer::App(app), REPLIES_TOP)).await {
+            Ok(r) => Ok(r),
+            Err(BridgeError::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The newest page of a chat, through the gate.
@@ -659,15 +830,23 @@ impl TeamsBridge {
             .graph
             .get_all(&path, Bearer::App(app), CHAT_TOP)
             .await?;
+        let mut round = self.inbound.round(channel).await;
         for message in messages.iter().rev() {
             if !self
-                .process(ctx, channel, message, Source::Reconcile)
+                .pass(
+                    ctx,
+                    &mut round,
+                    channel,
+                    message,
+                    Source::Reconcile,
+                    Gate::Portal,
+                )
                 .await?
             {
                 return Ok(false);
             }
         }
-        Ok(true)
+        round.finish().await
     }
 
     /// One reconciliation of every watched conversation. `Ok(false)` on
@@ -714,8 +893,16 @@ impl TeamsBridge {
             return Ok(true);
         };
         Counters::bump(&self.inbound.counters.rich);
-        self.process_as(ctx, &channel, message, Source::Notification, gate)
-            .await
+        match gate {
+            Gate::Portal => {
+                self.process(ctx, &channel, message, Source::Notification)
+                    .await
+            }
+            Gate::Direct => {
+                self.process_direct(ctx, &channel, message, Source::Notification)
+                    .await
+            }
+        }
     }
 
     /// The gate of a notified conversation: a watched one's, a direct chat's
@@ -743,11 +930,17 @@ impl TeamsBridge {
     /// the stored link instead (it holds the notified message and whatever
     /// came before it), so that a message whose notification was lost or is
     /// late never reaches the relay after later ones.
+    ///
+    /// A delta round that began after the notification was `received` and
+    /// stored everything it read has brought the change already: such a
+    /// notification costs nothing more (a burst of notifications for one
+    /// channel is one or two rounds, not one each).
     pub(super) async fn fetch_notified(
         &self,
         ctx: &BridgeContext,
         resource: &ResourceRef,
         deleted: bool,
+        received: Instant,
     ) -> Result<bool, BridgeError> {
         let Some(channel) = resource.channel_id() else {
             return Ok(true);
@@ -756,16 +949,45 @@ impl TeamsBridge {
             return self.fetch_direct_notified(ctx, resource, deleted).await;
         }
         if self.reads_by_delta(ctx, &channel, deleted) {
-            let app = self.app.token().await?;
-            return self
-                .reconcile_for(ctx, &channel, &app, Source::Notification)
-                .await;
+            return self.notified_round(ctx, &channel, received).await;
         }
         let Some(read) = self.notified_read(ctx, resource, deleted)? else {
             return Ok(true);
         };
         let message = self.read_notified(&read.path).await;
         self.apply_notified(ctx, &read, deleted, message).await
+    }
+
+    /// The channel whose delta round answers a change notification for
+    /// `resource` (a new or changed message of a watched channel with a
+    /// delta link), if any.
+    pub(super) fn delta_channel(
+        &self,
+        ctx: &BridgeContext,
+        resource: &ResourceRef,
+        deleted: bool,
+    ) -> Option<ChannelId> {
+        resource
+            .channel_id()
+            .filter(|c| self.watched(ctx).contains(c) && self.reads_by_delta(ctx, c, deleted))
+    }
+
+    /// The delta round of `channel` for a notification received at
+    /// `received`, unless a round that began later has covered it.
+    /// `Ok(false)` on shutdown.
+    pub(super) async fn notified_round(
+        &self,
+        ctx: &BridgeContext,
+        channel: &ChannelId,
+        received: Instant,
+    ) -> Result<bool, BridgeError> {
+        if self.inbound.covers(channel, received) {
+            Counters::bump(&self.inbound.counters.covered);
+            return Ok(true);
+        }
+        let app = self.app.token().await?;
+        self.reconcile_for(ctx, channel, &app, Source::Notification)
+            .await
     }
 
     /// In a channel, a new or changed message is read by a delta round from
@@ -809,7 +1031,7 @@ impl TeamsBridge {
             Err(BridgeError::NotFound { .. }) => return Ok(true),
             Err(e) => return Err(e),
         };
-        self.process_as(ctx, &channel, &message, Source::Notification, Gate::Direct)
+        self.process_direct(ctx, &channel, &message, Source::Notification)
             .await
     }
 
@@ -868,16 +1090,15 @@ impl TeamsBridge {
                     .seen()
                     .get(&(channel.clone(), read.graph_id.clone()))
                     .cloned();
-                let Some(mut gone) = previous else {
+                let Some(known) = previous else {
                     return Ok(true);
                 };
-                let now = iso_now();
-                if let Some(obj) = gone.as_object_mut() {
-                    obj.insert("deletedDateTime".into(), Value::String(now.clone()));
-                    obj.insert("lastModifiedDateTime".into(), Value::String(now));
-                    obj.remove("etag");
-                }
-                gone
+                known.gone(
+                    &read.graph_id,
+                    conversation_field(channel)?,
+                    &iso_now(),
+                    &self.relay_marker,
+                )
             }
             Err(e) => return Err(e),
         };
@@ -894,6 +1115,78 @@ pub(super) struct NotifiedRead {
     pub(super) path: String,
     /// The message's (or reply's) own id.
     graph_id: String,
+}
+
+/// The field by which a chatMessage names `channel`: `channelIdentity`
+/// (`{teamId, channelId}`) or `chatId`.
+fn conversation_field(channel: &ChannelId) -> Result<(&'static str, Value), BridgeError> {
+    Ok(match Conversation::of(channel)? {
+        Conversation::Channel { team, channel } => (
+            "channelIdentity",
+            serde_json::json!({ "teamId": team, "channelId": channel }),
+        ),
+        Conversation::Chat(chat) => ("chatId", Value::String(chat.to_owned())),
+    })
+}
+
+/// The replies of a delta round's roots, read up to [`REPLIES_AHEAD`] roots
+/// ahead of the gate and handed out in the roots' order. Reads still
+/// running when it is dropped are stopped.
+struct RepliesAhead<I> {
+    bridge: Option<std::sync::Arc<TeamsBridge>>,
+    app: Secret,
+    paths: I,
+    reading: VecDeque<tokio::task::JoinHandle<Result<Vec<Value>, BridgeError>>>,
+}
+
+impl<I: Iterator<Item = String>> RepliesAhead<I> {
+    fn new(bridge: Option<std::sync::Arc<TeamsBridge>>, app: &Secret, paths: I) -> Self {
+        let mut ahead = RepliesAhead {
+            bridge,
+            app: app.clone(),
+            paths,
+            reading: VecDeque::new(),
+        };
+        ahead.fill();
+        ahead
+    }
+
+    fn fill(&mut self) {
+        let Some(bridge) = &self.bridge else {
+            return;
+        };
+        while self.reading.len() < REPLIES_AHEAD {
+            let Some(path) = self.paths.next() else {
+                return;
+            };
+            let (bridge, app) = (bridge.clone(), self.app.clone());
+            self.reading.push_back(tokio::spawn(async move {
+                // Rounds of several channels at once share the budget.
+                let _permit = bridge.inbound.reply_reads.acquire().await;
+                bridge.read_replies(&path, &app).await
+            }));
+        }
+    }
+
+    /// The replies of the next root.
+    async fn next(&mut self) -> Result<Vec<Value>, BridgeError> {
+        let Some(reading) = self.reading.pop_front() else {
+            return Err(BridgeError::transient("the bridge is shutting down"));
+        };
+        let replies = reading
+            .await
+            .unwrap_or_else(|e| Err(BridgeError::transient(format!("reading replies: {e}"))));
+        self.fill();
+        replies
+    }
+}
+
+impl<I> Drop for RepliesAhead<I> {
+    fn drop(&mut self) {
+        for reading in &self.reading {
+            reading.abort();
+        }
+    }
 }
 
 /// How many 429s one read inside a reconciliation round waits out before
@@ -951,6 +1244,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn is_newer(previous: &Value, current: &Value) -> bool {
+        Known::of(previous, "").is_older_than(current)
+    }
+
     #[test]
     fn versions_compare_by_time_then_etag() {
         let a = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:00.000Z","etag":"5"});
@@ -963,17 +1260,33 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_keeps_only_what_the_diff_reads_and_stays_bounded() {
+    fn without_an_etag_a_version_at_the_same_time_is_newer_only_if_it_differs() {
+        let a = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:00.000Z","body":{"content":"x"},"webUrl":"u"});
+        let same = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:00.000Z","body":{"content":"x"},"webUrl":"v"});
+        let other = json!({"id":"1","lastModifiedDateTime":"2026-01-01T00:00:00.000Z","body":{"content":"y"}});
+        assert!(!is_newer(&a, &a));
+        assert!(
+            !is_newer(&a, &same),
+            "a field the gate does not compare is no new version"
+        );
+        assert!(is_newer(&a, &other));
+    }
+
+    #[test]
+    fn the_cache_keeps_a_small_record_and_stays_bounded() {
         let mut seen = Seen::default();
-        let m = json!({"id":"1","body":{"content":"x"},"mentions":[1,2,3],"webUrl":"u"});
-        seen.insert((ChannelId::new("c"), "1".into()), &m);
-        let kept = seen
-            .get(&(ChannelId::new("c"), "1".into()))
-            .expect("kept")
-            .clone();
-        assert_eq!(kept, json!({"id":"1","body":{"content":"x"}}));
+        let m =
+            json!({"id":"1","body":{"content":"x".repeat(2000)},"mentions":[1,2,3],"webUrl":"u"});
+        let known = Known::of(&m, "");
+        assert!(
+            std::mem::size_of::<Known>() < 160,
+            "{} bytes",
+            std::mem::size_of::<Known>()
+        );
+        seen.insert((ChannelId::new("c"), "1".into()), known.clone());
+        assert_eq!(seen.get(&(ChannelId::new("c"), "1".into())), Some(&known));
         for i in 0..(SEEN_CAP + 10) {
-            seen.insert((ChannelId::new("c"), i.to_string()), &m);
+            seen.insert((ChannelId::new("c"), i.to_string()), known.clone());
         }
         assert!(seen.len() <= SEEN_CAP, "{} entries", seen.len());
         assert!(
@@ -981,6 +1294,20 @@ mod tests {
                 .is_some(),
             "the newest entries stay"
         );
+    }
+
+    #[test]
+    fn a_restored_entry_is_what_was_there_before() {
+        let mut seen = Seen::default();
+        let key = (ChannelId::new("c"), "1".to_owned());
+        let v1 = Known::of(&json!({"id":"1","etag":"1"}), "");
+        let v2 = Known::of(&json!({"id":"1","etag":"2"}), "");
+        seen.insert(key.clone(), v1.clone());
+        seen.insert(key.clone(), v2);
+        seen.restore(key.clone(), Some(v1.clone()));
+        assert_eq!(seen.get(&key), Some(&v1));
+        seen.restore(key.clone(), None);
+        assert_eq!(seen.get(&key), None);
     }
 
     #[test]

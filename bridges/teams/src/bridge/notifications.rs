@@ -21,6 +21,7 @@ use super::inbound::Counters;
 use crate::graph::{self, ChangeType, EncryptedContent, LifecycleEvent, Notification, ResourceRef};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Instant;
 use switchboard_model::{HttpEndpoint, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
@@ -34,11 +35,15 @@ pub(super) enum Work {
     Change {
         resource: ResourceRef,
         deleted: bool,
+        /// When the notification came.
+        received: Instant,
     },
     /// A message changed and Graph sent it, encrypted to our certificate.
     Rich {
         resource: ResourceRef,
         content: EncryptedContent,
+        /// When the notification came.
+        received: Instant,
     },
     /// A lifecycle event of a subscription.
     Lifecycle {
@@ -86,6 +91,7 @@ impl HttpEndpoint for NotificationEndpoint {
                 return HttpResponse::text(400, format!("not a notification batch: {}", e.label()));
             }
         };
+        let received = Instant::now();
         let mut accepted = 0usize;
         let mut refused = 0usize;
         for item in items {
@@ -117,11 +123,16 @@ impl HttpEndpoint for NotificationEndpoint {
                             if settings.encryption.is_some()
                                 && change_type != ChangeType::Deleted =>
                         {
-                            Work::Rich { resource, content }
+                            Work::Rich {
+                                resource,
+                                content,
+                                received,
+                            }
                         }
                         _ => Work::Change {
                             resource,
                             deleted: change_type == ChangeType::Deleted,
+                            received,
                         },
                     }
                 }

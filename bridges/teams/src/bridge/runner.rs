@@ -3,7 +3,8 @@
 //! things at once until shutdown:
 //!
 //! - the notification worker, draining what the endpoint queued (reading
-//!   notified messages a few at a time ahead of the gate);
+//!   notified messages a few at a time ahead of the gate; a channel's delta
+//!   rounds in a task of their own, one at a time per channel);
 //! - reconciliation, every `reconcile_interval` while every watched
 //!   conversation has a live subscription, else every `poll_interval`;
 //! - subscription upkeep (create, renew, recreate, drop), about every
@@ -12,8 +13,9 @@
 use super::TeamsBridge;
 use super::inbound::{Counters, NotifiedRead};
 use super::notifications::Work;
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use switchboard_model::{BridgeContext, BridgeError, BridgeState, ChannelId, RetryKind};
 
 /// The longest pause between two subscription upkeeps.
@@ -35,7 +37,68 @@ enum Ahead {
     },
 }
 
+/// The delta rounds notifications ask for: one task per channel at a time,
+/// so channels do not wait for each other's rounds (a round waits for its
+/// events to be stored before it moves the delta link).
+#[derive(Default)]
+struct ChannelRounds {
+    /// Channels with a round running, and whether a notification asked for
+    /// another one meanwhile.
+    running: Arc<Mutex<HashMap<ChannelId, bool>>>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
 impl TeamsBridge {
+    /// Has `channel`'s delta round run for a notification received at
+    /// `received`: now in a task of its own, or once more after the one
+    /// running (which may have begun before the notification came).
+    fn round_for(
+        &self,
+        ctx: &BridgeContext,
+        rounds: &mut ChannelRounds,
+        channel: ChannelId,
+        received: Instant,
+    ) {
+        while rounds.tasks.try_join_next().is_some() {}
+        if self.inbound.covers(&channel, received) {
+            Counters::bump(&self.inbound.counters.covered);
+            return;
+        }
+        {
+            let mut running = rounds.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = running.get_mut(&channel) {
+                *again = true;
+                return;
+            }
+            running.insert(channel.clone(), false);
+        }
+        let Some(bridge) = self.this.upgrade() else {
+            return;
+        };
+        let running = rounds.running.clone();
+        let ctx = ctx.clone();
+        rounds.tasks.spawn(async move {
+            loop {
+                let now = Instant::now();
+                match bridge.notified_round(&ctx, &channel, now).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        Counters::bump(&bridge.inbound.counters.fetch_failures);
+                        tracing::warn!(bridge = %bridge.id, %channel, error = %e, "A delta round for notified Teams messages failed; reconciliation will read them.");
+                    }
+                }
+                let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+                match running.get_mut(&channel) {
+                    Some(again) if *again && !ctx.shutdown.is_cancelled() => *again = false,
+                    _ => {
+                        running.remove(&channel);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     fn upkeep_every(&self) -> Duration {
         self.notifications
             .as_ref()
@@ -73,13 +136,21 @@ impl TeamsBridge {
 
     async fn handle(&self, ctx: &BridgeContext, work: Work) {
         match work {
-            Work::Change { resource, deleted } => {
-                if let Err(e) = self.fetch_notified(ctx, &resource, deleted).await {
+            Work::Change {
+                resource,
+                deleted,
+                received,
+            } => {
+                if let Err(e) = self.fetch_notified(ctx, &resource, deleted, received).await {
                     Counters::bump(&self.inbound.counters.fetch_failures);
                     tracing::warn!(bridge = %self.id, error = %e, "A notified Teams message could not be read; reconciliation will.");
                 }
             }
-            Work::Rich { resource, content } => {
+            Work::Rich {
+                resource,
+                content,
+                received,
+            } => {
                 let decrypted = self
                     .notifications
                     .as_ref()
@@ -91,7 +162,7 @@ impl TeamsBridge {
                         if let Some(Err(e)) = other {
                             tracing::warn!(bridge = %self.id, error = %e, "Could not decrypt a Teams notification; reading the message instead.");
                         }
-                        self.fetch_notified(ctx, &resource, false).await
+                        self.fetch_notified(ctx, &resource, false, received).await
                     }
                 };
                 if let Err(e) = result {
@@ -120,6 +191,7 @@ impl TeamsBridge {
     async fn worker(&self, ctx: &BridgeContext) {
         let mut rx = self.queue_rx.lock().await;
         let mut ahead: VecDeque<Ahead> = VecDeque::new();
+        let mut rounds = ChannelRounds::default();
         loop {
             // Take what is queued (waiting only when nothing is in hand).
             while ahead.len() < READ_AHEAD {
@@ -140,6 +212,21 @@ impl TeamsBridge {
                 continue;
             };
             match next {
+                Ahead::Work(Work::Change {
+                    resource,
+                    deleted,
+                    received,
+                }) => match self.delta_channel(ctx, &resource, deleted) {
+                    Some(channel) => self.round_for(ctx, &mut rounds, channel, received),
+                    None => {
+                        let work = Work::Change {
+                            resource,
+                            deleted,
+                            received,
+                        };
+                        self.handle(ctx, work).await;
+                    }
+                },
                 Ahead::Work(work) => self.handle(ctx, work).await,
                 Ahead::Read {
                     read,
@@ -163,7 +250,10 @@ impl TeamsBridge {
     /// Starts reading the message a change notification names; anything
     /// else is handled in its turn as it is.
     fn read_ahead(&self, ctx: &BridgeContext, work: Work) -> Ahead {
-        let Work::Change { resource, deleted } = &work else {
+        let Work::Change {
+            resource, deleted, ..
+        } = &work
+        else {
             return Ahead::Work(work);
         };
         let (Some(bridge), Ok(Some(read))) = (

@@ -376,9 +376,17 @@ impl DeltaPage {
 pub fn parse_delta_page(body: &[u8]) -> Result<DeltaPage, Rejected> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| Rejected::InvalidJson(e.to_string()))?;
-    let obj = value.as_object().ok_or(Rejected::NotAnObject)?;
-    let messages = match obj.get("value") {
-        Some(Value::Array(items)) => items.clone(),
+    delta_page_of(value)
+}
+
+/// [`parse_delta_page`] of a page already read as JSON (taken apart, not
+/// copied).
+pub fn delta_page_of(value: Value) -> Result<DeltaPage, Rejected> {
+    let Value::Object(mut obj) = value else {
+        return Err(Rejected::NotAnObject);
+    };
+    let messages = match obj.remove("value") {
+        Some(Value::Array(items)) => items,
         Some(_) => {
             return Err(Rejected::WrongType {
                 field: "value",
@@ -389,8 +397,8 @@ pub fn parse_delta_page(body: &[u8]) -> Result<DeltaPage, Rejected> {
     };
     Ok(DeltaPage {
         messages,
-        next_link: opt_str(obj, "@odata.nextLink").map(str::to_owned),
-        delta_link: opt_str(obj, "@odata.deltaLink").map(str::to_owned),
-        context: opt_str(obj, "@odata.context").map(str::to_owned),
+        next_link: opt_str(&obj, "@odata.nextLink").map(str::to_owned),
+        delta_link: opt_str(&obj, "@odata.deltaLink").map(str::to_owned),
+        context: opt_str(&obj, "@odata.context").map(str::to_owned),
     })
 }
