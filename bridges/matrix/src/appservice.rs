@@ -192,7 +192,8 @@ impl AppserviceEndpoint {
         let Some(ctx) = self.bridge.context() else {
             return error(503, "M_UNKNOWN", "the bridge is not running yet");
         };
-        let inbound = self.bridge.inbound_of(&ctx, events).await;
+        let events = self.bridge.with_missed_before(events).await;
+        let inbound = self.bridge.inbound_of(&ctx, &events).await;
         let count = inbound.len();
         let mut pending = Vec::with_capacity(count);
         for event in inbound {

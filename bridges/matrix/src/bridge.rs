@@ -1142,6 +1142,9 @@ impl Bridge for MatrixBridge {
 
     async fn run(&self, ctx: BridgeContext) -> Result<(), BridgeError> {
         let started_ms = crate::sweep::now_ms();
+        // Transactions from now on are checked for what the homeserver
+        // left out before them (sweep.rs).
+        self.sweeps.schedule(started_ms);
         ctx.set_state(BridgeState::Connecting);
         // Known rooms first: a transaction accepted as soon as the context is
         // in place must find its portal, or its events are dropped as foreign.

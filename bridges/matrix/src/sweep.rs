@@ -16,12 +16,18 @@
 //! reads the newest events of every portal room back to shortly before the
 //! trouble began and hands the relay those that people (not the bridge)
 //! wrote; the relay drops the ones it stored already, by event id.
+//!
+//! A sweep finds a stranded event only after newer ones of its room went
+//! out. To keep a portal's order, each transaction that arrives in the
+//! [`SETTLE`] period after the trouble first has the events just before its
+//! own read from each of its rooms (`/context`), and those of them not seen
+//! yet go first.
 
 use crate::bridge::MatrixBridge;
 use crate::client::{Method, enc};
 use crate::events::RoomEvent;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 use switchboard_model::{BridgeContext, ChannelId, Timestamp};
@@ -35,6 +41,11 @@ pub(crate) const FIRST: Duration = Duration::from_secs(5);
 pub(crate) const SECOND: Duration = Duration::from_secs(30);
 /// How far before the trouble a sweep looks (clocks differ).
 const MARGIN_MS: u64 = 2 * 60 * 1000;
+/// How long after a start or a refused transaction each transaction is
+/// checked for events missing before it.
+pub(crate) const SETTLE: Duration = Duration::from_secs(30);
+/// How many events before a transaction's first one are checked.
+const BEFORE: u32 = 20;
 /// Events per page, and pages per room at most.
 const PAGE: u32 = 100;
 const MAX_PAGES: usize = 10;
@@ -44,12 +55,31 @@ const MAX_PAGES: usize = 10;
 pub(crate) struct Sweeps {
     due: Mutex<BTreeMap<Instant, u64>>,
     changed: Notify,
+    settle: Mutex<Settle>,
+}
+
+/// The period in which transactions are checked for what is missing
+/// before them, and the events seen in it.
+#[derive(Debug, Default)]
+struct Settle {
+    until: Option<Instant>,
+    since_ms: u64,
+    seen: HashSet<String>,
 }
 
 impl Sweeps {
     /// Schedules the two sweeps for trouble that began at `since_ms`.
     pub(crate) fn schedule(&self, since_ms: u64) {
         let now = Instant::now();
+        {
+            let mut settle = self.settle.lock().unwrap_or_else(|p| p.into_inner());
+            if settle.until.is_none_or(|until| until <= now) {
+                settle.seen.clear();
+                settle.since_ms = since_ms;
+            }
+            settle.since_ms = settle.since_ms.min(since_ms);
+            settle.until = Some(now + SETTLE);
+        }
         {
             let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
             for after in [FIRST, SECOND] {
@@ -59,6 +89,25 @@ impl Sweeps {
             }
         }
         self.changed.notify_one();
+    }
+
+    /// In the settle period: the time (ms) a check looks back to.
+    fn settling(&self) -> Option<u64> {
+        let mut settle = self.settle.lock().unwrap_or_else(|p| p.into_inner());
+        match settle.until {
+            Some(until) if Instant::now() < until => Some(settle.since_ms),
+            Some(_) => {
+                *settle = Settle::default();
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Marks `id` seen in the settle period; false if it was already.
+    fn first_sight(&self, id: &str) -> bool {
+        let mut settle = self.settle.lock().unwrap_or_else(|p| p.into_inner());
+        settle.seen.insert(id.to_owned())
     }
 
     /// When the next sweep is due.
@@ -128,6 +177,76 @@ impl MatrixBridge {
             }
         }
         tracing::debug!(bridge = %self.config.id, events = handed, "Swept the portal rooms for events never pushed.");
+    }
+
+    /// In the settle period after trouble: `events` (a transaction's),
+    /// preceded by the events people wrote just before them in their rooms
+    /// that this process has not seen, oldest first. Outside it, `events`.
+    /// [`GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`](https://spec.matrix.org/v1.16/client-server-api/#get_matrixclientv3roomsroomidcontexteventid)
+    pub(crate) async fn with_missed_before(&self, events: &[Value]) -> Vec<Value> {
+        let Some(since_ms) = self.sweeps.settling() else {
+            return events.to_vec();
+        };
+        let since_ms = since_ms.saturating_sub(MARGIN_MS);
+        let mut first_in_room: Vec<(String, String)> = Vec::new();
+        for raw in events {
+            let (Some(room), Some(id)) = (
+                raw.get("room_id").and_then(Value::as_str),
+                raw.get("event_id").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            self.sweeps.first_sight(id);
+            if !first_in_room.iter().any(|(r, _)| r == room) {
+                first_in_room.push((room.to_owned(), id.to_owned()));
+            }
+        }
+        let mut out: Vec<Value> = Vec::new();
+        for (room, first) in first_in_room {
+            if self.rooms.channel_of(&room).is_none() {
+                continue;
+            }
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/context/{}?limit={BEFORE}",
+                enc(&room),
+                enc(&first)
+            );
+            let page = match self.client.call(Method::Get, &path, None, None).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::debug!(bridge = %self.config.id, %room, error = %e, "Could not read what came before a transaction.");
+                    continue;
+                }
+            };
+            let mut before: Vec<Value> = Vec::new();
+            for raw in page
+                .get("events_before")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut raw = raw.clone();
+                if raw.get("room_id").is_none() {
+                    raw["room_id"] = Value::from(room.as_str());
+                }
+                let Ok(event) = RoomEvent::from_json(&raw) else {
+                    continue;
+                };
+                if event.ts.is_some_and(|ts| ts < since_ms) {
+                    break;
+                }
+                if self.written_by_people(&event) && self.sweeps.first_sight(&event.event_id) {
+                    before.push(raw);
+                }
+            }
+            if !before.is_empty() {
+                tracing::debug!(bridge = %self.config.id, %room, events = before.len(), "Events before a transaction not seen in this run go first (the relay drops those it has).");
+            }
+            before.reverse();
+            out.extend(before);
+        }
+        out.extend(events.iter().cloned());
+        out
     }
 
     /// The Matrix room of a portal channel, when known.
