@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, BridgeState, CallEvent, CallState,
     Capabilities, ChannelId, CursorStore, Delivered, HttpEndpoint, LinkedAccounts, LoginFlow,
-    MediaSource, Message, MessageId, MessageStyle, NoLinkedAccounts, OpId, OutboundKind,
-    OutboundOp, Person, PuppetRef, RichText, UserId,
+    MediaSource, Message, MessageId, MessageStyle, OpId, OutboundKind, OutboundOp, Person,
+    PuppetRef, RichText, UserId,
 };
 
 /// How many finished ops are answered from memory before the oldest are forgotten.
@@ -70,7 +70,7 @@ pub struct MatrixBridge {
     /// Management rooms and direct chats (direct.rs).
     pub(crate) management: crate::direct::Management,
     /// People's own linked Matrix accounts (double puppeting).
-    accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
+    accounts_slot: switchboard_model::AccountsSlot,
     /// Links waiting for `link <code>` from the account to link (direct.rs).
     pub(crate) pending_links: crate::direct::PendingLinks,
     /// Sweeps of the portal rooms for events never pushed (sweep.rs).
@@ -112,7 +112,7 @@ impl MatrixBridge {
             avatars: Mutex::default(),
             media,
             management: crate::direct::Management::default(),
-            accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
+            accounts_slot: switchboard_model::AccountsSlot::default(),
             pending_links: crate::direct::PendingLinks::default(),
             sweeps: crate::sweep::Sweeps::default(),
             this: this.clone(),
@@ -337,17 +337,11 @@ impl MatrixBridge {
 
     /// People's linked Matrix accounts.
     pub fn set_accounts(&self, accounts: Arc<dyn LinkedAccounts>) {
-        *self
-            .accounts_slot
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = accounts;
+        self.accounts_slot.set(accounts);
     }
 
     fn accounts(&self) -> Arc<dyn LinkedAccounts> {
-        self.accounts_slot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.accounts_slot.get()
     }
 
     /// Who posts `op`: a ghost or a linked account (no prefix), or the bot

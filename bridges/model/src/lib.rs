@@ -48,7 +48,9 @@ pub use event::{
 pub use http::{HttpEndpoint, HttpRequest, HttpResponse};
 pub use ids::{BridgeId, CallId, ChannelId, EventId, MessageId, OpId, UserId};
 pub use outbound::{Delivered, OutboundKind, OutboundOp};
-pub use person::{LinkedAccount, LinkedAccounts, NoLinkedAccounts, Person, PuppetRef, Sender};
+pub use person::{
+    AccountsSlot, LinkedAccount, LinkedAccounts, NoLinkedAccounts, Person, PuppetRef, Sender,
+};
 pub use recovery::EarlierPosts;
 pub use richtext::{Block, Inline, RichText, group_by_size};
 pub use time::Timestamp;

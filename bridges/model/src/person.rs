@@ -166,6 +166,31 @@ pub trait LinkedAccounts: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Where a bridge keeps the linked accounts the daemon hands it; none
+/// until it does.
+#[derive(Debug)]
+pub struct AccountsSlot(std::sync::RwLock<std::sync::Arc<dyn LinkedAccounts>>);
+
+impl Default for AccountsSlot {
+    fn default() -> Self {
+        AccountsSlot(std::sync::RwLock::new(std::sync::Arc::new(
+            NoLinkedAccounts,
+        )))
+    }
+}
+
+impl AccountsSlot {
+    /// Replaces the accounts.
+    pub fn set(&self, accounts: std::sync::Arc<dyn LinkedAccounts>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = accounts;
+    }
+
+    /// The accounts now.
+    pub fn get(&self) -> std::sync::Arc<dyn LinkedAccounts> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// No linked accounts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoLinkedAccounts;

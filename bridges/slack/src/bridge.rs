@@ -37,8 +37,7 @@ use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, CallState, Capabilities, ChannelId,
     ChannelInfo, Delivered, EventId, HttpEndpoint, HttpRequest, HttpResponse, Inbound, InboundKind,
     InboundSink, Inline, LinkedAccounts, LoginFlow, MediaSource, Message, MessageId, MessageStyle,
-    NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, Timestamp,
-    UserId,
+    OpId, OutboundKind, OutboundOp, Person, PuppetRef, RichText, Timestamp, UserId,
 };
 
 /// Who we are in the workspace, from `auth.test` and `bots.info`.
@@ -72,7 +71,7 @@ pub struct SlackBridge {
     /// Ourselves, for the HTTP endpoint.
     this: std::sync::Weak<SlackBridge>,
     /// People's own linked accounts.
-    accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
+    accounts_slot: switchboard_model::AccountsSlot,
     /// The workspace's icon once `team.info` answered (`Some(None)`: none).
     icon: Mutex<Option<Option<String>>>,
     /// Event ids of the slash commands stored last, oldest first: a
@@ -117,7 +116,7 @@ impl SlackBridge {
             earlier: EarlierPosts::new(),
             chat_logins: Arc::default(),
             this: this.clone(),
-            accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
+            accounts_slot: switchboard_model::AccountsSlot::default(),
             icon: Mutex::new(None),
             commands_stored: Mutex::new(VecDeque::new()),
             direct: crate::direct::DirectState::default(),
@@ -166,18 +165,12 @@ impl SlackBridge {
     }
 
     fn accounts(&self) -> Arc<dyn LinkedAccounts> {
-        self.accounts_slot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.accounts_slot.get()
     }
 
     /// Uses `accounts` for people who linked their own Slack account.
     pub fn set_accounts(&self, accounts: Arc<dyn LinkedAccounts>) {
-        *self
-            .accounts_slot
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = accounts;
+        self.accounts_slot.set(accounts);
     }
 
     /// A handle on this connector for tasks that outlive a borrow of it.

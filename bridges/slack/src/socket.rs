@@ -233,17 +233,24 @@ async fn serve(
                 }
             }
             Some((generation, ack)) = acks.recv() => {
-                // An ack goes back on the socket its envelope came by; a
-                // socket that is gone takes its acks with it (Slack
-                // redelivers, and the relay drops the repeat).
-                if generation == current.generation {
-                    if let Err(e) = current.write.send(Frame::Text(ack.into())).await {
-                        break Ended::Lost(format!("ack not sent: {e}"));
-                    }
-                } else if let Some(old) = old_writes.get_mut(&generation)
-                    && old.send(Frame::Text(ack.into())).await.is_err()
+                // An ack goes back on the socket its envelope came by. When
+                // that one closed meanwhile (the envelope waited in the
+                // reorder window), it goes on the current one: an ack names
+                // its envelope. Should Slack not take it there, it
+                // redelivers, and the relay drops the repeat.
+                let mut ack = Some(ack);
+                if generation != current.generation
+                    && let Some(old) = old_writes.get_mut(&generation)
+                    && let Some(text) = ack.take()
+                    && old.send(Frame::Text(text.clone().into())).await.is_err()
                 {
                     old_writes.remove(&generation);
+                    ack = Some(text);
+                }
+                if let Some(text) = ack
+                    && let Err(e) = current.write.send(Frame::Text(text.into())).await
+                {
+                    break Ended::Lost(format!("ack not sent: {e}"));
                 }
             }
             _ = ping.tick() => {

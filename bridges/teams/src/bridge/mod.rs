@@ -48,14 +48,13 @@ use crate::graph::{self, DEFAULT_RELAY_MARKER, ResourceRef};
 use crate::html;
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use switchboard_model::recovery::EarlierPosts;
 use switchboard_model::{
     Attachment, Bridge, BridgeContext, BridgeError, BridgeId, Capabilities, ChannelId, ChannelInfo,
     Delivered, HttpEndpoint, LinkedAccount, LinkedAccounts, LoginFlow, MediaSource, Meeting,
-    MessageId, NoLinkedAccounts, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RetryKind,
-    UserId,
+    MessageId, OpId, OutboundKind, OutboundOp, Person, PuppetRef, RetryKind, UserId,
 };
 
 /// How many delivered ops are remembered before the record is reset.
@@ -230,7 +229,7 @@ pub struct TeamsBridge {
     identities: identity::Identities,
     /// The app's identity-platform settings, for people's sign-ins.
     sign_in: IdentityConfig,
-    accounts_slot: RwLock<Arc<dyn LinkedAccounts>>,
+    accounts_slot: switchboard_model::AccountsSlot,
     /// Ops delivered by this process and what they produced.
     posted: Mutex<HashMap<OpId, Delivered>>,
     /// Posts of earlier attempts found by reading conversations back.
@@ -288,7 +287,7 @@ impl TeamsBridge {
             app,
             identities,
             sign_in,
-            accounts_slot: RwLock::new(Arc::new(NoLinkedAccounts)),
+            accounts_slot: switchboard_model::AccountsSlot::default(),
             posted: Mutex::new(HashMap::new()),
             earlier: EarlierPosts::new(),
             ours: Mutex::new(HashSet::new()),
@@ -308,17 +307,11 @@ impl TeamsBridge {
 
     /// Uses `accounts` for people who linked their own Teams account.
     pub fn set_accounts(&self, accounts: Arc<dyn LinkedAccounts>) {
-        *self
-            .accounts_slot
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = accounts;
+        self.accounts_slot.set(accounts);
     }
 
     fn accounts(&self) -> Arc<dyn LinkedAccounts> {
-        self.accounts_slot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.accounts_slot.get()
     }
 }
 
