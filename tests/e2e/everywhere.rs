@@ -39,20 +39,8 @@ impl OnePortal {
     }
 
     /// Polls `find`; on a timeout fails with the daemon's log.
-    pub(crate) fn wait<T>(&self, what: &str, mut find: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(found) = find() {
-                return found;
-            }
-            if Instant::now() >= deadline {
-                let log = self.t.setup().log();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!("timed out waiting for: {what}\n{}", tail.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub(crate) fn wait<T>(&self, what: &str, find: impl FnMut() -> Option<T>) -> T {
+        crate::three::wait_logged(self.t.setup(), what, find)
     }
 
     /// The portal room's events, oldest first, as Matrix's alice sees them.

@@ -274,25 +274,8 @@ impl Three {
 
     /// Polls `find` until it gives a value; on a timeout ([`WAIT`]) fails
     /// with the end of the daemon's log.
-    pub(crate) fn wait<T>(&self, what: &str, mut find: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(found) = find() {
-                return found;
-            }
-            if Instant::now() >= deadline {
-                let log = self.setup().log();
-                let tail: Vec<&str> = log
-                    .lines()
-                    .filter(|l| !l.contains("Graph call."))
-                    .rev()
-                    .take(60)
-                    .collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!("timed out waiting for: {what}\n{}", tail.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub(crate) fn wait<T>(&self, what: &str, find: impl FnMut() -> Option<T>) -> T {
+        wait_logged(self.setup(), what, find)
     }
 
     /// The events of Matrix room `room` (the latest 100), oldest first, as
@@ -341,6 +324,29 @@ pub(crate) fn spawn_ready(setup: &Setup, limit: Duration) -> Daemon {
         }
         assert!(Instant::now() < deadline, "daemon not ready in time");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `find` until it gives a value; on a timeout ([`WAIT`]) fails with
+/// the end of the daemon's log (without its Graph call lines).
+pub(crate) fn wait_logged<T>(setup: &Setup, what: &str, mut find: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        if Instant::now() >= deadline {
+            let log = setup.log();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("Graph call."))
+                .rev()
+                .take(60)
+                .collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("timed out waiting for: {what}\n{}", tail.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
